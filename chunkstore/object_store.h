@@ -1,0 +1,70 @@
+// ObjectStore: the source of truth for packs, images and refs.
+//
+// Keys are relative, '/'-separated names ("packs/<hex>", "images/<hex>",
+// "refs/<name>"); each component is non-empty, not "." or "..", and uses only
+// [A-Za-z0-9._:@+%=-]. Objects are written whole and atomically: a reader
+// sees the complete old object, the complete new one, or none. Everything a
+// store returns is untrusted: callers verify contents against their address.
+// Implementations are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "chunkstore/status.h"
+
+namespace ferry::chunkstore {
+
+// Immutable bytes, owned by whatever backs them (a vector or an mmap).
+class Blob {
+ public:
+  virtual ~Blob() = default;
+  virtual std::span<const uint8_t> bytes() const = 0;
+  std::string_view view() const {
+    auto b = bytes();
+    return {reinterpret_cast<const char*>(b.data()), b.size()};
+  }
+};
+std::shared_ptr<const Blob> MakeBlob(std::vector<uint8_t> data);
+// Maps a whole local file read-only; the mapping lives as long as the Blob.
+Result<std::shared_ptr<const Blob>> MapFile(const std::string& path);
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+  // The URL this store was opened with, for messages.
+  virtual std::string Url() const = 0;
+  // Stores `data` under `key`, replacing any old object, atomically.
+  virtual Status Put(const std::string& key, std::span<const uint8_t> data) = 0;
+  // Stores the contents of the local file `path` under `key`. The store may
+  // take the file over (rename it); afterwards `path` may no longer exist.
+  virtual Status PutFile(const std::string& key, const std::string& path) = 0;
+  // The whole object. NotFound if absent.
+  virtual Result<std::shared_ptr<const Blob>> Get(const std::string& key) = 0;
+  // Exactly out.size() bytes at `offset`. A range past the end of the object
+  // is kCorruption (the caller's index disagrees with the store).
+  virtual Status GetRange(const std::string& key, uint64_t offset,
+                          std::span<uint8_t> out) = 0;
+  // Size in bytes; NotFound if absent.
+  virtual Result<uint64_t> Size(const std::string& key) = 0;
+  // Keys starting with `prefix` (a folder such as "packs/"), sorted.
+  virtual Result<std::vector<std::string>> List(const std::string& prefix) = 0;
+  // Removes the object; OK if it did not exist.
+  virtual Status Delete(const std::string& key) = 0;
+};
+
+// Whether `key` is a well-formed object key (see above).
+bool IsValidKey(const std::string& key);
+
+// Opens a store from a URL: "file:///abs/path" or a plain path (file store).
+// Fails with kInvalidArgument for an unknown scheme.
+Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const std::string& url);
+
+// $FERRY_STORE if set; else file:///var/lib/ferry for root and
+// file://$HOME/.local/share/ferry for other users.
+std::string DefaultStoreUrl();
+
+}  // namespace ferry::chunkstore

@@ -1,0 +1,81 @@
+// Packs: immutable objects that hold many compressed chunks.
+//
+// On-disk layout (docs/format.md has the byte-level description):
+//   [zstd frame of chunk 0][frame 1]...[frame n-1][index][trailer]
+// Each chunk is its own zstd frame, so one range read fetches one chunk or a
+// run of neighbours. The index lists (digest, offset, compressed length,
+// uncompressed length) per chunk; the 32-byte trailer locates the index and
+// checksums it with XXH3, so a pack describes itself. A pack's name in the
+// store is "packs/<sha256 of the whole pack object>".
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "chunkstore/digest.h"
+#include "chunkstore/object_store.h"
+#include "chunkstore/status.h"
+
+namespace ferry::chunkstore {
+
+inline constexpr char kPackMagic[8] = {'F', 'E', 'R', 'R', 'Y', 'P', 'K', '1'};
+inline constexpr uint32_t kPackVersion = 1;
+inline constexpr size_t kPackTrailerSize = 32;
+inline constexpr size_t kPackIndexEntrySize = 48;
+
+// Where a chunk lives: enough to fetch, decompress and verify it.
+struct ChunkLocation {
+  Digest digest;         // SHA-256 of the uncompressed bytes
+  Digest pack;           // pack object id
+  uint64_t offset = 0;   // of the zstd frame within the pack
+  uint32_t clen = 0;     // compressed (frame) length
+  uint32_t ulen = 0;     // uncompressed length
+};
+
+std::string PackKey(const Digest& pack);
+
+// Compresses `data` as one zstd frame that records its content size.
+std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level);
+// Decompresses one frame into exactly `ulen` bytes and checks that the result
+// hashes to `digest`. kCorruption on any mismatch; never returns bad bytes.
+Status DecompressAndVerify(std::span<const uint8_t> frame, uint32_t ulen,
+                           const Digest& digest, std::vector<uint8_t>* out);
+
+// Writes one pack to a local file. Not thread-safe.
+class PackWriter {
+ public:
+  // Creates `path` (must not exist).
+  static Result<std::unique_ptr<PackWriter>> Create(const std::string& path);
+  ~PackWriter();
+
+  // Appends an already compressed frame; returns its offset in the pack.
+  Result<uint64_t> Append(const Digest& digest, std::span<const uint8_t> frame,
+                          uint32_t ulen);
+  uint64_t bytes_written() const { return offset_; }
+  size_t chunk_count() const { return index_.size(); }
+
+  // Writes index and trailer, closes the file; returns the pack id.
+  Result<Digest> Finish();
+
+ private:
+  PackWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  Status Write(std::span<const uint8_t> data);
+
+  int fd_;
+  std::string path_;
+  uint64_t offset_ = 0;
+  Sha256Stream sha_;
+  std::vector<uint8_t> index_;  // serialized entries
+};
+
+// Reads a pack's own index from the store (trailer, then index), checking
+// magic, version, bounds and the index checksum.
+Result<std::vector<ChunkLocation>> ReadPackIndex(ObjectStore& store,
+                                                 const Digest& pack);
+// The same over a whole pack held in memory (fsck, fuzzing).
+Result<std::vector<ChunkLocation>> ParsePackIndex(std::span<const uint8_t> pack,
+                                                  const Digest& pack_id);
+
+}  // namespace ferry::chunkstore

@@ -1,0 +1,77 @@
+// ImageFs: the read-only filesystem semantics of one image, without FUSE.
+//
+// Each call computes an answer (attributes, an inode, bytes, an xattr) or a
+// Status; the FUSE server (fuse_server.cc) turns those into replies, and
+// ErrnoFor() into errno, in one place. Reads fetch chunks through a
+// ChunkReader, which verifies every chunk against its address: a chunk that
+// fails is an error (EIO), never wrong bytes. Holes read as zeros without a
+// fetch. Thread-safe.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chunkstore/chunk_reader.h"
+#include "fs/image_reader.h"
+
+namespace ferry::fs {
+
+// Maps a Status to the errno a filesystem call should fail with.
+int ErrnoFor(const Status& status);
+
+// A read's answer: iovecs that point into `keep` (chunk buffers) or into a
+// static zero page, valid while the ReadResult lives.
+struct ReadResult {
+  std::vector<struct iovec> iov;
+  std::vector<chunkstore::ChunkData> keep;
+  size_t bytes = 0;
+};
+
+struct FsCounters {
+  std::atomic<uint64_t> reads{0};
+  std::atomic<uint64_t> read_bytes{0};
+  std::atomic<uint64_t> read_errors{0};  // reads answered with EIO
+};
+
+class ImageFs {
+ public:
+  using Logger = std::function<void(const std::string&)>;
+  ImageFs(std::unique_ptr<ImageReader> image, chunkstore::ChunkReader* chunks, Logger log);
+
+  const ImageReader& image() const { return *image_; }
+
+  // ENOENT for an inode number the image does not have.
+  Result<struct stat> GetAttr(uint64_t ino) const;
+  // The child's inode; NotFound if absent, ENOTDIR if `parent` is not a dir.
+  Result<uint64_t> Lookup(uint64_t parent, std::string_view name) const;
+  Result<std::string_view> ReadLink(uint64_t ino) const;
+  // Up to `size` bytes at `offset` (short at end of file).
+  Result<ReadResult> Read(uint64_t ino, uint64_t offset, size_t size);
+  // kNotFound when the attribute does not exist (ENODATA).
+  Result<std::string_view> GetXattr(uint64_t ino, std::string_view name) const;
+  // NUL-separated names, as listxattr(2) returns them.
+  Result<std::string> ListXattr(uint64_t ino) const;
+  struct statvfs StatFs() const;
+  // Permission check for access(2): W_OK is always EROFS.
+  Status Access(uint64_t ino, int mask, uid_t uid, gid_t gid) const;
+
+  // "reads=... bytes=... fetches=..." for `ferry stats`.
+  std::string StatsJson() const;
+  FsCounters& counters() { return counters_; }
+
+ private:
+  std::unique_ptr<ImageReader> image_;
+  chunkstore::ChunkReader* chunks_;
+  Logger log_;
+  FsCounters counters_;
+  uint64_t total_bytes_ = 0;
+};
+
+}  // namespace ferry::fs

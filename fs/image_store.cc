@@ -1,0 +1,89 @@
+#include "fs/image_store.h"
+
+#include <cctype>
+
+namespace ferry::fs {
+
+std::string ImageKey(const Digest& id) { return "images/" + id.Hex(); }
+
+bool IsValidRefName(const std::string& name) {
+  if (name.empty() || name.size() > 200 || !std::isalnum(static_cast<unsigned char>(name[0]))) {
+    return false;
+  }
+  return chunkstore::IsValidKey("refs/" + name);
+}
+
+Result<Digest> PutImage(chunkstore::ObjectStore& store, std::span<const uint8_t> object) {
+  Digest id = Sha256(object);
+  RETURN_IF_ERROR(store.Put(ImageKey(id), object));
+  return id;
+}
+
+Status SetRef(chunkstore::ObjectStore& store, const std::string& name, const Digest& id) {
+  if (!IsValidRefName(name)) return InvalidArgumentError("invalid image name '" + name + "'");
+  std::string text = id.Hex() + "\n";
+  return store.Put("refs/" + name, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
+static Result<Digest> ReadRef(chunkstore::ObjectStore& store, const std::string& key) {
+  ASSIGN_OR_RETURN(auto blob, store.Get(key));
+  std::string_view text = blob->view();
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  auto id = Digest::FromHex(text);
+  if (!id) return CorruptionError("ref " + key + " does not hold an image id");
+  return *id;
+}
+
+Result<std::vector<std::pair<std::string, Digest>>> ListRefs(chunkstore::ObjectStore& store) {
+  ASSIGN_OR_RETURN(auto keys, store.List("refs/"));
+  std::vector<std::pair<std::string, Digest>> out;
+  for (const std::string& key : keys) {
+    ASSIGN_OR_RETURN(Digest id, ReadRef(store, key));
+    out.emplace_back(key.substr(5), id);
+  }
+  return out;
+}
+
+Result<std::vector<Digest>> ListImages(chunkstore::ObjectStore& store) {
+  ASSIGN_OR_RETURN(auto keys, store.List("images/"));
+  std::vector<Digest> out;
+  for (const std::string& key : keys) {
+    if (auto id = Digest::FromHex(key.substr(7))) out.push_back(*id);
+  }
+  return out;
+}
+
+Result<Digest> ResolveImage(chunkstore::ObjectStore& store, const std::string& name_or_id) {
+  if (auto id = Digest::FromHex(name_or_id)) return *id;
+  if (IsValidRefName(name_or_id)) {
+    auto ref = ReadRef(store, "refs/" + name_or_id);
+    if (ref.ok() || ref.status().code() != StatusCode::kNotFound) return ref;
+  }
+  bool hex = name_or_id.size() >= 8 &&
+             name_or_id.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (hex) {
+    ASSIGN_OR_RETURN(auto ids, ListImages(store));
+    std::vector<Digest> matches;
+    for (const Digest& id : ids) {
+      if (id.Hex().rfind(name_or_id, 0) == 0) matches.push_back(id);
+    }
+    if (matches.size() == 1) return matches[0];
+    if (matches.size() > 1) {
+      return InvalidArgumentError("image id prefix '" + name_or_id + "' is ambiguous");
+    }
+  }
+  return NotFoundError("no image named '" + name_or_id + "' in " + store.Url());
+}
+
+Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, const Digest& id) {
+  auto blob = store.Get(ImageKey(id));
+  if (!blob.ok()) return blob.status().Annotate("load image " + id.Short());
+  if (Sha256((*blob)->bytes()) != id) {
+    return CorruptionError("image " + id.Hex() + ": metadata object does not match its id");
+  }
+  auto reader = ImageReader::Open(*blob);
+  if (!reader.ok()) return reader.status().Annotate("image " + id.Hex());
+  return reader;
+}
+
+}  // namespace ferry::fs

@@ -1,0 +1,42 @@
+// Images and refs in an object store.
+//
+//   images/<id>   an image metadata object; id = SHA-256 of its bytes
+//   refs/<name>   a ref: the 64-hex image id followed by a newline
+//
+// Everything read is verified: an image whose bytes do not hash to its id is
+// kCorruption, and a ref that does not hold an id is kCorruption.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "chunkstore/object_store.h"
+#include "fs/image_reader.h"
+
+namespace ferry::fs {
+
+std::string ImageKey(const Digest& id);
+
+// Whether `name` may be used as a ref: 1..200 characters of [A-Za-z0-9._:@+=-]
+// in '/'-separated components, starting with a letter or digit.
+bool IsValidRefName(const std::string& name);
+
+// Stores a serialized image; returns its id.
+Result<Digest> PutImage(chunkstore::ObjectStore& store, std::span<const uint8_t> object);
+// Points `name` at `id` (atomically replacing an old value).
+Status SetRef(chunkstore::ObjectStore& store, const std::string& name, const Digest& id);
+// All refs, sorted by name.
+Result<std::vector<std::pair<std::string, Digest>>> ListRefs(chunkstore::ObjectStore& store);
+// All image ids in the store.
+Result<std::vector<Digest>> ListImages(chunkstore::ObjectStore& store);
+
+// Resolves a ref name, a full image id or a unique id prefix of at least 8
+// hex characters. NotFound names what was looked for.
+Result<Digest> ResolveImage(chunkstore::ObjectStore& store, const std::string& name_or_id);
+
+// Fetches, verifies and opens an image.
+Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, const Digest& id);
+
+}  // namespace ferry::fs

@@ -1,0 +1,169 @@
+#include "fs/image_writer.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string_view>
+#include <sys/stat.h>
+#include <cstddef>
+
+namespace ferry::fs {
+namespace {
+
+// Collects strings, storing each distinct one once.
+class StringTable {
+ public:
+  uint64_t Add(std::string_view s) {
+    auto it = offsets_.find(s);
+    if (it != offsets_.end()) return it->second;
+    uint64_t off = data_.size();
+    data_.insert(data_.end(), s.begin(), s.end());
+    offsets_.emplace(std::string(s), off);
+    return off;
+  }
+  const std::vector<uint8_t>& data() const { return data_; }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return XXH3_64bits(s.data(), s.size()); }
+  };
+  std::vector<uint8_t> data_;
+  std::unordered_map<std::string, uint64_t, Hash, std::equal_to<>> offsets_;
+};
+
+template <typename T>
+void AppendRecords(std::vector<uint8_t>* out, const std::vector<T>& records) {
+  const auto* p = reinterpret_cast<const uint8_t*>(records.data());
+  out->insert(out->end(), p, p + records.size() * sizeof(T));
+}
+
+}  // namespace
+
+uint32_t ImageWriter::AddInode(InodeSpec spec) {
+  inodes_.push_back(std::move(spec));
+  return static_cast<uint32_t>(inodes_.size());
+}
+
+uint32_t ImageWriter::AddChunk(const chunkstore::ChunkLocation& loc) {
+  auto it = chunk_index_.find(loc.digest);
+  if (it != chunk_index_.end()) return it->second;
+  uint32_t pack;
+  auto pit = pack_index_.find(loc.pack);
+  if (pit != pack_index_.end()) {
+    pack = pit->second;
+  } else {
+    pack = static_cast<uint32_t>(packs_.size());
+    PackRecord pr;
+    std::memcpy(pr.digest, loc.pack.bytes.data(), 32);
+    packs_.push_back(pr);
+    pack_index_.emplace(loc.pack, pack);
+  }
+  ChunkRecord rec{};
+  std::memcpy(rec.digest, loc.digest.bytes.data(), 32);
+  rec.pack_offset = loc.offset;
+  rec.clen = loc.clen;
+  rec.ulen = loc.ulen;
+  rec.pack = pack;
+  uint32_t index = static_cast<uint32_t>(chunks_.size());
+  chunks_.push_back(rec);
+  chunk_index_.emplace(loc.digest, index);
+  return index;
+}
+
+std::vector<uint8_t> ImageWriter::Serialize() const {
+  StringTable strings;
+  std::vector<InodeRecord> inodes;
+  std::vector<DirentRecord> dirents;
+  std::vector<ExtentRecord> extents;
+  std::vector<XattrRecord> xattrs;
+  inodes.reserve(inodes_.size());
+  for (const InodeSpec& spec : inodes_) {
+    InodeRecord rec = spec.attr;
+    rec.xattr_first = xattrs.size();
+    rec.xattr_count = static_cast<uint32_t>(spec.xattrs.size());
+    auto sorted_x = spec.xattrs;
+    std::sort(sorted_x.begin(), sorted_x.end());
+    for (const auto& [name, value] : sorted_x) {
+      XattrRecord x{};
+      x.name_off = strings.Add(name);
+      x.name_len = static_cast<uint32_t>(name.size());
+      x.value_off = strings.Add(value);
+      x.value_len = static_cast<uint32_t>(value.size());
+      xattrs.push_back(x);
+    }
+    switch (rec.mode & S_IFMT) {
+      case S_IFDIR: {
+        std::vector<const std::pair<std::string, uint32_t>*> sorted;
+        for (const auto& e : spec.entries) sorted.push_back(&e);
+        std::sort(sorted.begin(), sorted.end(),
+                  [](auto* a, auto* b) { return a->first < b->first; });
+        rec.data_first = dirents.size();
+        rec.data_count = sorted.size();
+        for (const auto* e : sorted) {
+          DirentRecord d{};
+          d.name_off = strings.Add(e->first);
+          d.name_len = static_cast<uint16_t>(e->first.size());
+          d.ino = e->second;
+          dirents.push_back(d);
+        }
+        break;
+      }
+      case S_IFREG:
+        rec.data_first = extents.size();
+        rec.data_count = spec.extents.size();
+        for (const auto& [off, chunk] : spec.extents) extents.push_back({off, chunk, 0});
+        break;
+      case S_IFLNK:
+        rec.data_first = strings.Add(spec.symlink);
+        rec.data_count = spec.symlink.size();
+        rec.size = spec.symlink.size();
+        break;
+      default:
+        rec.data_first = rec.data_count = 0;
+    }
+    inodes.push_back(rec);
+  }
+
+  struct Pending { uint32_t id; uint32_t record_size; std::vector<uint8_t> bytes; };
+  std::vector<Pending> sections(kSectionCount);
+  sections[0] = {kSectionInodes, sizeof(InodeRecord), {}};
+  AppendRecords(&sections[0].bytes, inodes);
+  sections[1] = {kSectionDirents, sizeof(DirentRecord), {}};
+  AppendRecords(&sections[1].bytes, dirents);
+  sections[2] = {kSectionExtents, sizeof(ExtentRecord), {}};
+  AppendRecords(&sections[2].bytes, extents);
+  sections[3] = {kSectionChunks, sizeof(ChunkRecord), {}};
+  AppendRecords(&sections[3].bytes, chunks_);
+  sections[4] = {kSectionPacks, sizeof(PackRecord), {}};
+  AppendRecords(&sections[4].bytes, packs_);
+  sections[5] = {kSectionXattrs, sizeof(XattrRecord), {}};
+  AppendRecords(&sections[5].bytes, xattrs);
+  sections[6] = {kSectionStrings, 1, strings.data()};
+
+  std::vector<uint8_t> out(kImageHeaderSize + kSectionCount * kSectionEntrySize, 0);
+  std::vector<SectionEntry> table;
+  for (const Pending& s : sections) {
+    out.resize((out.size() + 7) & ~size_t{7}, 0);
+    table.push_back({s.id, s.record_size, out.size(), s.bytes.size(),
+                     XXH3_64bits(s.bytes.data(), s.bytes.size())});
+    out.insert(out.end(), s.bytes.begin(), s.bytes.end());
+  }
+  out.resize((out.size() + 7) & ~size_t{7}, 0);
+  ImageHeader h{};
+  std::memcpy(h.magic, kImageMagic, 8);
+  h.version = kImageVersion;
+  h.section_count = kSectionCount;
+  h.inode_count = inodes.size();
+  h.object_size = out.size();
+  std::memcpy(out.data(), &h, sizeof(h));
+  std::memcpy(out.data() + kImageHeaderSize, table.data(), table.size() * kSectionEntrySize);
+  h.header_xxh3 = XXH3_64bits(out.data(), kImageHeaderSize + table.size() * kSectionEntrySize);
+  // The checksum covers bytes [0,56) and the table: it is computed with its
+  // own field still zero, then stored.
+  std::memcpy(out.data() + offsetof(ImageHeader, header_xxh3), &h.header_xxh3, 8);
+  return out;
+}
+
+}  // namespace ferry::fs
