@@ -19,6 +19,7 @@ FERRY_BUILD_OPTS=""
 FERRY_MOUNT_OPTS=""
 REBUILD_ROOTFS=0
 TAG=bench-debian
+ITEM_TIMEOUT=600
 PY_IMPORTS='import json, sqlite3, asyncio, email, http.client'
 
 usage() {
@@ -55,6 +56,8 @@ Options:
   --ferry-build-opts "..."   extra options for 'ferry build'
   --ferry-mount-opts "..."   extra options for 'ferry mount'
   --rebuild-rootfs     remake the root filesystem even if cached
+  --timeout SECS       limit for one timed item or one mount/unmount/verify
+                       (default: $ITEM_TIMEOUT); a hung FUSE mount is aborted
   -h, --help           show this help
 
 Environment:
@@ -66,8 +69,10 @@ ferry builds faster).  MB = 10^6 bytes.
 EOF
 }
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# Messages go to the original stderr (fd 8) even inside redirections.
+exec 8>&2
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&8; }
+die() { printf 'error: %s\n' "$*" >&8; exit 1; }
 
 while (($#)); do
   case "$1" in
@@ -89,11 +94,14 @@ while (($#)); do
     --ferry-mount-opts) FERRY_MOUNT_OPTS=${2?}; shift 2 ;;
     --ferry-mount-opts=*) FERRY_MOUNT_OPTS=${1#*=}; shift ;;
     --rebuild-rootfs) REBUILD_ROOTFS=1; shift ;;
+    --timeout) ITEM_TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
+    --timeout=*) ITEM_TIMEOUT=${1#*=}; shift ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+[[ $ITEM_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer"
 [[ $WORKDIR == /* ]] || WORKDIR=$PWD/$WORKDIR
 [[ $WORKDIR =~ ^[A-Za-z0-9/._+-]+$ ]] || die "--workdir must not contain spaces or special characters"
 read -ra EROFS_ARGS <<<"$EROFS_OPTS"
@@ -138,6 +146,12 @@ mkdir -p "$WORKDIR"/{logs,img,mnt/erofs,mnt/squashfuse,mnt/ferry}
 exec 9>"$WORKDIR/.lock"
 flock -n 9 || die "another benchmark is running on $WORKDIR"
 ROOTFS=$WORKDIR/rootfs
+if ((!PEERS_ONLY)); then
+  # Snapshot the binary: a rebuild during the run must not mix two versions.
+  FERRY_SRC=$FERRY
+  FERRY=$WORKDIR/ferry.bin
+  cp "$FERRY_SRC" "$FERRY.tmp" && mv "$FERRY.tmp" "$FERRY"
+fi
 LOGS=$WORKDIR/logs
 EROFS_IMG=$WORKDIR/img/rootfs.erofs
 SQUASH_IMG=$WORKDIR/img/rootfs.squashfs
@@ -160,9 +174,9 @@ mount_fs() {
   local fs=$1 m=${MNT[$1]}
   case "$fs" in
     native) ;;
-    erofs) mount -t erofs -o loop,ro "$EROFS_IMG" "$m" ;;
-    squashfuse) squashfuse "$SQUASH_IMG" "$m" ;;
-    ferry) "$FERRY" mount "$TAG" "$m" --store "file://$STORE" "${FERRY_MOUNT_ARGS[@]}" \
+    erofs) timeout -k 5 "$ITEM_TIMEOUT" mount -t erofs -o loop,ro "$EROFS_IMG" "$m" ;;
+    squashfuse) timeout -k 5 "$ITEM_TIMEOUT" squashfuse "$SQUASH_IMG" "$m" ;;
+    ferry) timeout -k 5 "$ITEM_TIMEOUT" "$FERRY" --store "file://$STORE" mount "$TAG" "$m" "${FERRY_MOUNT_ARGS[@]}" \
              >>"$LOGS/ferry-mount.log" 2>&1 ;;
   esac
 }
@@ -172,14 +186,26 @@ umount_fs() {
   [[ $fs == native ]] && return 0
   is_mounted "$m" || return 0
   case "$fs" in
-    erofs) umount "$m" || true ;;
-    squashfuse) fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || true ;;
-    ferry) "$FERRY" umount "$m" >>"$LOGS/ferry-mount.log" 2>&1 ||
+    erofs) timeout -k 5 60 umount "$m" || true ;;
+    squashfuse) timeout -k 5 60 fusermount3 -u "$m" 2>/dev/null ||
+                  timeout -k 5 60 umount "$m" 2>/dev/null || true ;;
+    ferry) timeout -k 5 60 "$FERRY" umount "$m" >>"$LOGS/ferry-mount.log" 2>&1 ||
              log "warning: 'ferry umount $m' failed (see $LOGS/ferry-mount.log)" ;;
   esac
   for ((i = 0; i < 50; i++)); do is_mounted "$m" || return 0; sleep 0.1; done
-  log "warning: $m still mounted, lazy unmount"
+  log "warning: $m still mounted, aborting/lazy unmount"
+  fuse_abort "$m"
   umount -l "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true
+}
+
+# Abort the FUSE connection behind mount point $1 (unblocks hung requests).
+fuse_abort() {
+  local dev
+  dev=$(awk -v p="$1" '$5 == p && $9 ~ /^fuse/ { print $3 }' /proc/self/mountinfo | tail -n 1)
+  [[ -n $dev ]] || return 0
+  [[ -d /sys/fs/fuse/connections/${dev#*:} ]] ||
+    mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
+  echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null || true
 }
 
 cleanup() {
@@ -280,10 +306,14 @@ median() {
           printf "%.6f\n", m }'
 }
 
-read_all() { find "$1" -type f -print0 | xargs -0r cat >/dev/null; }
-walk() { find "$1" -printf '%s %m %U\n' >/dev/null; }
+# The timed items.  Each runs under timeout(1) (same small overhead for all).
+read_all() {
+  # shellcheck disable=SC2016
+  timeout -k 5 "$ITEM_TIMEOUT" sh -c 'find "$1" -type f -print0 | xargs -0r cat >/dev/null' _ "$1"
+}
+walk() { timeout -k 5 "$ITEM_TIMEOUT" find "$1" -printf '%s %m %U\n' >/dev/null; }
 py_start() {
-  env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  timeout -k 5 "$ITEM_TIMEOUT" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 "$CHROOT" "$1" python3 -c "$PY_IMPORTS" >/dev/null
 }
 
@@ -328,6 +358,7 @@ warm() {
 
 # ----------------------------------------------------------------- main ---
 START=$EPOCHREALTIME
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 make_rootfs
 
 read -r NFILES INPUT_BYTES < <(find "$ROOTFS" -type f -printf '%s\n' | awk '{ s += $1; n++ } END { print n + 0, s + 0 }')
@@ -342,13 +373,13 @@ for fs in erofs squashfuse ferry; do umount_fs "$fs"; done
 FERRY_ID=""
 for ((r = 1; r <= RUNS; r++)); do
   rm -f "$EROFS_IMG"; drop_caches
-  if timed mkfs.erofs "${EROFS_ARGS[@]}" "$EROFS_IMG" "$ROOTFS" >"$LOGS/mkfs.erofs.log" 2>&1; then
+  if timed timeout -k 5 "$ITEM_TIMEOUT" mkfs.erofs "${EROFS_ARGS[@]}" "$EROFS_IMG" "$ROOTFS" >"$LOGS/mkfs.erofs.log" 2>&1; then
     add build erofs "$(mbps "$ELAPSED")"; log "  mkfs.erofs: ${ELAPSED}s"
   else
     tail -n 20 "$LOGS/mkfs.erofs.log" >&2; die "mkfs.erofs failed"
   fi
   rm -f "$SQUASH_IMG"; drop_caches
-  if timed mksquashfs "$ROOTFS" "$SQUASH_IMG" -comp "$SQUASH_COMP" -noappend -no-progress \
+  if timed timeout -k 5 "$ITEM_TIMEOUT" mksquashfs "$ROOTFS" "$SQUASH_IMG" -comp "$SQUASH_COMP" -noappend -no-progress \
        >"$LOGS/mksquashfs.log" 2>&1; then
     add build squashfuse "$(mbps "$ELAPSED")"; log "  mksquashfs: ${ELAPSED}s"
   else
@@ -356,7 +387,7 @@ for ((r = 1; r <= RUNS; r++)); do
   fi
   if ((!PEERS_ONLY)); then
     rm -rf "$STORE"; drop_caches
-    if timed "$FERRY" build "$ROOTFS" --tag "$TAG" --store "file://$STORE" "${FERRY_BUILD_ARGS[@]}" \
+    if timed timeout -k 5 "$ITEM_TIMEOUT" "$FERRY" --store "file://$STORE" build "$ROOTFS" --tag "$TAG" "${FERRY_BUILD_ARGS[@]}" \
          >"$LOGS/ferry-build.out" 2>"$LOGS/ferry-build.log"; then
       add build ferry "$(mbps "$ELAPSED")"
       FERRY_ID=$(tail -n 1 "$LOGS/ferry-build.out")
@@ -377,8 +408,10 @@ VERIFY_NOTE="not checked (--no-verify)"
 if ((VERIFY)); then
   log "verify: comparing each mount with the native tree"
   listing() {
-    (cd "$1" && find . -printf '%p|%y|%s|%m|%U|%G|%l|%n\n' | sort)
-    (cd "$1" && find . -type f -print0 | sort -z | xargs -0r sha256sum)
+    # shellcheck disable=SC2016
+    timeout -k 5 "$ITEM_TIMEOUT" sh -c 'cd "$1" &&
+      find . -printf "%p|%y|%s|%m|%U|%G|%l|%n\n" | sort &&
+      find . -type f -print0 | sort -z | xargs -0r sha256sum' _ "$1"
   }
   # Directory sizes and link counts differ legitimately between filesystems.
   normalize() { awk -F'|' -v OFS='|' 'NF >= 8 { if ($2 == "d") { $3 = "-"; $8 = "-" } } { print }'; }
@@ -419,7 +452,13 @@ for measure in walk_warm py_warm; do
   for fs in "${FSES[@]}"; do warm "$measure" "$fs" "$fn"; done
 done
 
+if ((!PEERS_ONLY)) && is_mounted "${MNT[ferry]}"; then
+  timeout 30 "$FERRY" stats "${MNT[ferry]}" >"$LOGS/ferry-stats.json" 2>&1 || true
+fi
 for fs in erofs squashfuse ferry; do umount_fs "$fs"; done
+LOAD_END=$(cut -d' ' -f1 /proc/loadavg)
+BUSY=$(awk -v a="$LOAD_START" -v b="$LOAD_END" -v n="$(nproc)" 'BEGIN { print (a > n / 2 || b > n / 2) ? 1 : 0 }')
+((BUSY == 0)) || log "warning: the host was busy (load average $LOAD_START at start, $LOAD_END at end): numbers are noisy"
 TOTAL=$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 
 # ---------------------------------------------------------------- table ---
@@ -474,10 +513,10 @@ target() { # label measure peer op limit [absolute]
   echo "## ferry benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "Tree: Debian 12 minbase + python3, $NENTRIES entries, $NFILES regular files, $INPUT_MB MB (apparent)."
-  echo "Host: $(uname -r), $(nproc) cores. Runs per item: $RUNS (median)."
+  echo "Host: $(uname -r), $(nproc) cores, load average $LOAD_START at start, $LOAD_END at end$( ((BUSY)) && echo ' (BUSY: numbers are noisy)'). Runs per item: $RUNS (median)."
   echo "Peers: erofs = mkfs.erofs ${EROFS_OPTS:-(uncompressed)} + kernel loop mount;" \
        "squashfuse = mksquashfs -comp $SQUASH_COMP + squashfuse $(squashfuse --version 2>&1 | awk 'NR == 1 { print $2 }')."
-  ((PEERS_ONLY)) || echo "ferry: $FERRY, image ${FERRY_ID:-?}."
+  ((PEERS_ONLY)) || echo "ferry: $FERRY_SRC (repo $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?')), image ${FERRY_ID:-?}."
   echo "Tree check: $VERIFY_NOTE"
   echo
   echo "| measure | native | erofs | squashfuse | ferry | ferry/native | ferry/erofs | ferry/squashfuse |"

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -59,6 +60,7 @@ Status ImageReader::Validate() {
   if (XXH3_64bits(hdr.data(), hdr.size()) != h.header_xxh3) {
     return CorruptionError("image header checksum mismatch");
   }
+  std::vector<std::pair<uint64_t, uint64_t>> covered;  // [offset, end) of sections
   std::span<const uint8_t> sec[kSectionCount + 1];
   bool seen[kSectionCount + 1] = {};
   static constexpr uint32_t kRecordSize[kSectionCount + 1] = {
@@ -73,6 +75,7 @@ Status ImageReader::Validate() {
     if (XXH3_64bits(obj.data() + e.offset, e.size) != e.xxh3) {
       return CorruptionError("section " + std::to_string(e.id) + " checksum mismatch");
     }
+    covered.emplace_back(e.offset, e.offset + e.size);
     if (e.id == 0 || e.id > kSectionCount) continue;  // unknown: skip (newer minor data)
     if (seen[e.id] || e.record_size != kRecordSize[e.id] || e.size % e.record_size != 0) {
       return CorruptionError("section " + std::to_string(e.id) + " malformed");
@@ -82,6 +85,21 @@ Status ImageReader::Validate() {
   }
   for (uint32_t id = 1; id <= kSectionCount; ++id) {
     if (!seen[id]) return CorruptionError("section " + std::to_string(id) + " missing");
+  }
+  // Sections may not overlap the header or each other, and every byte no
+  // checksum covers (alignment padding) must be zero: each byte of a valid
+  // object is then checked by something.
+  std::sort(covered.begin(), covered.end());
+  uint64_t pos = kImageHeaderSize + table_bytes;
+  for (const auto& [begin, end] : covered) {
+    if (begin < pos) return CorruptionError("sections overlap");
+    for (uint64_t i = pos; i < begin; ++i) {
+      if (obj[i] != 0) return CorruptionError("non-zero padding at offset " + std::to_string(i));
+    }
+    pos = end;
+  }
+  for (uint64_t i = pos; i < obj.size(); ++i) {
+    if (obj[i] != 0) return CorruptionError("non-zero padding at offset " + std::to_string(i));
   }
   inodes_ = AsRecords<InodeRecord>(sec[kSectionInodes]);
   dirents_ = AsRecords<DirentRecord>(sec[kSectionDirents]);

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 namespace ferry::testing {
 
@@ -48,8 +49,8 @@ ScopedFd OpenDirAt(int dirfd, const std::string& name) {
   return ScopedFd(fd);
 }
 
-bool ListDirectory(int dirfd, std::vector<std::string>* names) {
-  names->clear();
+bool ListDirectoryEntries(int dirfd, std::vector<DirEntry>* entries) {
+  entries->clear();
   // Open "." afresh so the caller's descriptor offset is untouched.
   int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return false;
@@ -68,7 +69,7 @@ bool ListDirectory(int dirfd, std::vector<std::string>* names) {
         std::strcmp(ent->d_name, "..") == 0) {
       continue;
     }
-    names->emplace_back(ent->d_name);
+    entries->push_back({ent->d_name, ent->d_type});
   }
   int saved = errno;
   ::closedir(dir);
@@ -76,7 +77,17 @@ bool ListDirectory(int dirfd, std::vector<std::string>* names) {
     errno = saved;
     return false;
   }
-  std::sort(names->begin(), names->end());
+  std::sort(entries->begin(), entries->end(),
+            [](const DirEntry& a, const DirEntry& b) { return a.name < b.name; });
+  return true;
+}
+
+bool ListDirectory(int dirfd, std::vector<std::string>* names) {
+  std::vector<DirEntry> entries;
+  if (!ListDirectoryEntries(dirfd, &entries)) return false;
+  names->clear();
+  names->reserve(entries.size());
+  for (DirEntry& e : entries) names->push_back(std::move(e.name));
   return true;
 }
 

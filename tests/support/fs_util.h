@@ -43,9 +43,17 @@ long CheckSys(long rc, const std::string& what);
 // symlink. Throws on failure.
 ScopedFd OpenDirAt(int dirfd, const std::string& name);
 
-// Reads the names in the directory open as `dirfd` (excluding "." and ".."),
-// sorted bytewise. `dirfd` stays open and is not repositioned for the caller
-// (a duplicate is read). Returns false and leaves errno set on failure.
+struct DirEntry {
+  std::string name;
+  unsigned char type;  // DT_* from readdir; may be DT_UNKNOWN
+};
+
+// Reads the entries of the directory open as `dirfd` (excluding "." and
+// ".."), sorted bytewise by name. The caller's descriptor offset is not
+// touched. Returns false and leaves errno set on failure.
+bool ListDirectoryEntries(int dirfd, std::vector<DirEntry>* entries);
+
+// As ListDirectoryEntries, names only.
 bool ListDirectory(int dirfd, std::vector<std::string>* names);
 
 // "/proc/self/fd/<dirfd>/<name>": a short path naming `name` inside the

@@ -28,20 +28,15 @@ struct StateDeleter {
   void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
 };
 
-// Hashes the contents of `fd` into `hex`. Returns false with `err` set on a
+// Hashes the contents of `fd` into `hex` (canonical hex). Returns false with `err` set on a
 // read error. Uses SEEK_DATA/SEEK_HOLE where supported to skip reading holes.
-bool HashFd(int fd, std::string* hex, std::string* err) {
+// `size` is the file size as stat'ed by the caller (reading goes to EOF).
+bool HashFd(int fd, off_t size, std::string* hex, std::string* err) {
   std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
   if (!state || XXH3_128bits_reset(state.get()) != XXH_OK) {
     *err = "XXH3 state allocation failed";
     return false;
   }
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    *err = std::string("fstat: ") + std::strerror(errno);
-    return false;
-  }
-  const off_t size = st.st_size;
   std::vector<char> buf(kReadSize);
   std::vector<char> zeros;
   bool use_seek = true;
@@ -301,8 +296,8 @@ class Comparer {
       Field(rel, "symlink target", QuotePath(et), QuotePath(at));
     }
     CompareXattrs(e_dir, a_dir, name, rel);
-    if (S_ISREG(es.st_mode) && es.st_size == as.st_size) {
-      CompareContents(e_dir, a_dir, name, rel);
+    if (S_ISREG(es.st_mode) && es.st_size == as.st_size && es.st_size > 0) {
+      CompareContents(e_dir, a_dir, name, rel, es.st_size);
     }
     if (is_dir) {
       ScopedFd ed(::openat(e_dir, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -337,15 +332,15 @@ class Comparer {
   }
 
   void CompareContents(int e_dir, int a_dir, const std::string& name,
-                       const std::string& rel) {
+                       const std::string& rel, off_t size) {
     const int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
     ScopedFd ef(::openat(e_dir, name.c_str(), flags));
     if (!ef.valid()) return Add(rel, Errno("open expected"));
     ScopedFd af(::openat(a_dir, name.c_str(), flags));
     if (!af.valid()) return Add(rel, Errno("open actual"));
     std::string eh, ah, err;
-    if (!HashFd(ef.get(), &eh, &err)) return Add(rel, "expected " + err);
-    if (!HashFd(af.get(), &ah, &err)) return Add(rel, "actual " + err);
+    if (!HashFd(ef.get(), size, &eh, &err)) return Add(rel, "expected " + err);
+    if (!HashFd(af.get(), size, &ah, &err)) return Add(rel, "actual " + err);
     Field(rel, "content (xxh3-128)", eh, ah);
   }
 
@@ -375,8 +370,10 @@ std::vector<std::string> CompareTrees(const std::string& expected,
 std::string HashFileContents(const std::string& path) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd.valid()) ThrowErrno("open " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) ThrowErrno("fstat " + path);
   std::string hex, err;
-  if (!HashFd(fd.get(), &hex, &err)) {
+  if (!HashFd(fd.get(), st.st_size, &hex, &err)) {
     throw std::runtime_error("hash " + path + ": " + err);
   }
   return hex;

@@ -1,5 +1,6 @@
 #include "tests/support/tree_gen.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <sys/socket.h>
@@ -191,7 +192,10 @@ class Generator {
   void MakeDeep() {
     Mkdir("deep");
     const size_t used = root_len_ + 1 + opt_.deep_path_slack;
-    size_t target = PATH_MAX > used ? PATH_MAX - used : 0;  // rel path length
+    size_t target = PATH_MAX - 1 > used ? PATH_MAX - 1 - used : 0;
+    if (opt_.deep_path_len > 0) {
+      target = std::min<size_t>(opt_.deep_path_len, PATH_MAX - 1);
+    }
     ScopedFd dir = OpenDirAt(root_, "deep");
     size_t len = std::strlen("deep");
     int level = 0;
@@ -383,14 +387,18 @@ class Generator {
 
   // Post-order walk: children first, then the directory itself.
   void StampTimes(int dirfd, const std::string& prefix) {
-    std::vector<std::string> names;
-    if (!ListDirectory(dirfd, &names)) ThrowErrno("list " + prefix);
-    for (const std::string& name : names) {
+    std::vector<DirEntry> entries;
+    if (!ListDirectoryEntries(dirfd, &entries)) ThrowErrno("list " + prefix);
+    for (const auto& [name, type] : entries) {
       std::string rel = prefix.empty() ? name : prefix + "/" + name;
-      struct stat st;
-      CheckSys(::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW),
-               "stat " + EscapeBytes(rel));
-      if (S_ISDIR(st.st_mode)) {
+      bool is_dir = type == DT_DIR;
+      if (type == DT_UNKNOWN) {
+        struct stat st;
+        CheckSys(::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW),
+                 "stat " + EscapeBytes(rel));
+        is_dir = S_ISDIR(st.st_mode);
+      }
+      if (is_dir) {
         ScopedFd child = OpenDirAt(dirfd, name);
         StampTimes(child.get(), rel);
       }

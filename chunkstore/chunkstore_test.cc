@@ -1,0 +1,186 @@
+// Unit tests for chunkstore: the file store, packs and the chunk reader.
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "chunkstore/chunk_reader.h"
+#include "chunkstore/file_store.h"
+#include "chunkstore/pack.h"
+
+namespace ferry::chunkstore {
+namespace {
+
+struct TempStore {
+  std::string root;
+  std::unique_ptr<FileStore> store;
+  TempStore() {
+    char tmpl[] = "/tmp/ferry-store-XXXXXX";
+    root = mkdtemp(tmpl);
+    store = std::move(FileStore::Open(root).value());
+  }
+  ~TempStore() { std::filesystem::remove_all(root); }
+};
+
+std::span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+std::vector<uint8_t> Random(size_t n, uint32_t seed) {
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) {
+    seed = seed * 1103515245 + 12345;
+    b = static_cast<uint8_t>(seed >> 16);
+  }
+  return v;
+}
+
+// Wraps a store to count and optionally slow or corrupt ranged reads.
+class CountingStore final : public ObjectStore {
+ public:
+  explicit CountingStore(ObjectStore* inner) : inner_(inner) {}
+  std::string Url() const override { return inner_->Url(); }
+  Status Put(const std::string& k, std::span<const uint8_t> d) override { return inner_->Put(k, d); }
+  Status PutFile(const std::string& k, const std::string& p) override { return inner_->PutFile(k, p); }
+  Result<std::shared_ptr<const Blob>> Get(const std::string& k) override { return inner_->Get(k); }
+  Status GetRange(const std::string& k, uint64_t off, std::span<uint8_t> out) override {
+    ++range_reads;
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    RETURN_IF_ERROR(inner_->GetRange(k, off, out));
+    if (flip_bit && !out.empty()) out[out.size() / 2] ^= 0x10;
+    return Status::Ok();
+  }
+  Result<uint64_t> Size(const std::string& k) override { return inner_->Size(k); }
+  Result<std::vector<std::string>> List(const std::string& p) override { return inner_->List(p); }
+  Status Delete(const std::string& k) override { return inner_->Delete(k); }
+  std::atomic<int> range_reads{0};
+  int delay_ms = 0;
+  bool flip_bit = false;
+
+ private:
+  ObjectStore* inner_;
+};
+
+// Writes a pack of `chunks` into the store; returns their locations.
+std::vector<ChunkLocation> WritePack(FileStore& store, const std::vector<std::vector<uint8_t>>& chunks) {
+  std::string path = store.TempPath("test-pack");
+  auto writer = std::move(PackWriter::Create(path).value());
+  std::vector<ChunkLocation> locs;
+  for (const auto& c : chunks) {
+    ChunkLocation loc;
+    loc.digest = Sha256(c);
+    auto frame = CompressChunk(c, 3);
+    loc.offset = writer->Append(loc.digest, frame, static_cast<uint32_t>(c.size())).value();
+    loc.clen = static_cast<uint32_t>(frame.size());
+    loc.ulen = static_cast<uint32_t>(c.size());
+    locs.push_back(loc);
+  }
+  Digest id = writer->Finish().value();
+  REQUIRE(store.PutFile(PackKey(id), path).ok());
+  for (auto& l : locs) l.pack = id;
+  return locs;
+}
+
+TEST_CASE("file store: put, get, range, size, list, delete") {
+  TempStore t;
+  FileStore& s = *t.store;
+  REQUIRE(s.Put("images/abc", Bytes("hello world")).ok());
+  REQUIRE(s.Get("images/abc").value()->view() == "hello world");
+  std::vector<uint8_t> out(5);
+  REQUIRE(s.GetRange("images/abc", 6, out).ok());
+  CHECK(std::string(out.begin(), out.end()) == "world");
+  CHECK(s.Size("images/abc").value() == 11);
+  REQUIRE(s.Put("images/abc", Bytes("replaced")).ok());
+  CHECK(s.Get("images/abc").value()->view() == "replaced");
+  REQUIRE(s.Put("refs/library/python:3.11", Bytes("x")).ok());
+  auto keys = s.List("refs/").value();
+  REQUIRE(keys.size() == 1);
+  CHECK(keys[0] == "refs/library/python:3.11");
+  REQUIRE(s.Delete("images/abc").ok());
+  CHECK(s.Get("images/abc").status().code() == StatusCode::kNotFound);
+  CHECK(s.Delete("images/abc").ok());
+  // Nothing is left behind in the temporary folder.
+  CHECK(std::filesystem::is_empty(t.root + "/.tmp"));
+}
+
+TEST_CASE("file store: a range past the end is corruption, bad keys are refused") {
+  TempStore t;
+  REQUIRE(t.store->Put("packs/x", Bytes("12345")).ok());
+  std::vector<uint8_t> out(10);
+  CHECK(t.store->GetRange("packs/x", 0, out).code() == StatusCode::kCorruption);
+  CHECK(t.store->GetRange("packs/missing", 0, out).code() == StatusCode::kNotFound);
+  for (std::string bad : {"", "../etc/passwd", "a//b", "a/./b", "/abs", "a/b c", "a/.."}) {
+    CHECK(t.store->Put(bad, Bytes("x")).code() == StatusCode::kInvalidArgument);
+  }
+  CHECK(OpenObjectStore("gopher://x").status().code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("pack: index round-trips and detects damage") {
+  TempStore t;
+  std::vector<std::vector<uint8_t>> chunks = {Random(1000, 1), Random(70000, 2), std::vector<uint8_t>(5000, 'z')};
+  auto locs = WritePack(*t.store, chunks);
+  auto index = ReadPackIndex(*t.store, locs[0].pack).value();
+  REQUIRE(index.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(index[i].digest == locs[i].digest);
+    CHECK(index[i].offset == locs[i].offset);
+    CHECK(index[i].clen == locs[i].clen);
+    std::vector<uint8_t> frame(index[i].clen), out;
+    REQUIRE(t.store->GetRange(PackKey(index[i].pack), index[i].offset, frame).ok());
+    REQUIRE(DecompressAndVerify(frame, index[i].ulen, index[i].digest, &out).ok());
+    CHECK(out == chunks[i]);
+    frame[frame.size() / 2] ^= 1;
+    CHECK(DecompressAndVerify(frame, index[i].ulen, index[i].digest, &out).code() ==
+          StatusCode::kCorruption);
+    CHECK(out.empty());
+  }
+  auto whole = t.store->Get(PackKey(locs[0].pack)).value();
+  std::vector<uint8_t> bytes(whole->bytes().begin(), whole->bytes().end());
+  CHECK(ParsePackIndex(bytes, locs[0].pack).ok());
+  bytes[bytes.size() - kPackTrailerSize - 5] ^= 1;  // inside the index
+  CHECK(ParsePackIndex(bytes, locs[0].pack).status().code() == StatusCode::kCorruption);
+  bytes.resize(10);
+  CHECK(ParsePackIndex(bytes, locs[0].pack).status().code() == StatusCode::kCorruption);
+}
+
+TEST_CASE("chunk reader: concurrent readers of one chunk share one store read") {
+  TempStore t;
+  auto locs = WritePack(*t.store, {Random(100000, 7)});
+  CountingStore counting(t.store.get());
+  counting.delay_ms = 50;
+  ChunkReader reader(&counting, 1 << 20);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      auto data = reader.Read(locs[0]);
+      if (data.ok() && Sha256(**data) == locs[0].digest) ++ok;
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(ok == 8);
+  CHECK(counting.range_reads == 1);
+  CHECK(reader.Read(locs[0]).ok());  // from memory now
+  CHECK(counting.range_reads == 1);
+}
+
+TEST_CASE("chunk reader: corrupt bytes from the store are never returned") {
+  TempStore t;
+  auto locs = WritePack(*t.store, {Random(50000, 9)});
+  CountingStore counting(t.store.get());
+  counting.flip_bit = true;
+  ChunkReader reader(&counting, 1 << 20);
+  auto data = reader.Read(locs[0]);
+  REQUIRE_FALSE(data.ok());
+  CHECK(data.status().code() == StatusCode::kCorruption);
+  CHECK(data.status().message().find(locs[0].digest.Hex()) != std::string::npos);
+  CHECK(reader.stats().corrupt == 1);
+  counting.flip_bit = false;  // not cached: the next read fetches again
+  CHECK(reader.Read(locs[0]).ok());
+  CHECK(counting.range_reads == 2);
+}
+
+}  // namespace
+}  // namespace ferry::chunkstore

@@ -1,0 +1,193 @@
+// Unit tests for fs: the image format (writer, reader, validation) and
+// ImageFs, the filesystem semantics without a mount.
+#include <catch2/catch.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "chunkstore/file_store.h"
+#include "fs/image_fs.h"
+#include "fs/image_store.h"
+#include "fs/image_writer.h"
+
+namespace ferry::fs {
+namespace {
+
+InodeSpec Spec(uint32_t mode, uint64_t size = 0) {
+  InodeSpec s;
+  s.attr.mode = mode;
+  s.attr.size = size;
+  s.attr.nlink = 1;
+  s.attr.uid = 1000;
+  s.attr.gid = 100;
+  s.attr.mtime_sec = 1700000000;
+  s.attr.mtime_nsec = 123456789;
+  return s;
+}
+
+// Root with: hello (regular, one chunk at offset 4096 of a 10000-byte file,
+// the rest holes), sub/ (directory), link -> hello.
+struct SampleImage {
+  std::string root_dir;
+  std::unique_ptr<chunkstore::FileStore> store;
+  std::vector<uint8_t> object;
+  std::vector<uint8_t> chunk;
+  SampleImage() {
+    char tmpl[] = "/tmp/ferry-fs-XXXXXX";
+    root_dir = mkdtemp(tmpl);
+    store = std::move(chunkstore::FileStore::Open(root_dir).value());
+    chunk.assign(3000, 'c');
+    std::string path = store->TempPath("p");
+    auto pack = std::move(chunkstore::PackWriter::Create(path).value());
+    chunkstore::ChunkLocation loc;
+    loc.digest = Sha256(chunk);
+    auto frame = chunkstore::CompressChunk(chunk, 3);
+    loc.offset = pack->Append(loc.digest, frame, 3000).value();
+    loc.clen = static_cast<uint32_t>(frame.size());
+    loc.ulen = 3000;
+    loc.pack = pack->Finish().value();
+    REQUIRE(store->PutFile(chunkstore::PackKey(loc.pack), path).ok());
+
+    ImageWriter w;
+    uint32_t root = w.AddInode(Spec(S_IFDIR | 0755));
+    w.inode(root).attr.parent = root;
+    auto file = Spec(S_IFREG | 0644, 10000);
+    file.xattrs = {{"user.b", "2"}, {"user.a", std::string("\0x", 2)}};
+    file.extents = {{4096, w.AddChunk(loc)}};
+    uint32_t hello = w.AddInode(file);
+    auto dir = Spec(S_IFDIR | 0700);
+    dir.attr.parent = root;
+    uint32_t sub = w.AddInode(dir);
+    auto link = Spec(S_IFLNK | 0777);
+    link.symlink = "hello";
+    uint32_t lnk = w.AddInode(link);
+    w.inode(root).entries = {{"sub", sub}, {"link", lnk}, {"hello", hello}};
+    object = w.Serialize();
+  }
+  ~SampleImage() { std::filesystem::remove_all(root_dir); }
+  Result<std::unique_ptr<ImageReader>> Open(std::vector<uint8_t> bytes) {
+    return ImageReader::Open(chunkstore::MakeBlob(std::move(bytes)));
+  }
+};
+
+TEST_CASE("image: written and read back in place") {
+  SampleImage s;
+  auto r = s.Open(s.object);
+  REQUIRE(r.ok());
+  const ImageReader& img = **r;
+  CHECK(img.inode_count() == 4);
+  auto names = img.Dirents(kRootIno);
+  REQUIRE(names.size() == 3);
+  CHECK(img.Name(names[0]) == "hello");  // sorted
+  CHECK(img.Name(names[2]) == "sub");
+  uint32_t hello = img.Lookup(kRootIno, "hello").value();
+  CHECK_FALSE(img.Lookup(kRootIno, "nope").has_value());
+  CHECK(img.inode(hello).mtime_nsec == 123456789);
+  CHECK(img.SymlinkTarget(img.Lookup(kRootIno, "link").value()) == "hello");
+  auto xs = img.Xattrs(hello);
+  REQUIRE(xs.size() == 2);
+  CHECK(img.XattrName(xs[0]) == "user.a");
+  CHECK(img.XattrValue(xs[0]) == std::string("\0x", 2));
+  REQUIRE(img.Extents(hello).size() == 1);
+  CHECK(img.Chunk(img.Extents(hello)[0].chunk).digest == Sha256(s.chunk));
+}
+
+TEST_CASE("image: any damaged or truncated object is refused as corruption") {
+  SampleImage s;
+  for (size_t i = 0; i < s.object.size(); i += 7) {
+    auto bad = s.object;
+    bad[i] ^= 0x41;
+    auto r = s.Open(bad);
+    INFO("flipped byte " << i);
+    CHECK(r.status().code() == StatusCode::kCorruption);
+  }
+  for (size_t n : {size_t{0}, size_t{10}, size_t{64}, s.object.size() - 8}) {
+    CHECK(s.Open(std::vector<uint8_t>(s.object.begin(), s.object.begin() + n)).status().code() ==
+          StatusCode::kCorruption);
+  }
+  CHECK(s.Open(std::vector<uint8_t>(4096, 0xab)).status().code() == StatusCode::kCorruption);
+}
+
+TEST_CASE("image store: ids are verified when loading") {
+  SampleImage s;
+  Digest id = PutImage(*s.store, s.object).value();
+  REQUIRE(SetRef(*s.store, "app:1", id).ok());
+  CHECK(ResolveImage(*s.store, "app:1").value() == id);
+  CHECK(ResolveImage(*s.store, id.Hex().substr(0, 10)).value() == id);
+  CHECK(ResolveImage(*s.store, "other").status().code() == StatusCode::kNotFound);
+  REQUIRE(LoadImage(*s.store, id).ok());
+  // A valid object stored under an id that is not its own.
+  Digest fake = Sha256(std::string_view("something else"));
+  REQUIRE(s.store->Put(ImageKey(fake), s.object).ok());
+  CHECK(LoadImage(*s.store, fake).status().code() == StatusCode::kCorruption);
+}
+
+TEST_CASE("image fs: reads, holes, attributes, xattrs, errors") {
+  SampleImage s;
+  chunkstore::ChunkReader chunks(s.store.get(), 1 << 20);
+  std::vector<std::string> logged;
+  ImageFs fs(std::move(s.Open(s.object).value()), &chunks,
+             [&](const std::string& m) { logged.push_back(m); });
+  uint64_t hello = fs.Lookup(kRootIno, "hello").value();
+  auto st = fs.GetAttr(hello).value();
+  CHECK(st.st_size == 10000);
+  CHECK(st.st_mtim.tv_nsec == 123456789);
+  CHECK(st.st_uid == 1000);
+  auto flatten = [](const ReadResult& r) {
+    std::string out;
+    for (const auto& v : r.iov) out.append(static_cast<const char*>(v.iov_base), v.iov_len);
+    return out;
+  };
+  std::string all = flatten(fs.Read(hello, 0, 20000).value());
+  REQUIRE(all.size() == 10000);
+  CHECK(all == std::string(4096, '\0') + std::string(3000, 'c') + std::string(2904, '\0'));
+  CHECK(flatten(fs.Read(hello, 4000, 200).value()) == std::string(96, '\0') + std::string(104, 'c'));
+  CHECK(fs.Read(hello, 10000, 10).value().bytes == 0);
+  // A read entirely inside a hole fetches nothing.
+  auto before = chunks.stats().fetches;
+  CHECK(flatten(fs.Read(hello, 8000, 1000).value()) == std::string(1000, '\0'));
+  CHECK(chunks.stats().fetches == before);
+  CHECK(ErrnoFor(fs.Lookup(kRootIno, "missing").status()) == ENOENT);
+  CHECK(ErrnoFor(fs.Lookup(hello, "x").status()) == ENOTDIR);
+  CHECK(ErrnoFor(fs.GetAttr(99).status()) == ENOENT);
+  CHECK(ErrnoFor(fs.Read(kRootIno, 0, 1).status()) == EISDIR);
+  CHECK(fs.GetXattr(hello, "user.b").value() == "2");
+  CHECK(fs.GetXattr(hello, "user.zz").status().code() == StatusCode::kNotFound);
+  CHECK(fs.ListXattr(hello).value() == std::string("user.a\0user.b\0", 14));
+  CHECK(ErrnoFor(fs.Access(hello, W_OK, 0, 0)) == EROFS);
+  CHECK(fs.Access(hello, R_OK, 1000, 100).ok());
+  CHECK(ErrnoFor(fs.Access(fs.Lookup(kRootIno, "sub").value(), R_OK, 5, 5)) == EACCES);
+  CHECK(fs.ReadLink(fs.Lookup(kRootIno, "link").value()).value() == "hello");
+  CHECK(logged.empty());
+}
+
+TEST_CASE("image fs: a corrupt chunk fails the read with EIO and a log line naming it") {
+  SampleImage s;
+  // Flip one byte inside the chunk's frame in the pack file.
+  auto img = std::move(s.Open(s.object).value());
+  auto loc = img->Chunk(0);
+  std::string pack_path = s.root_dir + "/" + chunkstore::PackKey(loc.pack);
+  {
+    FILE* f = std::fopen(pack_path.c_str(), "r+b");
+    REQUIRE(f != nullptr);
+    std::fseek(f, static_cast<long>(loc.offset + loc.clen - 6), SEEK_SET);
+    int c = std::fgetc(f);
+    std::fseek(f, static_cast<long>(loc.offset + loc.clen - 6), SEEK_SET);
+    std::fputc(c ^ 0xff, f);
+    std::fclose(f);
+  }
+  chunkstore::ChunkReader chunks(s.store.get(), 1 << 20);
+  std::vector<std::string> logged;
+  ImageFs fs(std::move(img), &chunks, [&](const std::string& m) { logged.push_back(m); });
+  auto r = fs.Read(fs.Lookup(kRootIno, "hello").value(), 0, 10000);
+  REQUIRE_FALSE(r.ok());
+  CHECK(ErrnoFor(r.status()) == EIO);
+  REQUIRE(logged.size() == 1);
+  CHECK(logged[0].find(loc.digest.Hex()) != std::string::npos);
+  CHECK(fs.counters().read_errors == 1);
+}
+
+}  // namespace
+}  // namespace ferry::fs

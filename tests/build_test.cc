@@ -1,0 +1,253 @@
+// ferry build end to end: deduplication figures, layers with whiteouts,
+// and refusals (hostile archives, unreadable files, damaged images/packs).
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+
+#include "tests/support/ferry_cli.h"
+#include "tests/support/fs_util.h"
+#include "tests/support/tar_writer.h"
+
+namespace ferry::testing {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+void WriteFile(const std::string& path, const std::string& data) {
+  stdfs::create_directories(stdfs::path(path).parent_path());
+  std::ofstream(path, std::ios::binary).write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string RandomData(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+// "chunks: 12 total, 3 new" -> {12, 3}
+std::pair<long, long> ChunkFigures(const std::string& err) {
+  std::smatch m;
+  REQUIRE(std::regex_search(err, m, std::regex("chunks: (\\d+) total, (\\d+) new")));
+  return {std::stol(m[1]), std::stol(m[2])};
+}
+
+size_t CountFiles(const std::string& dir) {
+  if (!stdfs::exists(dir)) return 0;
+  size_t n = 0;
+  for (auto& e : stdfs::recursive_directory_iterator(dir)) n += e.is_regular_file();
+  return n;
+}
+
+TEST_CASE("dedup: the same tree twice writes nothing new; one changed file writes only its chunks") {
+  ScopedTempDir tmp("ferry-dedup");
+  std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
+  for (int i = 0; i < 8; ++i) WriteFile(src + "/f" + std::to_string(i), RandomData(2 << 20, i));
+  auto first = Ferry(store, {"build", src, "--tag", "a"});
+  REQUIRE(first.exit_code == 0);
+  auto [total1, new1] = ChunkFigures(first.err);
+  CHECK(new1 == total1);
+  size_t packs = CountFiles(store + "/packs");
+
+  auto again = Ferry(store, {"build", src, "--tag", "b"});
+  REQUIRE(again.exit_code == 0);
+  auto [total2, new2] = ChunkFigures(again.err);
+  CHECK(total2 == total1);
+  CHECK(new2 == 0);
+  CHECK(CountFiles(store + "/packs") == packs);  // no new pack at all
+
+  // Change a few bytes in the middle of one 2 MiB file.
+  std::string f3 = ReadFile(src + "/f3");
+  f3.replace(1 << 20, 5, "HELLO");
+  WriteFile(src + "/f3", f3);
+  auto changed = Ferry(store, {"build", src, "--tag", "c"});
+  REQUIRE(changed.exit_code == 0);
+  auto [total3, new3] = ChunkFigures(changed.err);
+  CHECK(new3 >= 1);
+  CHECK(new3 <= 2);  // the chunk holding the change (and at most a neighbour)
+  CHECK(total3 >= total1 - 1);
+}
+
+TEST_CASE("layers: tar layers flatten with whiteouts and opaque directories") {
+  ScopedTempDir tmp("ferry-layers");
+  std::string store = tmp.path() + "/store", mnt = tmp.path() + "/mnt";
+  stdfs::create_directories(mnt);
+  WriteTar(tmp.path() + "/base.tar.gz",
+           {{TarEntry::kDir, "etc/"}, {TarEntry::kFile, "etc/keep", "keep"},
+            {TarEntry::kFile, "etc/gone", "gone"}, {TarEntry::kDir, "opt/"},
+            {TarEntry::kFile, "opt/old", "old"}, {TarEntry::kFile, "bin/tool", "v1", "", 0755}},
+           "gzip");
+  WriteTar(tmp.path() + "/top.tar.zst",
+           {{TarEntry::kFile, "etc/.wh.gone"}, {TarEntry::kDir, "opt/"},
+            {TarEntry::kFile, "opt/.wh..wh..opq"}, {TarEntry::kFile, "opt/new", "new"},
+            {TarEntry::kFile, "bin/tool", "v2", "", 0755}},
+           "zstd");
+  auto b = Ferry(store, {"build", "--layer", tmp.path() + "/base.tar.gz", "--layer",
+                         tmp.path() + "/top.tar.zst", "--tag", "layered"});
+  INFO(b.err);
+  REQUIRE(b.exit_code == 0);
+  ScopedMount m(store, "layered", mnt);
+  REQUIRE(m.ok());
+  CHECK(ReadFile(mnt + "/etc/keep") == "keep");
+  CHECK_FALSE(stdfs::exists(mnt + "/etc/gone"));
+  CHECK_FALSE(stdfs::exists(mnt + "/etc/.wh.gone"));
+  CHECK_FALSE(stdfs::exists(mnt + "/opt/old"));
+  CHECK(ReadFile(mnt + "/opt/new") == "new");
+  CHECK_FALSE(stdfs::exists(mnt + "/opt/.wh..wh..opq"));
+  CHECK(ReadFile(mnt + "/bin/tool") == "v2");
+}
+
+TEST_CASE("hostile archives are refused, naming the entry, and nothing is published") {
+  ScopedTempDir tmp("ferry-hostile");
+  std::string store = tmp.path() + "/store";
+  std::string outside = tmp.path() + "/outside";
+  struct Case {
+    std::string name;
+    std::vector<TarEntry> entries;
+    std::string entry;  // expected in the message
+  };
+  std::vector<Case> cases = {
+      {"dotdot", {{TarEntry::kFile, "../outside", "x"}}, "../outside"},
+      {"nested-dotdot", {{TarEntry::kFile, "a/../../outside", "x"}}, "a/../../outside"},
+      {"absolute", {{TarEntry::kFile, outside, "x"}}, outside},
+      {"symlink-escape",
+       {{TarEntry::kSymlink, "evil", "", tmp.path()}, {TarEntry::kFile, "evil/outside", "x"}},
+       "evil/outside"},
+      {"hardlink-escape", {{TarEntry::kHardlink, "h", "", "", 0644}}, "h"},
+  };
+  cases[4].entries[0].target = "../../etc/passwd";
+  for (const Case& c : cases) {
+    SECTION(c.name) {
+      std::string tar = tmp.path() + "/" + c.name + ".tar";
+      WriteTar(tar, c.entries);
+      auto r = Ferry(store, {"build", tar, "--tag", "evil"});
+      INFO(r.err);
+      CHECK(r.exit_code == 1);
+      CHECK(r.err.find(c.entry) != std::string::npos);
+      CHECK(r.err.find("nothing was published") != std::string::npos);
+      CHECK_FALSE(stdfs::exists(outside));
+      CHECK(CountFiles(store + "/refs") == 0);
+      CHECK(CountFiles(store + "/images") == 0);
+    }
+  }
+  SECTION("absurd sizes") {
+    for (unsigned long long size : {1ull << 40, 1ull << 62}) {
+      std::string tar = tmp.path() + "/absurd.tar";
+      std::string raw = RawTarHeader("big", size) + std::string(4096, 'x');
+      WriteFile(tar, raw);
+      auto r = Ferry(store, {"build", tar, "--tag", "evil"});
+      INFO(r.err);
+      CHECK(r.exit_code == 1);
+      CHECK(r.err.find("big") != std::string::npos);
+      CHECK(CountFiles(store + "/refs") == 0);
+    }
+  }
+  SECTION("garbage instead of an archive") {
+    WriteFile(tmp.path() + "/junk.tar", RandomData(10000, 3));
+    auto r = Ferry(store, {"build", tmp.path() + "/junk.tar", "--tag", "evil"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("junk.tar") != std::string::npos);
+  }
+}
+
+TEST_CASE("a file that cannot be read fails the build, naming it") {
+  ScopedTempDir tmp("ferry-unreadable");
+  std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
+  WriteFile(src + "/ok", "fine");
+  WriteFile(src + "/secret", "no");
+  chmod((src + "/secret").c_str(), 0000);
+  stdfs::create_directories(store);
+  chmod(store.c_str(), 0777);
+  chmod(tmp.path().c_str(), 0755);
+  // As an unprivileged user, so that permissions apply.
+  auto r = Run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FerryBinary(),
+                "--store", store, "build", src, "--tag", "x"});
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find(src + "/secret") != std::string::npos);
+  CHECK(r.err.find("Permission denied") != std::string::npos);
+  CHECK(CountFiles(store + "/refs") == 0);
+}
+
+TEST_CASE("damaged images and packs: clear mount errors, EIO on reads, never wrong bytes") {
+  ScopedTempDir tmp("ferry-damage");
+  std::string src = tmp.path() + "/src", store = tmp.path() + "/store", mnt = tmp.path() + "/mnt";
+  stdfs::create_directories(mnt);
+  std::string big = RandomData(600000, 11);
+  WriteFile(src + "/big", big);
+  WriteFile(src + "/small", "small file");
+  auto b = Ferry(store, {"build", src, "--tag", "img", "-q"});
+  REQUIRE(b.exit_code == 0);
+  std::string id = b.out.substr(0, 64);
+  std::string image_path = store + "/images/" + id;
+  std::string original = ReadFile(image_path);
+
+  SECTION("missing image") {
+    auto r = Ferry(store, {"mount", "no-such-image", mnt});
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("no-such-image") != std::string::npos);
+  }
+  SECTION("truncated metadata object") {
+    WriteFile(image_path, original.substr(0, original.size() / 2));
+    auto r = Ferry(store, {"mount", "img", mnt});
+    INFO(r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("Corruption") != std::string::npos);
+    CHECK(r.err.find(id) != std::string::npos);
+  }
+  SECTION("garbage metadata object") {
+    WriteFile(image_path, RandomData(original.size(), 5));
+    auto r = Ferry(store, {"mount", "img", mnt});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("Corruption") != std::string::npos);
+  }
+  SECTION("a flipped bit in a pack: that read fails with EIO and a log line names the chunk") {
+    std::string pack;
+    for (auto& e : stdfs::directory_iterator(store + "/packs")) pack = e.path();
+    std::string bytes = ReadFile(pack);
+    bytes[1000] ^= 0x04;  // inside the first chunk's frame
+    WriteFile(pack, bytes);
+    std::string log = tmp.path() + "/mount.log";
+    ScopedMount m(store, "img", mnt, {"--log-file", log});
+    REQUIRE(m.ok());
+    int fd = open((mnt + "/big").c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    // Read the whole file: whatever comes back before the error is right.
+    std::string got;
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) got.append(buf, static_cast<size_t>(n));
+    CHECK(n == -1);
+    CHECK(errno == EIO);
+    CHECK(got.size() < big.size());
+    CHECK(big.compare(0, got.size(), got) == 0);
+    errno = 0;
+    CHECK(pread(fd, buf, 4096, 0) == -1);
+    CHECK(errno == EIO);
+    close(fd);
+    CHECK(ReadFile(mnt + "/small") == "small file");  // other files still read
+    std::string logged = ReadFile(log);
+    CHECK(logged.find("Corruption") != std::string::npos);
+    CHECK(std::regex_search(logged, std::regex("chunk [0-9a-f]{64}")));
+  }
+}
+
+}  // namespace
+}  // namespace ferry::testing
+
+int main(int argc, char** argv) {
+  ferry::testing::RequireFuseOrSkip();
+  return Catch::Session().run(argc, argv);
+}

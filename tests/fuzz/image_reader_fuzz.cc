@@ -1,0 +1,289 @@
+// libFuzzer target: untrusted image metadata objects.
+//
+// ImageReader::Open promises to refuse any corrupt or hostile object with a
+// Status, and after a successful Open every accessor (and ImageFs on top of
+// it) must be safe without further checks. This target feeds each input to
+// Open twice:
+//   1. as is, which exercises the checksum and size checks;
+//   2. with object_size, every in-bounds section checksum and the header
+//      checksum recomputed, so that mutations get past the XXH3 checks and
+//      reach the structural validation (the interesting part).
+// Whenever Open succeeds, every accessor is run over every inode, and
+// ImageFs answers every call for every inode. ImageFs reads go through a
+// ChunkReader over a store that fails every read, so Read() is exercised up
+// to the fetch without doing any I/O.
+//
+// Invariants checked beyond "no crash" (a violation aborts):
+//   - Lookup(dir, name) finds every entry Dirents(dir) lists, with its inode;
+//   - a symlink's target is non-empty and as long as its inode says;
+//   - GetXattr finds the value of every xattr of an inode whose xattr names
+//     are sorted (as ImageWriter writes them);
+//   - calls on invalid inode numbers fail; on valid ones GetAttr and
+//     ListXattr succeed; Read never returns more than asked.
+//
+// FERRY_FUZZ_VERBOSE=1 prints the Status of each Open.
+//
+// Build and run: tests/fuzz/run.sh. Seeds: ferry_fuzz_make_seeds.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "chunkstore/chunk_reader.h"
+#include "chunkstore/object_store.h"
+#include "fs/image_format.h"
+#include "fs/image_fs.h"
+#include "fs/image_reader.h"
+
+namespace {
+
+using ferry::Result;
+using ferry::Status;
+using ferry::StatusCode;
+
+// Every operation fails; nothing is read or written.
+class FailingStore final : public ferry::chunkstore::ObjectStore {
+ public:
+  std::string Url() const override { return "fuzz://failing"; }
+  Status Put(const std::string&, std::span<const uint8_t>) override { return Fail(); }
+  Status PutFile(const std::string&, const std::string&) override { return Fail(); }
+  Result<std::shared_ptr<const ferry::chunkstore::Blob>> Get(const std::string&) override {
+    return Fail();
+  }
+  Status GetRange(const std::string& key, uint64_t, std::span<uint8_t>) override {
+    if (key.empty()) __builtin_trap();
+    return Fail();
+  }
+  Result<uint64_t> Size(const std::string&) override { return Fail(); }
+  Result<std::vector<std::string>> List(const std::string&) override { return Fail(); }
+  Status Delete(const std::string&) override { return Fail(); }
+
+ private:
+  static Status Fail() { return Status(StatusCode::kUnavailable, "fuzz store: no I/O"); }
+};
+
+// Folds bytes into a value the optimizer cannot drop, so that every byte an
+// accessor points at is actually read (and checked by ASan).
+volatile uint64_t g_sink;
+void Touch(std::string_view s) { g_sink = g_sink + XXH3_64bits(s.data(), s.size()); }
+void Touch(uint64_t v) { g_sink = g_sink + v; }
+
+[[noreturn]] void Fail(const char* what, uint64_t ino) {
+  std::fprintf(stderr, "image_reader_fuzz: invariant violated: %s (inode %llu)\n", what,
+               static_cast<unsigned long long>(ino));
+  std::abort();
+}
+
+template <typename T>
+T Load(const std::vector<uint8_t>& b, size_t off) {
+  T v;
+  std::memcpy(&v, b.data() + off, sizeof(T));
+  return v;
+}
+template <typename T>
+void Store(std::vector<uint8_t>& b, size_t off, T v) {
+  std::memcpy(b.data() + off, &v, sizeof(T));
+}
+
+// Recomputes object_size, the checksum of every in-bounds section and the
+// header checksum. Returns false if the object is too short to have them.
+bool FixChecksums(std::vector<uint8_t>& b) {
+  using namespace ferry::fs;
+  if (b.size() < kImageHeaderSize) return false;
+  Store<uint64_t>(b, offsetof(ImageHeader, object_size), b.size());
+  uint64_t count = Load<uint32_t>(b, offsetof(ImageHeader, section_count));
+  if (count > 64 || kImageHeaderSize + count * kSectionEntrySize > b.size()) return false;
+  for (uint64_t i = 0; i < count; ++i) {
+    size_t at = kImageHeaderSize + i * kSectionEntrySize;
+    uint64_t off = Load<uint64_t>(b, at + offsetof(SectionEntry, offset));
+    uint64_t size = Load<uint64_t>(b, at + offsetof(SectionEntry, size));
+    if (off > b.size() || size > b.size() - off) continue;
+    Store<uint64_t>(b, at + offsetof(SectionEntry, xxh3), XXH3_64bits(b.data() + off, size));
+  }
+  Store<uint64_t>(b, offsetof(ImageHeader, header_xxh3), 0);
+  uint64_t h = XXH3_64bits(b.data(), kImageHeaderSize + count * kSectionEntrySize);
+  Store<uint64_t>(b, offsetof(ImageHeader, header_xxh3), h);
+  return true;
+}
+
+void ExerciseReader(const ferry::fs::ImageReader& r) {
+  using namespace ferry::fs;
+  Touch(r.object_size());
+  for (uint64_t ino = 1; ino <= r.inode_count(); ++ino) {
+    if (!r.IsValidIno(ino)) Fail("IsValidIno false inside [1, inode_count]", ino);
+    const InodeRecord& n = r.inode(ino);
+    Touch(n.mode ^ n.uid ^ n.gid ^ n.nlink ^ n.size ^ n.rdev ^ n.parent);
+
+    for (const DirentRecord& d : r.Dirents(ino)) {
+      std::string_view name = r.Name(d);
+      Touch(name);
+      auto found = r.Lookup(ino, name);
+      if (!found || *found != d.ino) Fail("Lookup misses a listed entry", ino);
+      if (!r.IsValidIno(d.ino)) Fail("entry names an invalid inode", ino);
+      // Names next to real ones, to walk the binary search's other branches.
+      std::string around(name);
+      around.push_back('\0');
+      Touch(r.Lookup(ino, around).value_or(0));
+      around.back() = '\xff';
+      Touch(r.Lookup(ino, around).value_or(0));
+      Touch(r.Lookup(ino, name.substr(0, name.size() - 1)).value_or(0));
+    }
+    Touch(r.Lookup(ino, "").value_or(0));
+    Touch(r.Lookup(ino, "..").value_or(0));
+
+    std::string_view target = r.SymlinkTarget(ino);
+    Touch(target);
+    if (S_ISLNK(n.mode) && (target.empty() || target.size() != n.size)) {
+      Fail("bad symlink target", ino);
+    }
+
+    for (const XattrRecord& x : r.Xattrs(ino)) {
+      Touch(r.XattrName(x));
+      Touch(r.XattrValue(x));
+    }
+
+    for (const ExtentRecord& e : r.Extents(ino)) {
+      if (e.chunk >= r.chunks().size()) Fail("extent names an invalid chunk", ino);
+      ferry::chunkstore::ChunkLocation loc = r.Chunk(e.chunk);
+      Touch(e.file_offset + loc.offset + loc.clen + loc.ulen + loc.digest.bytes[0] +
+            loc.pack.bytes[31]);
+    }
+  }
+  for (uint32_t i = 0; i < r.chunks().size(); ++i) {
+    ferry::chunkstore::ChunkLocation loc = r.Chunk(i);
+    Touch(loc.offset + loc.clen + loc.ulen + loc.pack.bytes[0]);
+  }
+  for (const PackRecord& p : r.packs()) Touch(p.digest[0]);
+}
+
+void ExerciseFs(ferry::fs::ImageFs& fs) {
+  using namespace ferry::fs;
+  const ImageReader& r = fs.image();
+  const uint64_t count = r.inode_count();
+  struct statvfs sv = fs.StatFs();
+  Touch(sv.f_blocks + sv.f_files);
+  Touch(ferry::fs::ErrnoFor(Status()));
+
+  // Invalid inode numbers must be refused, not indexed.
+  for (uint64_t bad : {uint64_t{0}, count + 1, std::numeric_limits<uint64_t>::max()}) {
+    if (fs.GetAttr(bad).ok() || fs.Lookup(bad, "x").ok() || fs.ReadLink(bad).ok() ||
+        fs.Read(bad, 0, 1).ok() || fs.GetXattr(bad, "user.x").ok() || fs.ListXattr(bad).ok() ||
+        fs.Access(bad, R_OK, 0, 0).ok()) {
+      Fail("call on an invalid inode succeeded", bad);
+    }
+  }
+
+  const std::string long_name(300, 'a');
+  for (uint64_t ino = 1; ino <= count; ++ino) {
+    const InodeRecord& n = r.inode(ino);
+    auto st = fs.GetAttr(ino);
+    if (!st.ok()) Fail("GetAttr failed on a valid inode", ino);
+    Touch(static_cast<uint64_t>(st->st_blocks) + static_cast<uint64_t>(st->st_size));
+
+    for (const DirentRecord& d : r.Dirents(ino)) {
+      auto child = fs.Lookup(ino, r.Name(d));
+      if (!child.ok() || *child != d.ino) Fail("ImageFs::Lookup misses a listed entry", ino);
+    }
+    for (std::string_view name : {std::string_view(""), std::string_view("."),
+                                  std::string_view(".."), std::string_view(long_name)}) {
+      auto res = fs.Lookup(ino, name);
+      Touch(ferry::fs::ErrnoFor(res.status()));
+    }
+
+    auto link = fs.ReadLink(ino);
+    if (link.ok()) Touch(*link);
+    Touch(ferry::fs::ErrnoFor(link.status()));
+
+    auto list = fs.ListXattr(ino);
+    if (!list.ok()) Fail("ListXattr failed on a valid inode", ino);
+    Touch(*list);
+    // GetXattr binary-searches an inode's xattrs, which the writer sorts by
+    // name. Open does not insist on that order, so the lookup is only
+    // required to work when the names are strictly increasing.
+    auto xattrs = r.Xattrs(ino);
+    bool sorted = true;
+    for (size_t i = 1; i < xattrs.size(); ++i) {
+      if (!(r.XattrName(xattrs[i - 1]) < r.XattrName(xattrs[i]))) sorted = false;
+    }
+    for (const XattrRecord& x : xattrs) {
+      auto value = fs.GetXattr(ino, r.XattrName(x));
+      if (value.ok()) Touch(*value);
+      if (sorted && (!value.ok() || *value != r.XattrValue(x))) {
+        Fail("GetXattr misses a listed attribute", ino);
+      }
+    }
+    Touch(ferry::fs::ErrnoFor(fs.GetXattr(ino, "").status()));
+    Touch(ferry::fs::ErrnoFor(fs.GetXattr(ino, "user.\xff").status()));
+
+    for (int mask : {F_OK, R_OK, W_OK, X_OK, R_OK | X_OK}) {
+      Touch(ferry::fs::ErrnoFor(fs.Access(ino, mask, 0, 0)));
+      Touch(ferry::fs::ErrnoFor(fs.Access(ino, mask, 1000, 1000)));
+      Touch(ferry::fs::ErrnoFor(fs.Access(ino, mask, n.uid, n.gid)));
+    }
+
+    // Reads as FUSE issues them: offsets within off_t, sizes up to 1 MiB.
+    constexpr uint64_t kMaxOff = std::numeric_limits<int64_t>::max();
+    const uint64_t size = n.size;
+    const uint64_t offsets[] = {0, 1, 4095, size / 2, size ? size - 1 : 0, size,
+                                size < kMaxOff ? size + 1 : kMaxOff, kMaxOff};
+    for (uint64_t off : offsets) {
+      if (off > kMaxOff) continue;
+      for (size_t len : {size_t{1}, size_t{4096}, size_t{1} << 20}) {
+        auto res = fs.Read(ino, off, len);
+        if (res.ok()) {
+          if (res->bytes > len) Fail("Read returned more than asked", ino);
+          size_t total = 0;
+          for (const struct iovec& v : res->iov) {
+            total += v.iov_len;
+            if (v.iov_len > 0) {
+              Touch(static_cast<const uint8_t*>(v.iov_base)[0]);
+              Touch(static_cast<const uint8_t*>(v.iov_base)[v.iov_len - 1]);
+            }
+          }
+          if (total != res->bytes) Fail("Read iovecs disagree with byte count", ino);
+        } else {
+          Touch(ferry::fs::ErrnoFor(res.status()));
+        }
+      }
+    }
+  }
+  Touch(fs.StatsJson());
+}
+
+void OpenAndExercise(std::vector<uint8_t> bytes) {
+  auto reader = ferry::fs::ImageReader::Open(ferry::chunkstore::MakeBlob(std::move(bytes)));
+  if (std::getenv("FERRY_FUZZ_VERBOSE")) {
+    std::fprintf(stderr, "image_reader_fuzz: Open: %s\n", reader.status().ToString().c_str());
+  }
+  if (!reader.ok()) {
+    if (reader.status().code() != StatusCode::kCorruption) {
+      Fail("Open refused an object with a code other than kCorruption", 0);
+    }
+    return;
+  }
+  ExerciseReader(**reader);
+  FailingStore store;
+  ferry::chunkstore::ChunkReader chunks(&store, 1 << 20);
+  ferry::fs::ImageFs fs(std::move(*reader), &chunks, [](const std::string& msg) { Touch(msg); });
+  ExerciseFs(fs);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::vector<uint8_t> raw(data, data + size);
+  OpenAndExercise(raw);
+  if (FixChecksums(raw)) OpenAndExercise(std::move(raw));
+  return 0;
+}
