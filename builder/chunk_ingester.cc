@@ -1,0 +1,209 @@
+#include "builder/chunk_ingester.h"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+
+namespace ferry::builder {
+
+using chunkstore::ChunkLocation;
+
+struct ChunkIngester::Job {
+  std::vector<uint8_t> data;
+  std::vector<PendingExtent>* extents;
+  uint64_t file_offset;
+  // Filled by a worker:
+  Digest digest;
+  bool known_in_store = false;
+  std::vector<uint8_t> frame;
+  bool done = false;
+};
+
+// A fixed set of threads running jobs; waiting is per job.
+class ChunkIngester::Workers {
+ public:
+  explicit Workers(unsigned n) {
+    for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  ~Workers() { Join(); }
+  // Runs what is queued, then stops the threads. Jobs may still use this
+  // object (MarkDone) until Join returns.
+  void Join() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  void Post(std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(fn));
+    }
+    cv_.notify_one();
+  }
+  void MarkDone(Job& job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job.done = true;
+    }
+    done_cv_.notify_all();
+  }
+  void Wait(Job& job) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [&] { return job.done; });
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+  std::mutex mu_;  // guards queue_, stop_, and Job::done
+  std::condition_variable cv_, done_cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+ChunkIngester::ChunkIngester(chunkstore::ObjectStore* store, std::string temp_dir,
+                             IngestOptions opt)
+    : store_(store), temp_dir_(std::move(temp_dir)), opt_(opt), chunker_(opt.chunker) {
+  unsigned n = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  workers_ = std::make_unique<Workers>(n);
+}
+
+ChunkIngester::~ChunkIngester() {
+  // Jobs still queued use store_index_ and workers_: finish them first.
+  workers_->Join();
+}
+
+Status ChunkIngester::LoadStoreIndex() {
+  ASSIGN_OR_RETURN(auto keys, store_->List("packs/"));
+  for (const std::string& key : keys) {
+    auto id = Digest::FromHex(key.substr(6));
+    if (!id) continue;
+    auto index = chunkstore::ReadPackIndex(*store_, *id);
+    if (!index.ok()) {
+      // A damaged pack is simply not used for deduplication.
+      continue;
+    }
+    for (const ChunkLocation& loc : *index) store_index_.emplace(loc.digest, loc);
+  }
+  return Status::Ok();
+}
+
+void ChunkIngester::BeginRegion(std::vector<PendingExtent>* extents, uint64_t file_offset) {
+  region_extents_ = extents;
+  region_offset_ = file_offset;
+}
+
+void ChunkIngester::Submit(std::span<const uint8_t> chunk) {
+  auto job = std::make_shared<Job>();
+  job->data.assign(chunk.begin(), chunk.end());
+  job->extents = region_extents_;
+  job->file_offset = region_offset_;
+  region_offset_ += chunk.size();
+  pending_bytes_ += chunk.size();
+  pending_.push_back(job);
+  workers_->Post([this, job] {
+    job->digest = Sha256(job->data);
+    // store_index_ is not modified while jobs run.
+    job->known_in_store = store_index_.count(job->digest) > 0;
+    if (!job->known_in_store) job->frame = chunkstore::CompressChunk(job->data, opt_.zstd_level);
+    workers_->MarkDone(*job);
+  });
+}
+
+Status ChunkIngester::Write(std::span<const uint8_t> data) {
+  stats_.bytes_in += data.size();
+  chunker_.Update(data, [&](std::span<const uint8_t> c) { Submit(c); });
+  return Drain(64u << 20);
+}
+
+Status ChunkIngester::EndRegion() {
+  chunker_.Finish([&](std::span<const uint8_t> c) { Submit(c); });
+  region_extents_ = nullptr;
+  return Drain(64u << 20);
+}
+
+Status ChunkIngester::Drain(size_t max_pending_bytes) {
+  while (!pending_.empty() && pending_bytes_ > max_pending_bytes) {
+    std::shared_ptr<Job> job = pending_.front();
+    pending_.pop_front();
+    workers_->Wait(*job);
+    pending_bytes_ -= job->data.size();
+    RETURN_IF_ERROR(Resolve(*job));
+  }
+  return Status::Ok();
+}
+
+Status ChunkIngester::Resolve(Job& job) {
+  ++stats_.chunks;
+  uint32_t ulen = static_cast<uint32_t>(job.data.size());
+  uint32_t index;
+  if (auto it = build_index_.find(job.digest); it != build_index_.end()) {
+    index = it->second;
+    stats_.dedup_build_bytes += ulen;
+  } else if (auto sit = store_index_.find(job.digest); sit != store_index_.end()) {
+    index = static_cast<uint32_t>(locations_.size());
+    locations_.push_back(sit->second);
+    build_index_.emplace(job.digest, index);
+    stats_.dedup_store_bytes += ulen;
+  } else {
+    if (!pack_) {
+      pack_path_ = temp_dir_ + "/pack." + std::to_string(getpid()) + "." +
+                   std::to_string(++pack_seq_);
+      ASSIGN_OR_RETURN(pack_, chunkstore::PackWriter::Create(pack_path_));
+    }
+    ASSIGN_OR_RETURN(uint64_t offset, pack_->Append(job.digest, job.frame, ulen));
+    ChunkLocation loc;
+    loc.digest = job.digest;
+    loc.offset = offset;
+    loc.clen = static_cast<uint32_t>(job.frame.size());
+    loc.ulen = ulen;
+    index = static_cast<uint32_t>(locations_.size());
+    locations_.push_back(loc);  // pack id filled in by FlushPack
+    open_pack_locations_.push_back(index);
+    build_index_.emplace(job.digest, index);
+    ++stats_.new_chunks;
+    stats_.new_bytes += ulen;
+    stats_.written_bytes += job.frame.size();
+    if (pack_->bytes_written() >= opt_.pack_target_bytes) RETURN_IF_ERROR(FlushPack());
+  }
+  job.extents->push_back({job.file_offset, index});
+  return Status::Ok();
+}
+
+Status ChunkIngester::FlushPack() {
+  if (!pack_) return Status::Ok();
+  ASSIGN_OR_RETURN(Digest id, pack_->Finish());
+  pack_.reset();
+  stats_.written_bytes += 0;
+  RETURN_IF_ERROR(store_->PutFile(chunkstore::PackKey(id), pack_path_));
+  for (uint32_t i : open_pack_locations_) locations_[i].pack = id;
+  open_pack_locations_.clear();
+  ++stats_.packs;
+  return Status::Ok();
+}
+
+Status ChunkIngester::Finish() {
+  RETURN_IF_ERROR(Drain(0));
+  return FlushPack();
+}
+
+}  // namespace ferry::builder

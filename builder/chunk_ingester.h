@@ -1,0 +1,100 @@
+// ChunkIngester: turns file contents into deduplicated chunks in packs.
+//
+// The caller streams each file's data regions in (BeginRegion/Write/
+// EndRegion); the ingester cuts chunks (FastCDC), hashes and compresses them
+// on worker threads, drops chunks the store or this build already holds,
+// appends the rest to packs in the order they arrived (so files read
+// together sit together), and uploads each full pack. Every chunk lands in
+// `locations()`; a file's extents refer to indexes in that table. Nothing an
+// image could refer to is visible before the pack holding it is uploaded.
+// Not thread-safe (one feeding thread).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "builder/chunker.h"
+#include "chunkstore/object_store.h"
+#include "chunkstore/pack.h"
+
+namespace ferry::builder {
+
+struct IngestOptions {
+  ChunkerParams chunker;
+  int zstd_level = 3;
+  uint64_t pack_target_bytes = 32ull << 20;
+  unsigned threads = 0;  // 0: one per core
+};
+
+struct IngestStats {
+  uint64_t bytes_in = 0;          // file bytes seen (holes excluded)
+  uint64_t chunks = 0;            // chunks cut
+  uint64_t new_chunks = 0;        // chunks written to new packs
+  uint64_t new_bytes = 0;         // uncompressed bytes of new chunks
+  uint64_t written_bytes = 0;     // compressed bytes written to the store
+  uint64_t dedup_store_bytes = 0; // bytes found already in the store
+  uint64_t dedup_build_bytes = 0; // bytes repeated within this build
+  uint64_t packs = 0;             // packs written
+};
+
+// A file extent as the ingester reports it.
+struct PendingExtent {
+  uint64_t file_offset;
+  uint32_t location;  // index into ChunkIngester::locations()
+};
+
+class ChunkIngester {
+ public:
+  ChunkIngester(chunkstore::ObjectStore* store, std::string temp_dir, IngestOptions opt);
+  ~ChunkIngester();
+
+  // Reads the index of every pack in the store, for deduplication.
+  Status LoadStoreIndex();
+
+  // Feeds one contiguous data region of a file starting at `file_offset`;
+  // its chunks are appended to *extents as they are resolved (in order).
+  void BeginRegion(std::vector<PendingExtent>* extents, uint64_t file_offset);
+  Status Write(std::span<const uint8_t> data);
+  Status EndRegion();
+
+  // Writes out everything pending and uploads the last pack. After this,
+  // locations() is complete and every pack it names is in the store.
+  Status Finish();
+
+  const std::vector<chunkstore::ChunkLocation>& locations() const { return locations_; }
+  const IngestStats& stats() const { return stats_; }
+
+ private:
+  struct Job;
+  class Workers;
+  void Submit(std::span<const uint8_t> chunk);
+  Status Drain(size_t max_pending_bytes);
+  Status Resolve(Job& job);
+  Status FlushPack();
+
+  chunkstore::ObjectStore* store_;
+  std::string temp_dir_;
+  IngestOptions opt_;
+  Chunker chunker_;
+  std::unique_ptr<Workers> workers_;
+  std::unordered_map<Digest, chunkstore::ChunkLocation, DigestHash> store_index_;
+  std::unordered_map<Digest, uint32_t, DigestHash> build_index_;  // digest -> location
+  std::vector<chunkstore::ChunkLocation> locations_;
+  std::vector<uint32_t> open_pack_locations_;  // locations waiting for the pack id
+  std::unique_ptr<chunkstore::PackWriter> pack_;
+  std::string pack_path_;
+  uint64_t pack_seq_ = 0;
+  std::deque<std::shared_ptr<Job>> pending_;
+  size_t pending_bytes_ = 0;
+  std::vector<PendingExtent>* region_extents_ = nullptr;
+  uint64_t region_offset_ = 0;
+  IngestStats stats_;
+};
+
+}  // namespace ferry::builder

@@ -1,0 +1,93 @@
+#include "builder/chunker.h"
+
+#include <array>
+#include <bit>
+
+namespace ferry::builder {
+namespace {
+
+// 256 pseudo-random 64-bit values from splitmix64 with a fixed seed. Changing
+// the seed changes every cut point (and so deduplication against old images).
+struct GearTable {
+  std::array<uint64_t, 256> v;
+  constexpr GearTable() : v() {
+    uint64_t state = 0x66657272794344ull;  // "ferryCD"
+    for (auto& x : v) {
+      state += 0x9e3779b97f4a7c15ull;
+      uint64_t z = state;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      x = z ^ (z >> 31);
+    }
+  }
+};
+constexpr GearTable kGear;
+
+// A mask with `bits` one-bits spread over the high half of the word: with a
+// left-shifting gear hash, high bits depend on the most recent ~64 bytes.
+constexpr uint64_t SpreadMask(int bits) {
+  uint64_t m = 0;
+  for (int i = 0; i < bits; ++i) m |= uint64_t{1} << (63 - 2 * i);
+  return m;
+}
+
+}  // namespace
+
+Chunker::Chunker(const ChunkerParams& params) : params_(params) {
+  int bits = std::countr_zero(params.avg_size);
+  mask_small_ = SpreadMask(bits + 2);
+  mask_large_ = SpreadMask(bits - 2);
+}
+
+size_t Chunker::FindCut(std::span<const uint8_t> data) const {
+  size_t n = data.size();
+  if (n <= params_.min_size) return n;
+  size_t normal = std::min<size_t>(n, params_.avg_size);
+  size_t end = std::min<size_t>(n, params_.max_size);
+  uint64_t fp = 0;
+  size_t i = params_.min_size;
+  for (; i < normal; ++i) {
+    fp = (fp << 1) + kGear.v[data[i]];
+    if ((fp & mask_small_) == 0) return i + 1;
+  }
+  for (; i < end; ++i) {
+    fp = (fp << 1) + kGear.v[data[i]];
+    if ((fp & mask_large_) == 0) return i + 1;
+  }
+  return end;
+}
+
+void Chunker::Update(std::span<const uint8_t> data, const Emit& emit) {
+  // Cut directly from the caller's buffer when nothing is pending.
+  size_t pos = 0;
+  if (buffer_.empty()) {
+    while (data.size() - pos >= params_.max_size) {
+      size_t cut = FindCut(data.subspan(pos));
+      emit(data.subspan(pos, cut));
+      pos += cut;
+    }
+    buffer_.assign(data.begin() + pos, data.end());
+    return;
+  }
+  buffer_.insert(buffer_.end(), data.begin(), data.end());
+  std::span<const uint8_t> buf(buffer_);
+  while (buf.size() - pos >= params_.max_size) {
+    size_t cut = FindCut(buf.subspan(pos));
+    emit(buf.subspan(pos, cut));
+    pos += cut;
+  }
+  buffer_.erase(buffer_.begin(), buffer_.begin() + pos);
+}
+
+void Chunker::Finish(const Emit& emit) {
+  std::span<const uint8_t> buf(buffer_);
+  size_t pos = 0;
+  while (pos < buf.size()) {
+    size_t cut = FindCut(buf.subspan(pos));
+    emit(buf.subspan(pos, cut));
+    pos += cut;
+  }
+  buffer_.clear();
+}
+
+}  // namespace ferry::builder

@@ -1,0 +1,234 @@
+// The directory source of ImageBuilder: scan a local tree, then read the
+// contents of its regular files (data regions only; holes stay holes).
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <vector>
+
+#include "builder/image_builder.h"
+
+namespace ferry::builder {
+namespace {
+
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+void FillMeta(const struct stat& st, TreeNode* node) {
+  node->mode = st.st_mode;
+  node->uid = st.st_uid;
+  node->gid = st.st_gid;
+  node->rdev = (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) ? st.st_rdev : 0;
+  node->atime = st.st_atim;
+  node->mtime = st.st_mtim;
+  node->ctime = st.st_ctim;
+  node->size = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// Reads all xattrs of `name` in directory `dirfd` without following links.
+Status ReadXattrs(int dirfd, const std::string& name, const std::string& shown, TreeNode* node) {
+  std::string path = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+  std::vector<char> names(4096);
+  ssize_t n;
+  for (;;) {
+    n = llistxattr(path.c_str(), names.data(), names.size());
+    if (n >= 0) break;
+    if (errno == ENOTSUP) return Status::Ok();
+    if (errno != ERANGE) return ErrnoError("list xattrs of " + shown);
+    names.resize(names.size() * 4);
+  }
+  for (ssize_t off = 0; off < n;) {
+    std::string xname(names.data() + off);
+    off += static_cast<ssize_t>(xname.size()) + 1;
+    std::string value(256, '\0');
+    for (;;) {
+      ssize_t v = lgetxattr(path.c_str(), xname.c_str(), value.data(), value.size());
+      if (v >= 0) {
+        value.resize(static_cast<size_t>(v));
+        break;
+      }
+      if (errno == ENODATA) { value.clear(); break; }
+      if (errno != ERANGE) return ErrnoError("read xattr " + xname + " of " + shown);
+      value.resize(std::max<size_t>(value.size() * 4, 65536));
+    }
+    node->xattrs.emplace_back(std::move(xname), std::move(value));
+  }
+  return Status::Ok();
+}
+
+struct Scanner {
+  Tree* tree;
+  BuildProgress* progress;
+  std::string root;
+  std::map<std::pair<dev_t, ino_t>, std::shared_ptr<TreeNode>> links;
+
+  Status ScanDir(int dirfd, const std::string& rel, TreeNode* dir) {
+    std::vector<std::string> names;
+    {
+      int dup_fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+      if (dup_fd < 0) return ErrnoError("dup directory fd");
+      DIR* d = fdopendir(dup_fd);
+      if (d == nullptr) {
+        close(dup_fd);
+        return ErrnoError("read directory " + Shown(rel));
+      }
+      errno = 0;
+      while (struct dirent* e = readdir(d)) {
+        std::string_view n(e->d_name);
+        if (n != "." && n != "..") names.emplace_back(n);
+      }
+      int err = errno;
+      closedir(d);
+      if (err != 0) return ErrnoError("read directory " + Shown(rel), err);
+    }
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      std::string child_rel = rel.empty() ? name : rel + "/" + name;
+      struct stat st;
+      if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        return ErrnoError("stat " + Shown(child_rel));
+      }
+      if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+        auto it = links.find({st.st_dev, st.st_ino});
+        if (it != links.end()) {
+          dir->children[name] = it->second;
+          continue;
+        }
+      }
+      auto node = std::make_shared<TreeNode>();
+      FillMeta(st, node.get());
+      RETURN_IF_ERROR(ReadXattrs(dirfd, name, Shown(child_rel), node.get()));
+      if (S_ISLNK(st.st_mode)) {
+        std::string target(4096, '\0');
+        ssize_t n = readlinkat(dirfd, name.c_str(), target.data(), target.size());
+        if (n < 0) return ErrnoError("readlink " + Shown(child_rel));
+        target.resize(static_cast<size_t>(n));
+        node->symlink = std::move(target);
+      } else if (S_ISREG(st.st_mode)) {
+        node->source_path = child_rel;
+      } else if (S_ISDIR(st.st_mode)) {
+        int fd = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) return ErrnoError("open directory " + Shown(child_rel));
+        FdCloser closer{fd};
+        RETURN_IF_ERROR(ScanDir(fd, child_rel, node.get()));
+      }
+      if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) links[{st.st_dev, st.st_ino}] = node;
+      progress->AddFile();
+      dir->children[name] = std::move(node);
+    }
+    return Status::Ok();
+  }
+
+  std::string Shown(const std::string& rel) const {
+    return root + (rel.empty() ? "" : "/" + rel);
+  }
+};
+
+}  // namespace
+
+Status ImageBuilder::AddDirectory(const std::string& path) {
+  if (source_root_fd_ >= 0) return InvalidArgumentError("only one directory source is supported");
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("open source directory " + path);
+  source_root_fd_ = fd;
+  source_root_ = path;
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoError("stat " + path);
+  tree_.set_layer(layers_);
+  auto root = std::make_shared<TreeNode>();
+  FillMeta(st, root.get());
+  root->layer = layers_;
+  RETURN_IF_ERROR(ReadXattrs(fd, ".", path, root.get()));
+  RETURN_IF_ERROR(tree_.Put("", root));
+  Scanner scanner{&tree_, progress_.get(), path, {}};
+  RETURN_IF_ERROR(scanner.ScanDir(fd, "", &tree_.root()));
+  // Nodes from this source carry the layer number for whiteout semantics.
+  std::vector<TreeNode*> stack{&tree_.root()};
+  while (!stack.empty()) {
+    TreeNode* n = stack.back();
+    stack.pop_back();
+    for (auto& [name, child] : n->children) {
+      child->layer = layers_;
+      if (S_ISDIR(child->mode)) stack.push_back(child.get());
+    }
+  }
+  ++layers_;
+  return Status::Ok();
+}
+
+Status ImageBuilder::IngestFile(TreeNode& node) {
+  std::string shown = source_root_ + "/" + node.source_path;
+  int fd = openat(source_root_fd_, node.source_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("cannot read " + shown);
+  FdCloser closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoError("stat " + shown);
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != node.size) {
+    return FailedPreconditionError(shown + " changed while the image was being built");
+  }
+  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  static constexpr size_t kBuf = 4 << 20;
+  std::vector<uint8_t> buf(kBuf);
+  uint64_t pos = 0, size = node.size;
+  while (pos < size) {
+    off_t data = lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // the rest is a hole
+      if (errno != EINVAL) return ErrnoError("seek " + shown);
+      data = static_cast<off_t>(pos);  // no SEEK_DATA: all data
+    }
+    off_t hole = lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) hole = static_cast<off_t>(size);
+    uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
+    ingester_->BeginRegion(&node.extents, static_cast<uint64_t>(data));
+    for (uint64_t at = static_cast<uint64_t>(data); at < end;) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(kBuf, end - at));
+      ssize_t n = pread(fd, buf.data(), want, static_cast<off_t>(at));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoError("read " + shown);
+      }
+      if (n == 0) return FailedPreconditionError(shown + " shrank while the image was being built");
+      RETURN_IF_ERROR(ingester_->Write({buf.data(), static_cast<size_t>(n)}));
+      progress_->AddBytes(static_cast<uint64_t>(n));
+      at += static_cast<uint64_t>(n);
+    }
+    RETURN_IF_ERROR(ingester_->EndRegion());
+    pos = end;
+  }
+  node.source_path.clear();
+  return Status::Ok();
+}
+
+Status ImageBuilder::IngestDirectoryFiles() {
+  if (source_root_fd_ < 0) return Status::Ok();
+  progress_->SetPhase("reading");
+  std::vector<TreeNode*> stack{&tree_.root()};
+  while (!stack.empty()) {
+    TreeNode* n = stack.back();
+    stack.pop_back();
+    // Reverse order on the stack gives a sorted depth-first walk.
+    for (auto it = n->children.rbegin(); it != n->children.rend(); ++it) {
+      TreeNode* child = it->second.get();
+      if (S_ISDIR(child->mode)) stack.push_back(child);
+    }
+    for (auto& [name, child] : n->children) {
+      if (S_ISREG(child->mode) && !child->source_path.empty()) {
+        RETURN_IF_ERROR(IngestFile(*child));
+        progress_->AddFile();
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace ferry::builder

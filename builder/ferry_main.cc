@@ -1,0 +1,325 @@
+// ferry: the command-line front end. A thin main over the libraries:
+// build, ls, inspect, export, mount, umount, stats.
+//
+// Exit codes: 0 success; 1 failure (the message says what and where);
+// 2 usage error; 3 not found (no such image or ref).
+#include <CLI/CLI.hpp>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "builder/exporter.h"
+#include "builder/image_builder.h"
+#include "chunkstore/chunk_reader.h"
+#include "fs/fuse_server.h"
+#include "fs/image_store.h"
+
+namespace ferry {
+namespace {
+
+int Fail(const Status& st) {
+  std::fprintf(stderr, "ferry: %s\n", st.ToString().c_str());
+  return st.code() == StatusCode::kNotFound ? 3 : 1;
+}
+
+std::string Mb(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f MB", bytes / 1e6);
+  return buf;
+}
+
+Result<std::unique_ptr<chunkstore::ObjectStore>> OpenStore(const std::string& url) {
+  return chunkstore::OpenObjectStore(url.empty() ? chunkstore::DefaultStoreUrl() : url);
+}
+
+bool IsDirectory(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int CmdBuild(const std::string& store_url, const std::string& source,
+             const std::vector<std::string>& layers, const std::string& tag, bool quiet,
+             int level) {
+  auto store = OpenStore(store_url);
+  if (!store.ok()) return Fail(store.status());
+  if (source.empty() && layers.empty()) {
+    std::fprintf(stderr, "ferry build: give a SOURCE directory or archive, or --layer TAR\n");
+    return 2;
+  }
+  builder::BuildOptions opt;
+  opt.progress = !quiet;
+  opt.ingest.zstd_level = level;
+  builder::ImageBuilder b(store->get(), opt);
+  const char* kNothing = "build failed, nothing was published";
+  if (!source.empty()) {
+    Status st = IsDirectory(source) ? b.AddDirectory(source) : b.AddTar(source);
+    if (!st.ok()) return Fail(st.Annotate(kNothing));
+  }
+  for (const std::string& layer : layers) {
+    if (Status st = b.AddTar(layer); !st.ok()) return Fail(st.Annotate(kNothing));
+  }
+  auto sum = b.Finish(tag);
+  if (!sum.ok()) return Fail(sum.status().Annotate(kNothing));
+  const auto& in = sum->ingest;
+  if (!quiet) {
+    std::fprintf(stderr,
+                 "built %s in %.2f s: %llu files, %llu dirs, %llu symlinks, %llu other; %s of "
+                 "file data (%s stored, %.0f MB/s)\n"
+                 "chunks: %llu total, %llu new (%s new data, %s written compressed in %llu "
+                 "packs); deduplicated %s against the store, %s within the image\n",
+                 tag.empty() ? "image" : tag.c_str(), sum->seconds,
+                 (unsigned long long)sum->files, (unsigned long long)sum->directories,
+                 (unsigned long long)sum->symlinks, (unsigned long long)sum->others,
+                 Mb(sum->logical_bytes).c_str(), Mb(in.bytes_in).c_str(),
+                 in.bytes_in / 1e6 / std::max(sum->seconds, 1e-6),
+                 (unsigned long long)in.chunks, (unsigned long long)in.new_chunks,
+                 Mb(in.new_bytes).c_str(), Mb(in.written_bytes).c_str(),
+                 (unsigned long long)in.packs, Mb(in.dedup_store_bytes).c_str(),
+                 Mb(in.dedup_build_bytes).c_str());
+  }
+  std::printf("%s\n", sum->image.Hex().c_str());
+  return 0;
+}
+
+int CmdLs(const std::string& store_url) {
+  auto store = OpenStore(store_url);
+  if (!store.ok()) return Fail(store.status());
+  auto refs = fs::ListRefs(**store);
+  if (!refs.ok()) return Fail(refs.status());
+  auto images = fs::ListImages(**store);
+  if (!images.ok()) return Fail(images.status());
+  std::map<Digest, std::vector<std::string>> names;
+  for (const auto& [name, id] : *refs) names[id].push_back(name);
+  std::printf("%-40s %-14s %s\n", "NAME", "IMAGE", "METADATA");
+  for (const auto& [name, id] : *refs) {
+    auto size = (*store)->Size(fs::ImageKey(id));
+    std::printf("%-40s %-14s %s\n", name.c_str(), id.Short().c_str(),
+                size.ok() ? Mb(*size).c_str() : "(missing)");
+  }
+  for (const Digest& id : *images) {
+    if (names.count(id)) continue;
+    auto size = (*store)->Size(fs::ImageKey(id));
+    std::printf("%-40s %-14s %s\n", "<none>", id.Short().c_str(),
+                size.ok() ? Mb(*size).c_str() : "?");
+  }
+  return 0;
+}
+
+Result<std::unique_ptr<fs::ImageReader>> OpenImage(chunkstore::ObjectStore& store,
+                                                   const std::string& name, Digest* id_out) {
+  ASSIGN_OR_RETURN(Digest id, fs::ResolveImage(store, name));
+  if (id_out) *id_out = id;
+  return fs::LoadImage(store, id);
+}
+
+int CmdInspect(const std::string& store_url, const std::string& name) {
+  auto store = OpenStore(store_url);
+  if (!store.ok()) return Fail(store.status());
+  Digest id;
+  auto image = OpenImage(**store, name, &id);
+  if (!image.ok()) return Fail(image.status());
+  const fs::ImageReader& img = **image;
+  uint64_t files = 0, dirs = 0, links = 0, other = 0, bytes = 0, referenced = 0, extents = 0;
+  for (uint64_t ino = 1; ino <= img.inode_count(); ++ino) {
+    const auto& n = img.inode(ino);
+    if (S_ISREG(n.mode)) {
+      ++files;
+      bytes += n.size;
+      for (const auto& e : img.Extents(ino)) {
+        referenced += img.chunks()[e.chunk].ulen;
+        ++extents;
+      }
+    } else if (S_ISDIR(n.mode)) {
+      ++dirs;
+    } else if (S_ISLNK(n.mode)) {
+      ++links;
+    } else {
+      ++other;
+    }
+  }
+  uint64_t unique = 0, compressed = 0;
+  for (const auto& c : img.chunks()) {
+    unique += c.ulen;
+    compressed += c.clen;
+  }
+  std::printf("image      %s\n", id.Hex().c_str());
+  std::printf("metadata   %s (%llu inodes)\n", Mb(img.object_size()).c_str(),
+              (unsigned long long)img.inode_count());
+  std::printf("entries    %llu files, %llu directories, %llu symlinks, %llu other\n",
+              (unsigned long long)files, (unsigned long long)dirs, (unsigned long long)links,
+              (unsigned long long)other);
+  std::printf("file bytes %s logical, %s in data regions (the rest are holes)\n",
+              Mb(bytes).c_str(), Mb(referenced).c_str());
+  std::printf("chunks     %zu unique (%llu references), %s unique data, %s compressed\n",
+              img.chunks().size(), (unsigned long long)extents, Mb(unique).c_str(),
+              Mb(compressed).c_str());
+  std::printf("packs      %zu\n", img.packs().size());
+  std::printf("dedup      %.2fx (data referenced / unique chunk data)\n",
+              unique ? double(referenced) / double(unique) : 1.0);
+  return 0;
+}
+
+int CmdExport(const std::string& store_url, const std::string& name, const std::string& out) {
+  auto store = OpenStore(store_url);
+  if (!store.ok()) return Fail(store.status());
+  auto image = OpenImage(**store, name, nullptr);
+  if (!image.ok()) return Fail(image.status());
+  chunkstore::ChunkReader chunks(store->get(), 64u << 20);
+  auto sum = builder::ExportImage(**image, chunks, out);
+  if (!sum.ok()) return Fail(sum.status());
+  std::fprintf(stderr, "exported %llu entries, %s of file data to %s\n",
+               (unsigned long long)sum->entries, Mb(sum->bytes).c_str(), out.c_str());
+  if (sum->skipped_sockets) {
+    std::fprintf(stderr, "note: %llu sockets skipped (tar cannot hold sockets)\n",
+                 (unsigned long long)sum->skipped_sockets);
+  }
+  return 0;
+}
+
+std::string DefaultLogFile() {
+  if (geteuid() == 0) return "/var/log/ferry/mount.log";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "/tmp") + "/.local/state/ferry/mount.log";
+}
+
+int CmdMount(const std::string& store_url, const std::string& name, const std::string& mountpoint,
+             bool foreground, std::string log_file, bool debug, size_t cache_mb) {
+  auto store = OpenStore(store_url);
+  if (!store.ok()) return Fail(store.status());
+  Digest id;
+  auto image = OpenImage(**store, name, &id);
+  if (!image.ok()) return Fail(image.status().Annotate("cannot mount '" + name + "'"));
+  if (!IsDirectory(mountpoint)) {
+    return Fail(NotFoundError("mount point " + mountpoint + " is not a directory"));
+  }
+  FILE* log = stderr;
+  if (!foreground) {
+    if (log_file.empty()) log_file = DefaultLogFile();
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(log_file).parent_path(), ec);
+    log = std::fopen(log_file.c_str(), "a");
+    if (log == nullptr) return Fail(ErrnoError("open log file " + log_file));
+    setvbuf(log, nullptr, _IOLBF, 0);
+  }
+  std::string mp = std::filesystem::absolute(mountpoint).lexically_normal().string();
+  auto logger = [log, mp](const std::string& msg) {
+    char when[32];
+    std::time_t now = std::time(nullptr);
+    std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", std::localtime(&now));
+    std::fprintf(log, "%s ferry[%d] %s: %s\n", when, getpid(), mp.c_str(), msg.c_str());
+  };
+  chunkstore::ChunkReader chunks(store->get(), cache_mb << 20);
+  fs::ImageFs imagefs(std::move(*image), &chunks, logger);
+  fs::FuseOptions fopt;
+  fopt.allow_other = geteuid() == 0;
+  fopt.debug = debug;
+  fopt.fsname = "ferry:" + id.Short();
+  fs::FuseServer server(&imagefs, fopt);
+  if (Status st = server.Mount(mp); !st.ok()) return Fail(st);
+  logger("mounted image " + id.Hex() + " from " + (*store)->Url());
+  if (!foreground) {
+    std::printf("mounted %s (%s) at %s; log: %s\n", name.c_str(), id.Short().c_str(), mp.c_str(),
+                log_file.c_str());
+    std::fflush(stdout);
+    // Detach: the parent returns with the mount ready; the child serves.
+    if (Status st = server.Daemonize(); !st.ok()) return Fail(st);
+  }
+  Status st = server.Serve();
+  logger("unmounted; stats " + imagefs.StatsJson());
+  if (!st.ok()) return Fail(st);
+  return 0;
+}
+
+int CmdUmount(const std::string& mountpoint) {
+  if (Status st = fs::Unmount(mountpoint); !st.ok()) return Fail(st);
+  return 0;
+}
+
+int CmdStats(const std::string& mountpoint) {
+  std::string value(4096, '\0');
+  ssize_t n = getxattr(mountpoint.c_str(), "user.ferry.stats", value.data(), value.size());
+  if (n < 0) {
+    return Fail(ErrnoError(mountpoint + " is not a ferry mount (no stats)"));
+  }
+  value.resize(static_cast<size_t>(n));
+  std::printf("%s\n", value.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace ferry
+
+int main(int argc, char** argv) {
+  using namespace ferry;  // NOLINT: main only
+  // Deep trees keep one descriptor per level open while scanning.
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  CLI::App app{"ferry: lazy-loading, content-addressed image filesystem"};
+  app.require_subcommand(1);
+  std::string store_url;
+  app.add_option("--store", store_url,
+                 "object store URL (file:///path); default $FERRY_STORE, else "
+                 "/var/lib/ferry (root) or ~/.local/share/ferry");
+
+  auto* build = app.add_subcommand("build", "build an image from a directory or tar archive(s)");
+  std::string source, tag;
+  std::vector<std::string> layers;
+  bool quiet = false;
+  int level = 3;
+  build->add_option("SOURCE", source, "a directory, or a tar archive (plain, gzip, zstd, xz)");
+  build->add_option("--layer", layers, "a tar layer applied on top, in order (OCI whiteouts)");
+  build->add_option("--tag,-t", tag, "name the image (a ref), e.g. python:3.11");
+  build->add_flag("--quiet,-q", quiet, "no progress or summary on stderr");
+  build->add_option("--zstd-level", level, "compression level for new chunks")->capture_default_str();
+
+  auto* ls = app.add_subcommand("ls", "list named images and images in the store");
+  auto* inspect = app.add_subcommand("inspect", "show files, bytes, chunks, packs and dedup of an image");
+  std::string image;
+  inspect->add_option("IMAGE", image, "image name or id")->required();
+
+  auto* exp = app.add_subcommand("export", "write an image back out as a tar archive");
+  std::string out;
+  exp->add_option("IMAGE", image, "image name or id")->required();
+  exp->add_option("-o,--output", out, "output tar file ('-' for stdout)")->required();
+
+  auto* mount = app.add_subcommand("mount", "mount an image read-only (FUSE); returns when ready");
+  std::string mountpoint, log_file;
+  bool foreground = false, debug = false;
+  size_t cache_mb = 256;
+  mount->add_option("IMAGE", image, "image name or id")->required();
+  mount->add_option("MOUNTPOINT", mountpoint, "an existing directory")->required();
+  mount->add_flag("--foreground,-f", foreground, "serve in the foreground, logging to stderr");
+  mount->add_option("--log-file", log_file, "log file when serving in the background");
+  mount->add_option("--memory-cache-mb", cache_mb, "in-memory cache of verified chunks")->capture_default_str();
+  mount->add_flag("--debug", debug, "trace FUSE requests (with --foreground)");
+
+  auto* umount = app.add_subcommand("umount", "unmount a ferry mount");
+  umount->add_option("MOUNTPOINT", mountpoint, "the mount point")->required();
+
+  auto* stats = app.add_subcommand("stats", "print what a mount has read and fetched (JSON)");
+  stats->add_option("MOUNTPOINT", mountpoint, "the mount point")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (*build) return CmdBuild(store_url, source, layers, tag, quiet, level);
+  if (*ls) return CmdLs(store_url);
+  if (*inspect) return CmdInspect(store_url, image);
+  if (*exp) return CmdExport(store_url, image, out);
+  if (*mount) return CmdMount(store_url, image, mountpoint, foreground, log_file, debug, cache_mb);
+  if (*umount) return CmdUmount(mountpoint);
+  if (*stats) return CmdStats(mountpoint);
+  return 2;
+}

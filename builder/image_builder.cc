@@ -1,0 +1,137 @@
+#include "builder/image_builder.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <unordered_map>
+
+#include "chunkstore/file_store.h"
+#include "fs/image_store.h"
+#include "fs/image_writer.h"
+
+namespace ferry::builder {
+namespace {
+
+std::string TempDirFor(chunkstore::ObjectStore* store) {
+  if (auto* fs = dynamic_cast<chunkstore::FileStore*>(store)) {
+    std::string p = fs->TempPath("build");
+    return p.substr(0, p.rfind('/'));
+  }
+  std::error_code ec;
+  return std::filesystem::temp_directory_path(ec).string();
+}
+
+fs::InodeRecord Attr(const TreeNode& n) {
+  fs::InodeRecord r{};
+  r.mode = n.mode;
+  r.uid = n.uid;
+  r.gid = n.gid;
+  r.size = S_ISREG(n.mode) ? n.size : 0;
+  r.rdev = n.rdev;
+  r.atime_sec = n.atime.tv_sec;
+  r.atime_nsec = static_cast<uint32_t>(n.atime.tv_nsec);
+  r.mtime_sec = n.mtime.tv_sec;
+  r.mtime_nsec = static_cast<uint32_t>(n.mtime.tv_nsec);
+  r.ctime_sec = n.ctime.tv_sec;
+  r.ctime_nsec = static_cast<uint32_t>(n.ctime.tv_nsec);
+  return r;
+}
+
+}  // namespace
+
+ImageBuilder::ImageBuilder(chunkstore::ObjectStore* store, BuildOptions opt)
+    : store_(store), opt_(opt), start_(NowSeconds()) {
+  ingester_ = std::make_unique<ChunkIngester>(store, TempDirFor(store), opt.ingest);
+  progress_ = std::make_unique<Progress>(opt.progress);
+}
+
+Status ImageBuilder::LoadIndexOnce() {
+  if (index_loaded_) return Status::Ok();
+  progress_->SetPhase("loading store index");
+  RETURN_IF_ERROR(ingester_->LoadStoreIndex());
+  index_loaded_ = true;
+  return Status::Ok();
+}
+
+ImageBuilder::~ImageBuilder() {
+  if (source_root_fd_ >= 0) close(source_root_fd_);
+}
+
+Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
+  if (!tag.empty() && !fs::IsValidRefName(tag)) {
+    return InvalidArgumentError("invalid image name '" + tag + "'");
+  }
+  RETURN_IF_ERROR(LoadIndexOnce());
+  RETURN_IF_ERROR(IngestDirectoryFiles());
+  progress_->SetPhase("uploading");
+  RETURN_IF_ERROR(ingester_->Finish());
+  progress_->Done();
+  keep_alive_.clear();
+
+  BuildSummary summary;
+  fs::ImageWriter writer;
+  const auto& locations = ingester_->locations();
+  // Inode numbers follow a sorted depth-first walk, so a directory's entries
+  // sit together in the inode table. Hard links share one inode.
+  std::unordered_map<const TreeNode*, uint32_t> ino_of;
+  struct Frame { const TreeNode* node; uint32_t ino; };
+  auto add = [&](const TreeNode& n) {
+    fs::InodeSpec spec;
+    spec.attr = Attr(n);
+    spec.xattrs = n.xattrs;
+    spec.symlink = n.symlink;
+    for (const PendingExtent& e : n.extents) {
+      spec.extents.emplace_back(e.file_offset, writer.AddChunk(locations[e.location]));
+    }
+    switch (n.mode & S_IFMT) {
+      case S_IFREG: ++summary.files; summary.logical_bytes += n.size; break;
+      case S_IFDIR: ++summary.directories; break;
+      case S_IFLNK: ++summary.symlinks; break;
+      default: ++summary.others;
+    }
+    uint32_t ino = writer.AddInode(std::move(spec));
+    ino_of[&n] = ino;
+    return ino;
+  };
+  uint32_t root = add(tree_.root());
+  writer.inode(root).attr.parent = root;
+  std::vector<Frame> stack{{&tree_.root(), root}};
+  while (!stack.empty()) {
+    Frame f = stack.back();
+    stack.pop_back();
+    std::vector<Frame> subdirs;
+    uint32_t nsubdirs = 0;
+    for (const auto& [name, child] : f.node->children) {
+      uint32_t ino;
+      auto it = ino_of.find(child.get());
+      if (it != ino_of.end()) {
+        ino = it->second;  // another name of a hard-linked file
+      } else {
+        ino = add(*child);
+      }
+      writer.inode(f.ino).entries.emplace_back(name, ino);
+      auto& attr = writer.inode(ino).attr;
+      if (S_ISDIR(child->mode)) {
+        attr.parent = f.ino;
+        attr.nlink = 2;
+        ++nsubdirs;
+        subdirs.push_back({child.get(), ino});
+      } else {
+        ++attr.nlink;
+      }
+    }
+    writer.inode(f.ino).attr.nlink = 2 + nsubdirs;
+    for (auto it = subdirs.rbegin(); it != subdirs.rend(); ++it) stack.push_back(*it);
+  }
+  std::vector<uint8_t> object = writer.Serialize();
+  summary.metadata_bytes = object.size();
+  ASSIGN_OR_RETURN(summary.image, fs::PutImage(*store_, object));
+  if (!tag.empty()) RETURN_IF_ERROR(fs::SetRef(*store_, tag, summary.image));
+  summary.ingest = ingester_->stats();
+  summary.seconds = NowSeconds() - start_;
+  return summary;
+}
+
+}  // namespace ferry::builder
