@@ -177,7 +177,8 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
   }
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   static constexpr size_t kBuf = 4 << 20;
-  std::vector<uint8_t> buf(kBuf);
+  if (read_buffer_.size() < kBuf) read_buffer_.resize(kBuf);  // once per build
+  std::vector<uint8_t>& buf = read_buffer_;
   uint64_t pos = 0, size = node.size;
   while (pos < size) {
     off_t data = lseek(fd, static_cast<off_t>(pos), SEEK_DATA);

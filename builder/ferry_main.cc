@@ -275,7 +275,7 @@ int main(int argc, char** argv) {
   std::string source, tag;
   std::vector<std::string> layers;
   bool quiet = false;
-  int level = 3;
+  int level = builder::IngestOptions{}.zstd_level;
   build->add_option("SOURCE", source, "a directory, or a tar archive (plain, gzip, zstd, xz)");
   build->add_option("--layer", layers, "a tar layer applied on top, in order (OCI whiteouts)");
   build->add_option("--tag,-t", tag, "name the image (a ref), e.g. python:3.11");

@@ -14,9 +14,29 @@ namespace ferry::chunkstore {
 
 std::string PackKey(const Digest& pack) { return "packs/" + pack.Hex(); }
 
+namespace {
+
+// One compression and one decompression context per thread: creating a
+// context per chunk costs more than compressing a small chunk.
+struct ZstdContexts {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  ~ZstdContexts() {
+    ZSTD_freeCCtx(cctx);
+    ZSTD_freeDCtx(dctx);
+  }
+};
+ZstdContexts& Contexts() {
+  thread_local ZstdContexts contexts;
+  return contexts;
+}
+
+}  // namespace
+
 std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level) {
   std::vector<uint8_t> out(ZSTD_compressBound(data.size()));
-  size_t n = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), level);
+  size_t n = ZSTD_compressCCtx(Contexts().cctx, out.data(), out.size(), data.data(), data.size(),
+                               level);
   if (ZSTD_isError(n)) throw std::bad_alloc();  // only on allocation failure
   out.resize(n);
   return out;
@@ -30,7 +50,8 @@ Status DecompressAndVerify(std::span<const uint8_t> frame, uint32_t ulen,
     return CorruptionError("chunk " + digest.Hex() + ": bad zstd frame header");
   }
   out->resize(ulen);
-  size_t n = ZSTD_decompress(out->data(), out->size(), frame.data(), frame.size());
+  size_t n = ZSTD_decompressDCtx(Contexts().dctx, out->data(), out->size(), frame.data(),
+                                 frame.size());
   if (ZSTD_isError(n) || n != ulen) {
     out->clear();
     return CorruptionError("chunk " + digest.Hex() + ": zstd frame does not decode (" +
