@@ -5,6 +5,109 @@ namespace ferry::chunkstore {
 ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes)
     : store_(store), cache_bytes_(cache_bytes) {}
 
+namespace {
+constexpr size_t kPrefetchThreads = 2;
+constexpr size_t kMaxQueuedRuns = 64;  // beyond this, prefetch hints are dropped
+}  // namespace
+
+ChunkReader::~ChunkReader() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  prefetch_cv_.notify_all();
+  for (auto& t : prefetch_threads_) t.join();
+}
+
+bool ChunkReader::Present(const Digest& d) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return map_.count(d) > 0 || flights_.count(d) > 0;
+}
+
+void ChunkReader::Prefetch(std::vector<ChunkLocation> run) {
+  if (run.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_ || prefetch_queue_.size() >= kMaxQueuedRuns) return;
+  if (prefetch_threads_.empty()) {
+    for (size_t i = 0; i < kPrefetchThreads; ++i) {
+      prefetch_threads_.emplace_back([this] { PrefetchLoop(); });
+    }
+  }
+  prefetch_queue_.push_back(std::move(run));
+  prefetch_cv_.notify_one();
+}
+
+void ChunkReader::PrefetchLoop() {
+  for (;;) {
+    std::vector<ChunkLocation> run;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      prefetch_cv_.wait(lock, [&] { return stopping_ || !prefetch_queue_.empty(); });
+      if (stopping_) return;
+      run = std::move(prefetch_queue_.front());
+      prefetch_queue_.pop_front();
+    }
+    FetchRun(run);
+  }
+}
+
+// Claims the chunks of `run` nobody has or fetches, reads the span that
+// covers them with one range read, then verifies and publishes each.
+void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run) {
+  std::vector<std::pair<ChunkLocation, std::shared_ptr<Flight>>> mine;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const ChunkLocation& loc : run) {
+      if (map_.count(loc.digest) || flights_.count(loc.digest)) continue;
+      auto flight = std::make_shared<Flight>();
+      flights_[loc.digest] = flight;
+      mine.emplace_back(loc, flight);
+    }
+  }
+  if (mine.empty()) return;
+  uint64_t begin = mine.front().first.offset;
+  uint64_t end = mine.back().first.offset + mine.back().first.clen;
+  std::vector<uint8_t> span;
+  Status st;
+  if (end > begin && end - begin <= (16u << 20)) {
+    span.resize(end - begin);
+    st = store_->GetRange(PackKey(mine.front().first.pack), begin, span);
+  } else {
+    st = InvalidArgumentError("prefetch run is not ascending");
+  }
+  for (auto& [loc, flight] : mine) {
+    Result<ChunkData> res = st;
+    if (st.ok()) {
+      auto data = std::make_shared<std::vector<uint8_t>>();
+      Status v = DecompressAndVerify(
+          std::span<const uint8_t>(span).subspan(loc.offset - begin, loc.clen), loc.ulen,
+          loc.digest, data.get());
+      res = v.ok() ? Result<ChunkData>(ChunkData(std::move(data)))
+                   : Result<ChunkData>(v.Annotate("pack " + loc.pack.Hex() + " offset " +
+                                                  std::to_string(loc.offset)));
+    }
+    Complete(loc, flight, res);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.fetches;
+  stats_.fetched_bytes += span.size();
+}
+
+void ChunkReader::Complete(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight,
+                           const Result<ChunkData>& res) {
+  std::lock_guard<std::mutex> lock(mu_);
+  flight->done = true;
+  if (res.ok()) {
+    flight->data = *res;
+    Insert(loc.digest, *res);
+  } else {
+    flight->status = res.status();
+    if (res.status().code() == StatusCode::kCorruption) ++stats_.corrupt;
+  }
+  flights_.erase(loc.digest);
+  cv_.notify_all();
+}
+
 ChunkReaderStats ChunkReader::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
@@ -58,19 +161,12 @@ Result<ChunkData> ChunkReader::Read(const ChunkLocation& loc) {
     }
   }
   Result<ChunkData> res = Fetch(loc);
-  std::lock_guard<std::mutex> lock(mu_);
-  ++stats_.fetches;
-  stats_.fetched_bytes += loc.clen;
-  flight->done = true;
-  if (res.ok()) {
-    flight->data = *res;
-    Insert(loc.digest, *res);
-  } else {
-    flight->status = res.status();
-    if (res.status().code() == StatusCode::kCorruption) ++stats_.corrupt;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.fetches;
+    stats_.fetched_bytes += loc.clen;
   }
-  flights_.erase(loc.digest);
-  cv_.notify_all();
+  Complete(loc, flight, res);
   return res;
 }
 

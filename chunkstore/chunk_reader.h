@@ -8,6 +8,8 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
+#include <thread>
 #include <condition_variable>
 #include <list>
 #include <memory>
@@ -34,7 +36,16 @@ class ChunkReader {
   // `store` must outlive the reader. `cache_bytes` bounds the memory cache.
   ChunkReader(ObjectStore* store, size_t cache_bytes);
 
+  ~ChunkReader();
+
   Result<ChunkData> Read(const ChunkLocation& loc);
+  // Starts fetching `run` in the background: chunks of one pack in
+  // ascending offset order. Chunks cached or already in flight are skipped;
+  // failures are dropped (a later Read reports them). Background threads
+  // start on first use (so a reader may be created before a fork).
+  void Prefetch(std::vector<ChunkLocation> run);
+  // True if the chunk is in memory or being fetched.
+  bool Present(const Digest& d) const;
   ChunkReaderStats stats() const;
 
  private:
@@ -45,6 +56,10 @@ class ChunkReader {
   };
   Result<ChunkData> Fetch(const ChunkLocation& loc);
   void Insert(const Digest& d, const ChunkData& data);
+  void Complete(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight,
+                const Result<ChunkData>& res);
+  void FetchRun(const std::vector<ChunkLocation>& run);
+  void PrefetchLoop();
 
   ObjectStore* store_;
   const size_t cache_bytes_;
@@ -55,6 +70,10 @@ class ChunkReader {
   std::unordered_map<Digest, std::shared_ptr<Flight>, DigestHash> flights_;
   size_t cached_bytes_ = 0;
   ChunkReaderStats stats_;
+  std::deque<std::vector<ChunkLocation>> prefetch_queue_;
+  std::vector<std::thread> prefetch_threads_;
+  std::condition_variable prefetch_cv_;
+  bool stopping_ = false;
 };
 
 }  // namespace ferry::chunkstore

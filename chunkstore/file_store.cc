@@ -97,6 +97,7 @@ bool IsValidKey(const std::string& key) {
     if (end == std::string::npos) end = key.size();
     std::string_view comp(key.data() + start, end - start);
     if (comp.empty() || comp == "." || comp == ".." || comp.size() > 255) return false;
+    if (start == 0 && comp[0] == '.') return false;  // ".tmp/" belongs to the file store
     for (char c : comp) {
       bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                 (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||

@@ -15,6 +15,10 @@ inline constexpr uint32_t kImageVersion = 1;
 inline constexpr size_t kImageHeaderSize = 64;
 inline constexpr size_t kSectionEntrySize = 32;
 inline constexpr uint32_t kRootIno = 1;
+// Upper bounds a reader enforces on a chunk, so that a hostile image cannot
+// make one read allocate without bound.
+inline constexpr uint32_t kMaxChunkSize = 16u << 20;
+inline constexpr uint32_t kMaxFrameSize = kMaxChunkSize + (1u << 20);
 
 enum SectionId : uint32_t {
   kSectionInodes = 1,
@@ -34,7 +38,7 @@ struct ImageHeader {
   uint64_t inode_count;
   uint64_t object_size;
   uint64_t reserved[3];
-  uint64_t header_xxh3;  // XXH3-64 of bytes [0, 56) followed by the section table
+  uint64_t header_xxh3;  // XXH3-64 of bytes [0, 64 + table size) with this field zero
 };
 
 struct SectionEntry {

@@ -92,6 +92,11 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
       pos += len;
     }
   };
+  auto first = it;
+  if (first != extents.end() && first->file_offset + image_->chunks()[first->chunk].ulen <= offset) {
+    ++first;
+  }
+  if (first != extents.end() && first->file_offset < end) PrefetchFrom(first->chunk, end - offset);
   for (; it != extents.end() && pos < end; ++it) {
     const ChunkRecord& c = image_->chunks()[it->chunk];
     uint64_t ext_end = it->file_offset + c.ulen;
@@ -117,6 +122,30 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
   ++counters_.reads;
   counters_.read_bytes += out.bytes;
   return out;
+}
+
+// Chunks are numbered in the order the builder laid them out, which is pack
+// order: the chunks after the one a read needs are the rest of the file and
+// then the files next to it. One range read fetches the read's own chunks
+// and a window beyond them; verification runs on the prefetch threads.
+void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes) {
+  constexpr uint64_t kWindowBytes = 1u << 20;
+  constexpr size_t kMaxRun = 32;
+  const auto chunks = image_->chunks();
+  std::vector<chunkstore::ChunkLocation> run;
+  uint64_t bytes = 0;
+  bool any_missing = false;
+  uint64_t next_offset = 0;
+  for (uint32_t i = first; i < chunks.size() && run.size() < kMaxRun; ++i) {
+    const ChunkRecord& c = chunks[i];
+    if (!run.empty() && (c.pack != chunks[first].pack || c.pack_offset < next_offset)) break;
+    if (bytes >= request_bytes + kWindowBytes) break;
+    run.push_back(image_->Chunk(i));
+    any_missing = any_missing || !chunks_->Present(run.back().digest);
+    bytes += c.ulen;
+    next_offset = c.pack_offset + c.clen;
+  }
+  if (any_missing) chunks_->Prefetch(std::move(run));
 }
 
 Result<std::string_view> ImageFs::GetXattr(uint64_t ino, std::string_view name) const {

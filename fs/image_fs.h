@@ -67,6 +67,8 @@ class ImageFs {
   FsCounters& counters() { return counters_; }
 
  private:
+  void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes);
+
   std::unique_ptr<ImageReader> image_;
   chunkstore::ChunkReader* chunks_;
   Logger log_;

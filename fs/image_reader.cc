@@ -118,7 +118,8 @@ Status ImageReader::Validate() {
     return off <= strings_.size() && len <= strings_.size() - off;
   };
   for (const ChunkRecord& c : chunks_) {
-    if (c.pack >= packs_.size() || c.ulen == 0 || c.clen == 0) {
+    if (c.pack >= packs_.size() || c.ulen == 0 || c.clen == 0 || c.ulen > kMaxChunkSize ||
+        c.clen > kMaxFrameSize) {
       return CorruptionError("chunk record out of range");
     }
   }
@@ -132,12 +133,20 @@ Status ImageReader::Validate() {
     if (n.xattr_first > xattrs_.size() || n.xattr_count > xattrs_.size() - n.xattr_first) {
       return CorruptionError(what + ": xattrs out of range");
     }
+    std::string_view prev_xattr;
     for (uint64_t x = n.xattr_first; x < n.xattr_first + n.xattr_count; ++x) {
       const XattrRecord& r = xattrs_[x];
       if (!str_ok(r.name_off, r.name_len) || !str_ok(r.value_off, r.value_len) ||
           r.name_len == 0 || r.name_len > 255 || r.value_len > 65536) {
         return CorruptionError(what + ": bad xattr");
       }
+      std::string_view name = Str(r.name_off, r.name_len);
+      // Sorted and unique (lookups binary-search), no NUL (listxattr).
+      if (name.find('\0') != std::string_view::npos ||
+          (x > n.xattr_first && !(prev_xattr < name))) {
+        return CorruptionError(what + ": xattr names not sorted, unique and NUL-free");
+      }
+      prev_xattr = name;
     }
     switch (n.mode & S_IFMT) {
       case S_IFDIR: {
@@ -189,7 +198,8 @@ Status ImageReader::Validate() {
       }
       case S_IFLNK:
         if (!str_ok(n.data_first, n.data_count) || n.data_count == 0 || n.data_count > 4095 ||
-            n.size != n.data_count) {
+            n.size != n.data_count ||
+            Str(n.data_first, n.data_count).find('\0') != std::string_view::npos) {
           return CorruptionError(what + ": bad symlink target");
         }
         break;
@@ -201,6 +211,11 @@ Status ImageReader::Validate() {
     }
     if (n.atime_nsec >= 1000000000 || n.mtime_nsec >= 1000000000 || n.ctime_nsec >= 1000000000) {
       return CorruptionError(what + ": bad timestamp");
+    }
+  }
+  for (uint64_t i = 1; i < inodes_.size(); ++i) {
+    if (S_ISDIR(inodes_[i].mode) && dir_refs[i] != 1) {
+      return CorruptionError("directory inode " + std::to_string(i + 1) + " is not in the tree");
     }
   }
   return Status::Ok();

@@ -19,7 +19,7 @@ namespace ferry::fs {
 
 std::string ImageKey(const Digest& id);
 
-// Whether `name` may be used as a ref: 1..200 characters of [A-Za-z0-9._:@+=-]
+// Whether `name` may be used as a ref: 1..200 characters of [A-Za-z0-9._:@+%=-]
 // in '/'-separated components, starting with a letter or digit.
 bool IsValidRefName(const std::string& name);
 

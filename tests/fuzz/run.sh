@@ -228,7 +228,7 @@ for t in "${targets[@]}"; do
   else
     stats=$(grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' "$log" |
               sed 's/^stat:://; s/: */=/' | tr '\n' ' ')
-    cov=$(grep -E '^#[0-9]+ +(DONE|pulse|NEW|REDUCE)' "$log" | tail -n1 |
+    cov=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)' "$log" | tail -n1 |
             grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[^ ]+' || true)
     echo "ok $t: $stats$cov; corpus $(ls "$CORPUS_ROOT/corpus-$t" | wc -l) files"
   fi
