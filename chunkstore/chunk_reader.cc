@@ -7,7 +7,7 @@ ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes)
 
 namespace {
 constexpr size_t kPrefetchThreads = 2;
-constexpr size_t kMaxQueuedRuns = 64;  // beyond this, prefetch hints are dropped
+constexpr size_t kMaxQueuedRuns = 256;  // beyond this, prefetch hints are dropped
 }  // namespace
 
 ChunkReader::~ChunkReader() {

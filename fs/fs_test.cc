@@ -149,6 +149,13 @@ TEST_CASE("image fs: reads, holes, attributes, xattrs, errors") {
   auto before = chunks.stats().fetches;
   CHECK(flatten(fs.Read(hello, 8000, 1000).value()) == std::string(1000, '\0'));
   CHECK(chunks.stats().fetches == before);
+  // SEEK_DATA / SEEK_HOLE follow the extents: data is [4096, 7096).
+  CHECK(fs.Seek(hello, 0, SEEK_DATA).value() == 4096);
+  CHECK(fs.Seek(hello, 5000, SEEK_DATA).value() == 5000);
+  CHECK(ErrnoFor(fs.Seek(hello, 7096, SEEK_DATA).status()) == ENXIO);
+  CHECK(fs.Seek(hello, 0, SEEK_HOLE).value() == 0);
+  CHECK(fs.Seek(hello, 4096, SEEK_HOLE).value() == 7096);
+  CHECK(ErrnoFor(fs.Seek(hello, 10000, SEEK_HOLE).status()) == ENXIO);
   CHECK(ErrnoFor(fs.Lookup(kRootIno, "missing").status()) == ENOENT);
   CHECK(ErrnoFor(fs.Lookup(hello, "x").status()) == ENOTDIR);
   CHECK(ErrnoFor(fs.GetAttr(99).status()) == ENOENT);

@@ -118,6 +118,15 @@ void OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_
   }
 }
 
+void OnLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info*) {
+  auto res = Fs(req)->Seek(ino, static_cast<uint64_t>(off), whence);
+  if (!res.ok()) {
+    fuse_reply_err(req, ErrnoFor(res.status()));
+    return;
+  }
+  fuse_reply_lseek(req, static_cast<off_t>(*res));
+}
+
 void OnOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto st = Fs(req)->GetAttr(ino);
   if (!st.ok()) {
@@ -265,6 +274,7 @@ struct fuse_lowlevel_ops MakeOps() {
   ops.readlink = OnReadlink;
   ops.open = OnOpen;
   ops.read = OnRead;
+  ops.lseek = OnLseek;
   ops.opendir = OnOpendir;
   ops.readdir = OnReaddir;
   ops.readdirplus = OnReaddirplus;

@@ -96,7 +96,13 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
   if (first != extents.end() && first->file_offset + image_->chunks()[first->chunk].ulen <= offset) {
     ++first;
   }
-  if (first != extents.end() && first->file_offset < end) PrefetchFrom(first->chunk, end - offset);
+  if (first != extents.end() && first->file_offset < end) {
+    // The last chunk this read touches.
+    auto last = std::lower_bound(first, extents.end(), end,
+                                 [](const ExtentRecord& e, uint64_t off) { return e.file_offset < off; });
+    uint32_t last_chunk = (last == first ? first : last - 1)->chunk;
+    PrefetchFrom(first->chunk, end - offset, ReadaheadWindow(first->chunk, last_chunk));
+  }
   for (; it != extents.end() && pos < end; ++it) {
     const ChunkRecord& c = image_->chunks()[it->chunk];
     uint64_t ext_end = it->file_offset + c.ulen;
@@ -126,26 +132,72 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
 
 // Chunks are numbered in the order the builder laid them out, which is pack
 // order: the chunks after the one a read needs are the rest of the file and
-// then the files next to it. One range read fetches the read's own chunks
-// and a window beyond them; verification runs on the prefetch threads.
-void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes) {
-  constexpr uint64_t kWindowBytes = 1u << 20;
-  constexpr size_t kMaxRun = 32;
+// then the files next to it. The reading thread fetches its first chunk
+// itself; the rest of the request and a window beyond it go to the prefetch
+// threads in runs of neighbouring chunks (one range read each), so that
+// decompression and verification use every core.
+// Readahead in pack order: a read whose first chunk follows closely on the
+// chunks the previous reads used is streaming through the image (a copy, a
+// scan, an import of neighbouring files): its window doubles up to 4 MiB.
+// Any other read gets no window beyond its own request, so scattered reads
+// (a program start-up) do not fetch and verify what nobody asked for.
+uint64_t ImageFs::ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk) {
+  constexpr uint64_t kMinWindow = 256u << 10, kMaxWindow = 4u << 20;
+  uint32_t prev_end = next_chunk_.exchange(last_chunk + 1, std::memory_order_relaxed);
+  bool streaming = first_chunk + 1 >= prev_end && first_chunk <= prev_end + 8;
+  uint64_t window = window_.load(std::memory_order_relaxed);
+  window = streaming ? std::clamp<uint64_t>(window * 2, kMinWindow, kMaxWindow) : 0;
+  window_.store(window, std::memory_order_relaxed);
+  return window;
+}
+
+void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t window_bytes) {
+  constexpr uint64_t kRunBytes = 256u << 10;
+  const uint64_t kWindowBytes = window_bytes;
   const auto chunks = image_->chunks();
   std::vector<chunkstore::ChunkLocation> run;
-  uint64_t bytes = 0;
+  uint64_t run_bytes = 0, total = chunks[first].ulen;
   bool any_missing = false;
-  uint64_t next_offset = 0;
-  for (uint32_t i = first; i < chunks.size() && run.size() < kMaxRun; ++i) {
+  uint64_t next_offset = chunks[first].pack_offset + chunks[first].clen;
+  auto flush = [&] {
+    if (any_missing) chunks_->Prefetch(std::move(run));
+    run.clear();
+    run_bytes = 0;
+    any_missing = false;
+  };
+  for (uint32_t i = first + 1; i < chunks.size() && total < request_bytes + kWindowBytes; ++i) {
     const ChunkRecord& c = chunks[i];
-    if (!run.empty() && (c.pack != chunks[first].pack || c.pack_offset < next_offset)) break;
-    if (bytes >= request_bytes + kWindowBytes) break;
+    if (c.pack != chunks[first].pack || c.pack_offset < next_offset) break;
     run.push_back(image_->Chunk(i));
     any_missing = any_missing || !chunks_->Present(run.back().digest);
-    bytes += c.ulen;
+    run_bytes += c.ulen;
+    total += c.ulen;
     next_offset = c.pack_offset + c.clen;
+    if (run_bytes >= kRunBytes) flush();
   }
-  if (any_missing) chunks_->Prefetch(std::move(run));
+  flush();
+}
+
+Result<uint64_t> ImageFs::Seek(uint64_t ino, uint64_t offset, int whence) const {
+  if (!image_->IsValidIno(ino)) return Errno(ENOENT, "no inode");
+  const InodeRecord& n = image_->inode(ino);
+  if (!S_ISREG(n.mode)) return Errno(EINVAL, "not a regular file");
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return Errno(EINVAL, "unsupported whence");
+  if (offset >= n.size) return Errno(ENXIO, "past end of file");
+  auto extents = image_->Extents(ino);
+  auto ulen = [&](const ExtentRecord& e) { return uint64_t{image_->chunks()[e.chunk].ulen}; };
+  // First extent that ends after `offset`.
+  auto it = std::partition_point(extents.begin(), extents.end(), [&](const ExtentRecord& e) {
+    return e.file_offset + ulen(e) <= offset;
+  });
+  if (whence == SEEK_DATA) {
+    if (it == extents.end()) return Errno(ENXIO, "no data after offset");
+    return std::max(offset, it->file_offset);
+  }
+  if (it == extents.end() || it->file_offset > offset) return offset;  // already in a hole
+  uint64_t end = it->file_offset + ulen(*it);
+  for (++it; it != extents.end() && it->file_offset == end; ++it) end += ulen(*it);
+  return std::min(end, n.size);
 }
 
 Result<std::string_view> ImageFs::GetXattr(uint64_t ino, std::string_view name) const {

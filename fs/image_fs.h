@@ -54,6 +54,9 @@ class ImageFs {
   Result<std::string_view> ReadLink(uint64_t ino) const;
   // Up to `size` bytes at `offset` (short at end of file).
   Result<ReadResult> Read(uint64_t ino, uint64_t offset, size_t size);
+  // lseek(2) SEEK_DATA / SEEK_HOLE over the file's extents (ENXIO past the
+  // end or when no data follows).
+  Result<uint64_t> Seek(uint64_t ino, uint64_t offset, int whence) const;
   // kNotFound when the attribute does not exist (ENODATA).
   Result<std::string_view> GetXattr(uint64_t ino, std::string_view name) const;
   // NUL-separated names, as listxattr(2) returns them.
@@ -67,13 +70,16 @@ class ImageFs {
   FsCounters& counters() { return counters_; }
 
  private:
-  void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes);
+  uint64_t ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk);
+  void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes, uint64_t window_bytes);
 
   std::unique_ptr<ImageReader> image_;
   chunkstore::ChunkReader* chunks_;
   Logger log_;
   FsCounters counters_;
   uint64_t total_bytes_ = 0;
+  std::atomic<uint32_t> next_chunk_{0};   // readahead: chunk after the last read
+  std::atomic<uint64_t> window_{0};       // readahead: current window in bytes
 };
 
 }  // namespace ferry::fs

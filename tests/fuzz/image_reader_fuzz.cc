@@ -14,10 +14,11 @@
 // to the fetch without doing any I/O.
 //
 // Invariants checked beyond "no crash" (a violation aborts):
+//   - an accepted image obeys the validity rules of docs/format.md 8.1
+//     (checked independently of Open: CheckRules);
 //   - Lookup(dir, name) finds every entry Dirents(dir) lists, with its inode;
 //   - a symlink's target is non-empty and as long as its inode says;
-//   - GetXattr finds the value of every xattr of an inode whose xattr names
-//     are sorted (as ImageWriter writes them);
+//   - ListXattr lists every xattr once and GetXattr finds each one's value;
 //   - calls on invalid inode numbers fail; on valid ones GetAttr and
 //     ListXattr succeed; Read never returns more than asked.
 //
@@ -117,6 +118,111 @@ bool FixChecksums(std::vector<uint8_t>& b) {
   return true;
 }
 
+// An image Open accepted must obey the validity rules of docs/format.md,
+// section 8.1, as far as the accessors show them. Checked here independently
+// of ImageReader::Validate, so that a rule Validate misses is a finding.
+void CheckRules(const ferry::fs::ImageReader& r) {
+  using namespace ferry::fs;
+  const uint64_t count = r.inode_count();
+  if (count == 0 || !S_ISDIR(r.inode(1).mode) || r.inode(1).parent != 1) Fail("N1/N2", 1);
+  for (const ChunkRecord& c : r.chunks()) {  // C1
+    if (c.pack >= r.packs().size() || c.ulen < 1 || c.ulen > (16u << 20) || c.clen < 1 ||
+        c.clen > (17u << 20)) {
+      Fail("C1: chunk record out of range", 0);
+    }
+  }
+  std::vector<uint32_t> named(count + 1, 0);  // entries naming each directory
+  for (uint64_t ino = 1; ino <= count; ++ino) {
+    const InodeRecord& n = r.inode(ino);
+    std::string_view prev;
+    bool first = true;
+    for (const XattrRecord& x : r.Xattrs(ino)) {  // X2, X3
+      std::string_view name = r.XattrName(x);
+      if (name.empty() || name.size() > 255 || x.value_len > 65536) Fail("X2: bad xattr", ino);
+      if (name.find('\0') != name.npos || (!first && !(prev < name))) {
+        Fail("X3: xattr names not NUL-free, sorted and unique", ino);
+      }
+      prev = name;
+      first = false;
+    }
+    if (n.atime_nsec >= 1000000000 || n.mtime_nsec >= 1000000000 ||
+        n.ctime_nsec >= 1000000000) {
+      Fail("T2: bad timestamp", ino);
+    }
+    switch (n.mode & S_IFMT) {
+      case S_IFDIR: {
+        if (n.parent < 1 || n.parent > count || !S_ISDIR(r.inode(n.parent).mode)) {
+          Fail("D2: bad parent", ino);
+        }
+        if (r.Dirents(ino).size() != n.data_count) Fail("D1: dirents span", ino);
+        first = true;
+        for (const DirentRecord& d : r.Dirents(ino)) {
+          std::string_view name = r.Name(d);
+          if (name.empty() || name.size() > 255 || name == "." || name == ".." ||
+              name.find('/') != name.npos || name.find('\0') != name.npos) {
+            Fail("D4: invalid entry name", ino);
+          }
+          if (!first && !(prev < name)) Fail("D5: entries not sorted and unique", ino);
+          prev = name;
+          first = false;
+          if (d.ino < 2 || d.ino > count) Fail("D6: entry names an invalid inode", ino);
+          if (S_ISDIR(r.inode(d.ino).mode)) {
+            if (r.inode(d.ino).parent != ino) Fail("D7: directory's parent is not its dir", ino);
+            ++named[d.ino];
+          }
+        }
+        break;
+      }
+      case S_IFREG: {
+        if (r.Extents(ino).size() != n.data_count) Fail("R1: extents span", ino);
+        uint64_t end = 0;
+        for (const ExtentRecord& e : r.Extents(ino)) {
+          if (e.chunk >= r.chunks().size()) Fail("R2: bad chunk index", ino);
+          uint64_t len = r.chunks()[e.chunk].ulen;
+          if (e.file_offset < end) Fail("R3: extents overlap or unsorted", ino);
+          if (e.file_offset > n.size || len > n.size - e.file_offset) Fail("R4: extent past EOF", ino);
+          end = e.file_offset + len;
+        }
+        break;
+      }
+      case S_IFLNK: {
+        std::string_view t = r.SymlinkTarget(ino);
+        if (t.empty() || t.size() > 4095 || n.size != t.size() || t.size() != n.data_count ||
+            t.find('\0') != t.npos) {
+          Fail("L4-L6: bad symlink target", ino);
+        }
+        break;
+      }
+      case S_IFCHR: case S_IFBLK: case S_IFIFO: case S_IFSOCK:
+        if (n.data_count != 0) Fail("V1: device/FIFO/socket with data", ino);
+        break;
+      default:
+        Fail("T1: unknown file type", ino);
+    }
+  }
+  // D7/D8: every directory but the root is named exactly once, and (what
+  // those rules are for) the directories form one tree under the root: all
+  // are reachable from it.
+  std::vector<bool> reached(count + 1, false);
+  std::vector<uint64_t> stack{1};
+  reached[1] = true;
+  while (!stack.empty()) {
+    uint64_t dir = stack.back();
+    stack.pop_back();
+    for (const DirentRecord& d : r.Dirents(dir)) {
+      if (S_ISDIR(r.inode(d.ino).mode) && !reached[d.ino]) {
+        reached[d.ino] = true;
+        stack.push_back(d.ino);
+      }
+    }
+  }
+  for (uint64_t ino = 2; ino <= count; ++ino) {
+    if (!S_ISDIR(r.inode(ino).mode)) continue;
+    if (named[ino] != 1) Fail("D7/D8: directory not named exactly once", ino);
+    if (!reached[ino]) Fail("D8: directory not reachable from the root", ino);
+  }
+}
+
 void ExerciseReader(const ferry::fs::ImageReader& r) {
   using namespace ferry::fs;
   Touch(r.object_size());
@@ -208,20 +314,13 @@ void ExerciseFs(ferry::fs::ImageFs& fs) {
     auto list = fs.ListXattr(ino);
     if (!list.ok()) Fail("ListXattr failed on a valid inode", ino);
     Touch(*list);
-    // GetXattr binary-searches an inode's xattrs, which the writer sorts by
-    // name. Open does not insist on that order, so the lookup is only
-    // required to work when the names are strictly increasing.
-    auto xattrs = r.Xattrs(ino);
-    bool sorted = true;
-    for (size_t i = 1; i < xattrs.size(); ++i) {
-      if (!(r.XattrName(xattrs[i - 1]) < r.XattrName(xattrs[i]))) sorted = false;
-    }
-    for (const XattrRecord& x : xattrs) {
+    size_t listed = 0;
+    for (char c : *list) listed += c == '\0';
+    if (listed != r.Xattrs(ino).size()) Fail("ListXattr lists a different number of names", ino);
+    for (const XattrRecord& x : r.Xattrs(ino)) {
       auto value = fs.GetXattr(ino, r.XattrName(x));
-      if (value.ok()) Touch(*value);
-      if (sorted && (!value.ok() || *value != r.XattrValue(x))) {
-        Fail("GetXattr misses a listed attribute", ino);
-      }
+      if (!value.ok() || *value != r.XattrValue(x)) Fail("GetXattr misses a listed attribute", ino);
+      Touch(*value);
     }
     Touch(ferry::fs::ErrnoFor(fs.GetXattr(ino, "").status()));
     Touch(ferry::fs::ErrnoFor(fs.GetXattr(ino, "user.\xff").status()));
@@ -272,6 +371,7 @@ void OpenAndExercise(std::vector<uint8_t> bytes) {
     }
     return;
   }
+  CheckRules(**reader);
   ExerciseReader(**reader);
   FailingStore store;
   ferry::chunkstore::ChunkReader chunks(&store, 1 << 20);

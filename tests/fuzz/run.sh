@@ -35,6 +35,10 @@ Environment:
   FERRY_FUZZ_TMPDIR   scratch space of tar_import_fuzz (default /dev/shm)
   CC, CXX             compilers (default clang, clang++)
 
+Inputs that once failed live in tests/fuzz/regressions/<target>/ and are
+run first, as part of the corpus (a raw image there may have stale
+checksums: image_reader_fuzz also opens every input with them fixed up).
+
 Outputs under the build directory: fuzz-seeds/<target>/ (regenerated every
 run), fuzz-artifacts/<target>/ (reproducers), fuzz-logs/<target>.log.
 Reproduce a finding with: <build>/tests/fuzz/<target> <reproducer file>
@@ -206,11 +210,13 @@ for t in "${targets[@]}"; do
   mkdir -p "$art" "$(dirname "$log")"
   marker=$(mktemp)
   echo "== fuzzing $t for ${FUZZ_SECONDS}s (log: $log)"
+  dirs=("$CORPUS_ROOT/corpus-$t" "$(seed_dir "$t")")
+  [[ -d $SCRIPT_DIR/regressions/$t ]] && dirs+=("$SCRIPT_DIR/regressions/$t")
   rc=0
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     "$BIN_DIR/$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 \
       -artifact_prefix="$art/" -print_final_stats=1 ${extra[@]+"${extra[@]}"} \
-      "$CORPUS_ROOT/corpus-$t" "$(seed_dir "$t")" >"$log" 2>&1 || rc=$?
+      "${dirs[@]}" >"$log" 2>&1 || rc=$?
   repro=$(find "$art" -maxdepth 1 -type f -newer "$marker" \
             \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) |
           sort)
