@@ -53,6 +53,18 @@ int CmdBuild(const std::string& store_url, const std::string& source,
     std::fprintf(stderr, "ferry build: give a SOURCE directory or archive, or --layer TAR\n");
     return 2;
   }
+  if (!tag.empty() && !fs::IsValidRefName(tag)) {
+    std::fprintf(stderr, "ferry build: invalid image name '%s' (letters, digits and ._:@+%%=- "
+                 "in /-separated parts, starting with a letter or digit)\n", tag.c_str());
+    return 2;
+  }
+  struct stat st;
+  if (!source.empty() && stat(source.c_str(), &st) != 0) {
+    return Fail(ErrnoError("build source " + source));
+  }
+  for (const std::string& layer : layers) {
+    if (stat(layer.c_str(), &st) != 0) return Fail(ErrnoError("layer " + layer));
+  }
   builder::BuildOptions opt;
   opt.progress = !quiet;
   opt.ingest.zstd_level = level;

@@ -381,6 +381,9 @@ Status Unmount(const std::string& mountpoint) {
     if (umount2(mountpoint.c_str(), 0) == 0) return Status::Ok();
     int err = errno;
     if (err == EBUSY) return ErrnoError("unmount " + mountpoint + " (still in use)", err);
+    if (err == EINVAL) {
+      return Status(StatusCode::kInvalidArgument, mountpoint + " is not a mount point", err);
+    }
     if (err != EPERM) return ErrnoError("unmount " + mountpoint, err);
   }
   pid_t pid = fork();
