@@ -76,8 +76,15 @@ void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run) {
     st = InvalidArgumentError("prefetch run is not ascending");
   }
   for (auto& [loc, flight] : mine) {
+    if (!st.ok()) {
+      // The span could not be read as a whole (a neighbour's range may be
+      // what is wrong): fetch each chunk on its own, so that one bad chunk
+      // fails only the reads that need it.
+      Complete(loc, flight, Fetch(loc));
+      continue;
+    }
     Result<ChunkData> res = st;
-    if (st.ok()) {
+    {
       auto data = std::make_shared<std::vector<uint8_t>>();
       Status v = DecompressAndVerify(
           std::span<const uint8_t>(span).subspan(loc.offset - begin, loc.clen), loc.ulen,

@@ -182,5 +182,34 @@ TEST_CASE("chunk reader: corrupt bytes from the store are never returned") {
   CHECK(counting.range_reads == 2);
 }
 
+TEST_CASE("chunk reader: prefetch reads a run with one range read; a bad neighbour fails alone") {
+  TempStore t;
+  auto locs = WritePack(*t.store, {Random(40000, 1), Random(50000, 2), Random(60000, 3)});
+  CountingStore counting(t.store.get());
+  {
+    ChunkReader reader(&counting, 8 << 20);
+    reader.Prefetch(locs);
+    for (const auto& loc : locs) {
+      auto data = reader.Read(loc);
+      REQUIRE(data.ok());
+      CHECK(Sha256(**data) == loc.digest);
+    }
+    CHECK(counting.range_reads == 1);
+    CHECK(reader.stats().fetches == 1);
+  }
+  counting.range_reads = 0;
+  {
+    ChunkReader reader(&counting, 8 << 20);
+    auto run = locs;
+    run[2].offset += 1 << 20;  // points past the end of the pack
+    reader.Prefetch(run);
+    // Whichever way the run went, the good chunks read correctly and the
+    // bad one fails with corruption (a range past the end of the object).
+    CHECK(reader.Read(locs[0]).ok());
+    CHECK(reader.Read(locs[1]).ok());
+    CHECK(reader.Read(run[2]).status().code() == StatusCode::kCorruption);
+  }
+}
+
 }  // namespace
 }  // namespace ferry::chunkstore
