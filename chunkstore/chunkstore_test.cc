@@ -189,6 +189,10 @@ TEST_CASE("chunk reader: prefetch reads a run with one range read; a bad neighbo
   {
     ChunkReader reader(&counting, 8 << 20);
     reader.Prefetch(locs);
+    // Prefetch is asynchronous: wait for the run to land (bounded).
+    for (int i = 0; i < 500 && reader.stats().fetches == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     for (const auto& loc : locs) {
       auto data = reader.Read(loc);
       REQUIRE(data.ok());
