@@ -1,5 +1,7 @@
 #include "builder/chunk_ingester.h"
 
+#include "chunkstore/sha256_mb.h"
+
 #include <unistd.h>
 
 #include <condition_variable>
@@ -18,6 +20,7 @@ struct ChunkIngester::Job {
   Digest digest;
   bool known_in_store = false;
   std::vector<uint8_t> frame;
+  bool posted = false;
   bool done = false;
 };
 
@@ -120,13 +123,31 @@ void ChunkIngester::Submit(std::span<const uint8_t> chunk) {
   region_offset_ += chunk.size();
   pending_bytes_ += chunk.size();
   pending_.push_back(job);
-  workers_->Post([this, job] {
-    job->digest = Sha256(job->data);
-    // store_index_ is not modified while jobs run.
-    job->known_in_store = store_index_.count(job->digest) > 0;
-    if (!job->known_in_store) job->frame = chunkstore::CompressChunk(job->data, opt_.zstd_level);
-    workers_->MarkDone(*job);
+  batch_.push_back(job);
+  batch_bytes_ += chunk.size();
+  // Batches let the multi-buffer SHA-256 hash many chunks side by side.
+  if (batch_.size() >= 32 || batch_bytes_ >= (4u << 20)) PostBatch();
+}
+
+void ChunkIngester::PostBatch() {
+  if (batch_.empty()) return;
+  for (auto& job : batch_) job->posted = true;
+  workers_->Post([this, batch = std::move(batch_)] {
+    std::vector<std::span<const uint8_t>> msgs;
+    for (const auto& job : batch) msgs.emplace_back(job->data);
+    std::vector<std::array<uint8_t, 32>> digests(batch.size());
+    chunkstore::Sha256Many(msgs, digests);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Job& job = *batch[i];
+      job.digest.bytes = digests[i];
+      // store_index_ is not modified while jobs run.
+      job.known_in_store = store_index_.count(job.digest) > 0;
+      if (!job.known_in_store) job.frame = chunkstore::CompressChunk(job.data, opt_.zstd_level);
+      workers_->MarkDone(job);
+    }
   });
+  batch_.clear();
+  batch_bytes_ = 0;
 }
 
 Status ChunkIngester::Write(std::span<const uint8_t> data) {
@@ -145,6 +166,7 @@ Status ChunkIngester::Drain(size_t max_pending_bytes) {
   while (!pending_.empty() && pending_bytes_ > max_pending_bytes) {
     std::shared_ptr<Job> job = pending_.front();
     pending_.pop_front();
+    if (!job->posted) PostBatch();
     workers_->Wait(*job);
     pending_bytes_ -= job->data.size();
     RETURN_IF_ERROR(Resolve(*job));

@@ -74,6 +74,8 @@ class ChunkIngester {
   struct Job;
   class Workers;
   void Submit(std::span<const uint8_t> chunk);
+  // Hands the chunks collected so far to a worker as one batch.
+  void PostBatch();
   Status Drain(size_t max_pending_bytes);
   Status Resolve(Job& job);
   Status FlushPack();
@@ -91,6 +93,8 @@ class ChunkIngester {
   std::string pack_path_;
   uint64_t pack_seq_ = 0;
   std::deque<std::shared_ptr<Job>> pending_;
+  std::vector<std::shared_ptr<Job>> batch_;  // submitted, not yet posted
+  size_t batch_bytes_ = 0;
   size_t pending_bytes_ = 0;
   std::vector<PendingExtent>* region_extents_ = nullptr;
   uint64_t region_offset_ = 0;

@@ -1,5 +1,7 @@
 #include "chunkstore/chunk_reader.h"
 
+#include "chunkstore/sha256_mb.h"
+
 namespace ferry::chunkstore {
 
 ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes)
@@ -69,31 +71,59 @@ void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run) {
   uint64_t end = mine.back().first.offset + mine.back().first.clen;
   std::vector<uint8_t> span;
   Status st;
-  if (end > begin && end - begin <= (16u << 20)) {
+  bool ascending = end > begin && end - begin <= (16u << 20);
+  for (size_t i = 1; ascending && i < mine.size(); ++i) {
+    const ChunkLocation& prev = mine[i - 1].first;
+    ascending = mine[i].first.offset >= prev.offset + prev.clen;
+  }
+  if (ascending) {
     span.resize(end - begin);
     st = store_->GetRange(PackKey(mine.front().first.pack), begin, span);
   } else {
     st = InvalidArgumentError("prefetch run is not ascending");
   }
-  for (auto& [loc, flight] : mine) {
-    if (!st.ok()) {
-      // The span could not be read as a whole (a neighbour's range may be
-      // what is wrong): fetch each chunk on its own, so that one bad chunk
-      // fails only the reads that need it.
-      Complete(loc, flight, Fetch(loc));
-      continue;
+  if (!st.ok()) {
+    // The span could not be read as a whole (a neighbour's range may be
+    // what is wrong): fetch each chunk on its own, so that one bad chunk
+    // fails only the reads that need it.
+    for (auto& [loc, flight] : mine) Complete(loc, flight, Fetch(loc));
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.fetches += mine.size();
+    for (auto& [loc, flight] : mine) stats_.fetched_bytes += loc.clen;
+    return;
+  }
+  // Decompress every chunk, then verify them together: the multi-buffer
+  // SHA-256 hashes a run several times faster than one chunk at a time.
+  std::vector<std::shared_ptr<std::vector<uint8_t>>> data(mine.size());
+  std::vector<Status> status(mine.size());
+  std::vector<std::span<const uint8_t>> msgs;
+  std::vector<size_t> which;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const ChunkLocation& loc = mine[i].first;
+    data[i] = std::make_shared<std::vector<uint8_t>>();
+    status[i] = DecompressFrame(std::span<const uint8_t>(span).subspan(loc.offset - begin, loc.clen),
+                                loc.ulen, loc.digest, data[i].get());
+    if (status[i].ok()) {
+      msgs.emplace_back(*data[i]);
+      which.push_back(i);
     }
-    Result<ChunkData> res = st;
-    {
-      auto data = std::make_shared<std::vector<uint8_t>>();
-      Status v = DecompressAndVerify(
-          std::span<const uint8_t>(span).subspan(loc.offset - begin, loc.clen), loc.ulen,
-          loc.digest, data.get());
-      res = v.ok() ? Result<ChunkData>(ChunkData(std::move(data)))
-                   : Result<ChunkData>(v.Annotate("pack " + loc.pack.Hex() + " offset " +
-                                                  std::to_string(loc.offset)));
+  }
+  std::vector<std::array<uint8_t, 32>> digests(msgs.size());
+  Sha256Many(msgs, digests);
+  for (size_t k = 0; k < which.size(); ++k) {
+    const ChunkLocation& loc = mine[which[k]].first;
+    if (digests[k] != loc.digest.bytes) {
+      status[which[k]] = CorruptionError("chunk " + loc.digest.Hex() + ": contents do not match digest");
     }
-    Complete(loc, flight, res);
+  }
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const ChunkLocation& loc = mine[i].first;
+    if (status[i].ok()) {
+      Complete(loc, mine[i].second, ChunkData(std::move(data[i])));
+    } else {
+      Complete(loc, mine[i].second,
+               status[i].Annotate("pack " + loc.pack.Hex() + " offset " + std::to_string(loc.offset)));
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.fetches;

@@ -42,8 +42,8 @@ std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level) {
   return out;
 }
 
-Status DecompressAndVerify(std::span<const uint8_t> frame, uint32_t ulen,
-                           const Digest& digest, std::vector<uint8_t>* out) {
+Status DecompressFrame(std::span<const uint8_t> frame, uint32_t ulen, const Digest& digest,
+                       std::vector<uint8_t>* out) {
   unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
   if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN ||
       declared != ulen) {
@@ -57,6 +57,12 @@ Status DecompressAndVerify(std::span<const uint8_t> frame, uint32_t ulen,
     return CorruptionError("chunk " + digest.Hex() + ": zstd frame does not decode (" +
                            (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short") + ")");
   }
+  return Status::Ok();
+}
+
+Status DecompressAndVerify(std::span<const uint8_t> frame, uint32_t ulen,
+                           const Digest& digest, std::vector<uint8_t>* out) {
+  RETURN_IF_ERROR(DecompressFrame(frame, ulen, digest, out));
   if (Sha256(*out) != digest) {
     out->clear();
     return CorruptionError("chunk " + digest.Hex() + ": contents do not match digest");

@@ -38,6 +38,11 @@ std::string PackKey(const Digest& pack);
 
 // Compresses `data` as one zstd frame that records its content size.
 std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level);
+// Decompresses one frame into exactly `ulen` bytes (kCorruption if it does
+// not decode to that). Does not verify: the caller must check the digest.
+// `digest` only names the chunk in messages.
+Status DecompressFrame(std::span<const uint8_t> frame, uint32_t ulen, const Digest& digest,
+                       std::vector<uint8_t>* out);
 // Decompresses one frame into exactly `ulen` bytes and checks that the result
 // hashes to `digest`. kCorruption on any mismatch; never returns bad bytes.
 Status DecompressAndVerify(std::span<const uint8_t> frame, uint32_t ulen,

@@ -22,8 +22,8 @@ namespace ferry::chunkstore {
 // Messages may have any length (including 0; no 64 KiB limit), may overlap
 // or alias each other, and need no alignment. Throws std::invalid_argument
 // if out.size() != msgs.size(). Throughput is best with many messages per
-// call (at least as many as the kernel has lanes); a batch of one message is
-// hashed with OpenSSL. Thread-safe.
+// call (at least as many as the kernel has lanes); batches of one or two
+// messages are hashed with OpenSSL, which is as fast for them. Thread-safe.
 void Sha256Many(std::span<const std::span<const uint8_t>> msgs,
                 std::span<std::array<uint8_t, 32>> out);
 
@@ -44,7 +44,7 @@ bool Sha256ImplSupported(Sha256Impl impl);
 
 // Like Sha256Many, but with the given implementation (which must be
 // supported; otherwise throws std::invalid_argument), and without the
-// batch-of-one shortcut to OpenSSL.
+// small-batch shortcut to OpenSSL.
 void Sha256ManyWith(Sha256Impl impl,
                     std::span<const std::span<const uint8_t>> msgs,
                     std::span<std::array<uint8_t, 32>> out);

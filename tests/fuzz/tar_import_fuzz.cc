@@ -14,7 +14,8 @@
 //
 // Files: one directory per process, FERRY_FUZZ_TMPDIR (default /dev/shm, else
 // $TMPDIR or /tmp) + "/ferry-tar-fuzz.<pid>", holding the input file and the
-// store; the store is removed after every input and the directory at exit.
+// store; the store is removed after every input and the directory at exit
+// (or, after a crash, by the next run: directories of dead pids are removed).
 //
 // FERRY_FUZZ_VERBOSE=1 prints the Status of each step.
 //
@@ -59,10 +60,27 @@ std::string BaseDir() {
   return "/tmp";
 }
 
+// Removes the directories of earlier processes that no longer run (a crash,
+// or an exit that skipped atexit handlers, leaves one behind).
+void RemoveStaleWorkspaces(const std::string& base) {
+  std::error_code ec;
+  for (const auto& entry : stdfs::directory_iterator(base, ec)) {
+    std::string name = entry.path().filename().string();
+    const std::string prefix = "ferry-tar-fuzz.";
+    if (name.rfind(prefix, 0) != 0) continue;
+    std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (access(("/proc/" + pid).c_str(), F_OK) == 0) continue;  // still running
+    stdfs::remove_all(entry.path(), ec);
+  }
+}
+
 const Workspace& GetWorkspace() {
   static const Workspace* ws = [] {
     auto* w = new Workspace;
-    w->dir = BaseDir() + "/ferry-tar-fuzz." + std::to_string(getpid());
+    std::string base = BaseDir();
+    RemoveStaleWorkspaces(base);
+    w->dir = base + "/ferry-tar-fuzz." + std::to_string(getpid());
     w->input = w->dir + "/input";
     w->store = w->dir + "/store";
     std::error_code ec;
