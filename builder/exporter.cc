@@ -13,6 +13,12 @@
 namespace ferry::builder {
 namespace {
 
+// libarchive may fail without setting a message.
+std::string ArchiveError(struct archive* a) {
+  const char* msg = archive_error_string(a);
+  return msg ? msg : "unknown libarchive error";
+}
+
 struct ArchiveWriteCloser {
   void operator()(struct archive* a) const { archive_write_free(a); }
 };
@@ -99,7 +105,7 @@ class TarExporter {
 
   Status Write(struct archive_entry* e, const std::string& path) {
     if (archive_write_header(a_, e) < ARCHIVE_WARN) {
-      return InternalError("write tar entry '" + path + "': " + archive_error_string(a_));
+      return InternalError("write tar entry '" + path + "': " + ArchiveError(a_));
     }
     ++summary.entries;
     return Status::Ok();
@@ -116,7 +122,7 @@ class TarExporter {
         la_ssize_t w = archive_write_data(a_, p, len);
         if (w <= 0) {
           return Status(StatusCode::kIoError, "write tar data of '" + path + "': " +
-                        archive_error_string(a_));
+                        ArchiveError(a_));
         }
         p += w;
         len -= static_cast<size_t>(w);
@@ -163,14 +169,14 @@ Result<ExportSummary> ExportImage(const fs::ImageReader& image, chunkstore::Chun
                      : archive_write_open_filename(a.get(), tmp.c_str());
   if (rc != ARCHIVE_OK) {
     return Status(StatusCode::kIoError, "open " + (to_stdout ? "stdout" : tmp) + ": " +
-                  archive_error_string(a.get()));
+                  ArchiveError(a.get()));
   }
   TarExporter exporter(image, chunks, a.get());
   // The root directory's own metadata goes first, as "./".
   Status st = exporter.WriteEntry(fs::kRootIno, "./");
   if (st.ok()) st = exporter.Walk(fs::kRootIno, "./");
   if (st.ok() && archive_write_close(a.get()) != ARCHIVE_OK) {
-    st = Status(StatusCode::kIoError, "finish " + out_path + ": " + archive_error_string(a.get()));
+    st = Status(StatusCode::kIoError, "finish " + out_path + ": " + ArchiveError(a.get()));
   }
   if (!st.ok()) {
     if (!to_stdout) unlink(tmp.c_str());

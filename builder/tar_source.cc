@@ -13,6 +13,12 @@
 namespace ferry::builder {
 namespace {
 
+// libarchive may fail without setting a message.
+std::string ArchiveError(struct archive* a) {
+  const char* msg = archive_error_string(a);
+  return msg ? msg : "unknown libarchive error";
+}
+
 // Larger than any real file; a bigger declared size is hostile or corrupt.
 constexpr int64_t kMaxFileSize = int64_t{1} << 50;
 
@@ -35,7 +41,7 @@ Status ImageBuilder::AddTar(const std::string& path) {
   archive_read_support_format_tar(a.get());
   if (archive_read_open_filename(a.get(), path.c_str(), 1 << 20) != ARCHIVE_OK) {
     return InvalidArgumentError("cannot open archive " + path + ": " +
-                                archive_error_string(a.get()));
+                                ArchiveError(a.get()));
   }
   int layer = layers_++;
   tree_.set_layer(layer);
@@ -44,7 +50,7 @@ Status ImageBuilder::AddTar(const std::string& path) {
     int rc = archive_read_next_header(a.get(), &entry);
     if (rc == ARCHIVE_EOF) break;
     if (rc < ARCHIVE_WARN) {
-      return CorruptionError("archive " + path + ": " + archive_error_string(a.get()));
+      return CorruptionError("archive " + path + ": " + ArchiveError(a.get()));
     }
     std::string name = EntryName(entry);
     std::string where = "archive " + path + ", entry '" + name + "'";
@@ -111,7 +117,7 @@ Status ImageBuilder::AddTar(const std::string& path) {
           int r = archive_read_data_block(a.get(), &buf, &len, &offset);
           if (r == ARCHIVE_EOF) break;
           if (r < ARCHIVE_WARN) {
-            return CorruptionError(where + ": " + archive_error_string(a.get()));
+            return CorruptionError(where + ": " + ArchiveError(a.get()));
           }
           if (len == 0) continue;
           if (offset < 0 || static_cast<uint64_t>(offset) < expect ||

@@ -213,8 +213,25 @@ Status ImageReader::Validate() {
       return CorruptionError(what + ": bad timestamp");
     }
   }
+  // Every directory must be reachable from the root: with each named once
+  // by its parent (above), that rules out cycles of directories that name
+  // each other away from the root.
+  std::vector<uint8_t> reached(inodes_.size(), 0);
+  std::vector<uint32_t> stack{kRootIno};
+  reached[0] = 1;
+  while (!stack.empty()) {
+    const InodeRecord& d = inodes_[stack.back() - 1];
+    stack.pop_back();
+    for (uint64_t e = d.data_first; e < d.data_first + d.data_count; ++e) {
+      uint32_t child = dirents_[e].ino;
+      if (S_ISDIR(inodes_[child - 1].mode) && !reached[child - 1]) {
+        reached[child - 1] = 1;
+        stack.push_back(child);
+      }
+    }
+  }
   for (uint64_t i = 1; i < inodes_.size(); ++i) {
-    if (S_ISDIR(inodes_[i].mode) && dir_refs[i] != 1) {
+    if (S_ISDIR(inodes_[i].mode) && (dir_refs[i] != 1 || !reached[i])) {
       return CorruptionError("directory inode " + std::to_string(i + 1) + " is not in the tree");
     }
   }
