@@ -162,6 +162,35 @@ TEST_CASE("hostile archives are refused, naming the entry, and nothing is publis
   }
 }
 
+TEST_CASE("inputs the fuzzers once broke ferry with are refused cleanly") {
+  ScopedTempDir tmp("ferry-regress");
+  std::string store = tmp.path() + "/store", mnt = tmp.path() + "/mnt";
+  stdfs::create_directories(mnt);
+  std::string dir = std::string(FERRY_SOURCE_DIR) + "/tests/fuzz/regressions";
+  size_t seen = 0;
+  for (auto& e : stdfs::directory_iterator(dir + "/tar_import_fuzz")) {
+    INFO(e.path());
+    auto r = Ferry(store, {"build", e.path(), "--tag", "fuzz"});
+    CHECK(r.exit_code == 1);  // a clear failure, not a crash (>= 128)
+    CHECK(r.err.find(e.path().string()) != std::string::npos);
+    ++seen;
+  }
+  for (auto& e : stdfs::directory_iterator(dir + "/image_reader_fuzz")) {
+    INFO(e.path());
+    // Publish the bytes under their own id so that only the format checks
+    // can refuse them.
+    std::string bytes = ReadFile(e.path());
+    auto id = Run({"sh", "-c", "sha256sum < '" + e.path().string() + "' | cut -c1-64"});
+    std::string hex = id.out.substr(0, 64);
+    WriteFile(store + "/images/" + hex, bytes);
+    auto r = Ferry(store, {"mount", hex, mnt});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("Corruption") != std::string::npos);
+    ++seen;
+  }
+  CHECK(seen >= 3);
+}
+
 TEST_CASE("a file that cannot be read fails the build, naming it") {
   ScopedTempDir tmp("ferry-unreadable");
   std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
