@@ -26,6 +26,25 @@ bool ChunkReader::Present(const Digest& d) const {
   return map_.count(d) > 0 || flights_.count(d) > 0;
 }
 
+Result<ChunkData> ChunkReader::ReadWithNeighbours(const ChunkLocation& loc,
+                                                  const std::vector<ChunkLocation>& neighbours) {
+  if (!neighbours.empty()) {
+    bool cached;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cached = map_.count(loc.digest) > 0 || flights_.count(loc.digest) > 0;
+    }
+    if (!cached) {
+      std::vector<ChunkLocation> run;
+      run.reserve(neighbours.size() + 1);
+      run.push_back(loc);
+      run.insert(run.end(), neighbours.begin(), neighbours.end());
+      FetchRun(run);
+    }
+  }
+  return Read(loc);  // from memory now, or the error, or another fetch's result
+}
+
 void ChunkReader::Prefetch(std::vector<ChunkLocation> run) {
   if (run.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);

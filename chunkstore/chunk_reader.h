@@ -39,6 +39,11 @@ class ChunkReader {
   ~ChunkReader();
 
   Result<ChunkData> Read(const ChunkLocation& loc);
+  // Like Read, but on a miss fetches `loc` together with `neighbours` (the
+  // chunks that follow it in its pack, ascending) in the calling thread, with
+  // one range read and one batched verification; the neighbours are cached.
+  Result<ChunkData> ReadWithNeighbours(const ChunkLocation& loc,
+                                       const std::vector<ChunkLocation>& neighbours);
   // Starts fetching `run` in the background: chunks of one pack in
   // ascending offset order. Chunks cached or already in flight are skipped;
   // failures are dropped (a later Read reports them). Background threads

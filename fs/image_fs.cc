@@ -29,7 +29,10 @@ int ErrnoFor(const Status& st) {
 }
 
 ImageFs::ImageFs(std::unique_ptr<ImageReader> image, chunkstore::ChunkReader* chunks, Logger log)
-    : image_(std::move(image)), chunks_(chunks), log_(std::move(log)) {
+    : image_(std::move(image)),
+      chunks_(chunks),
+      log_(std::move(log)),
+      prefetched_(new std::atomic<uint8_t>[image_->chunks().size()]()) {
   for (uint64_t ino = 1; ino <= image_->inode_count(); ++ino) {
     if (S_ISREG(image_->inode(ino).mode)) total_bytes_ += image_->inode(ino).size;
   }
@@ -96,7 +99,12 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
   if (first != extents.end() && first->file_offset + image_->chunks()[first->chunk].ulen <= offset) {
     ++first;
   }
+  std::vector<chunkstore::ChunkLocation> neighbours;
   if (first != extents.end() && first->file_offset < end) {
+    // Claim the demand run before the readahead window is handed out.
+    if (!chunks_->Present(image_->Chunk(first->chunk).digest)) {
+      neighbours = DemandNeighbours(first->chunk);
+    }
     // The last chunk this read touches.
     auto last = std::lower_bound(first, extents.end(), end,
                                  [](const ExtentRecord& e, uint64_t off) { return e.file_offset < off; });
@@ -110,7 +118,9 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
     if (it->file_offset >= end) break;
     zeros(it->file_offset);
     chunkstore::ChunkLocation loc = image_->Chunk(it->chunk);
-    auto data = chunks_->Read(loc);
+    // The first chunk a read needs is fetched with a few neighbours, so that
+    // even a scattered read verifies a batch (and warms what is next to it).
+    auto data = it == first ? chunks_->ReadWithNeighbours(loc, neighbours) : chunks_->Read(loc);
     if (!data.ok()) {
       ++counters_.read_errors;
       log_("read error: inode " + std::to_string(ino) + " offset " + std::to_string(pos) +
@@ -141,6 +151,25 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
 // scan, an import of neighbouring files): its window doubles up to 4 MiB.
 // Any other read gets no window beyond its own request, so scattered reads
 // (a program start-up) do not fetch and verify what nobody asked for.
+std::vector<chunkstore::ChunkLocation> ImageFs::DemandNeighbours(uint32_t chunk) {
+  constexpr uint64_t kDemandRunBytes = 256u << 10;
+  constexpr size_t kMaxNeighbours = 15;
+  const auto chunks = image_->chunks();
+  std::vector<chunkstore::ChunkLocation> out;
+  uint64_t bytes = chunks[chunk].ulen;
+  uint64_t next_offset = chunks[chunk].pack_offset + chunks[chunk].clen;
+  for (uint32_t i = chunk + 1; i < chunks.size() && out.size() < kMaxNeighbours &&
+                               bytes + chunks[i].ulen <= kDemandRunBytes; ++i) {
+    const ChunkRecord& c = chunks[i];
+    if (c.pack != chunks[chunk].pack || c.pack_offset < next_offset) break;
+    if (prefetched_[i].exchange(1, std::memory_order_relaxed) != 0) break;
+    out.push_back(image_->Chunk(i));
+    bytes += c.ulen;
+    next_offset = c.pack_offset + c.clen;
+  }
+  return out;
+}
+
 uint64_t ImageFs::ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk) {
   constexpr uint64_t kMinWindow = 256u << 10, kMaxWindow = 4u << 20;
   uint32_t prev_end = next_chunk_.exchange(last_chunk + 1, std::memory_order_relaxed);
@@ -152,27 +181,29 @@ uint64_t ImageFs::ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk) {
 }
 
 void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t window_bytes) {
-  constexpr uint64_t kRunBytes = 256u << 10;
-  const uint64_t kWindowBytes = window_bytes;
+  constexpr uint64_t kRunBytes = 1u << 20;
   const auto chunks = image_->chunks();
   std::vector<chunkstore::ChunkLocation> run;
   uint64_t run_bytes = 0, total = chunks[first].ulen;
-  bool any_missing = false;
   uint64_t next_offset = chunks[first].pack_offset + chunks[first].clen;
   auto flush = [&] {
-    if (any_missing) chunks_->Prefetch(std::move(run));
+    if (!run.empty()) chunks_->Prefetch(std::move(run));
     run.clear();
     run_bytes = 0;
-    any_missing = false;
   };
-  for (uint32_t i = first + 1; i < chunks.size() && total < request_bytes + kWindowBytes; ++i) {
+  for (uint32_t i = first + 1; i < chunks.size() && total < request_bytes + window_bytes; ++i) {
     const ChunkRecord& c = chunks[i];
     if (c.pack != chunks[first].pack || c.pack_offset < next_offset) break;
-    run.push_back(image_->Chunk(i));
-    any_missing = any_missing || !chunks_->Present(run.back().digest);
-    run_bytes += c.ulen;
     total += c.ulen;
     next_offset = c.pack_offset + c.clen;
+    // Each chunk is handed to prefetch once; a chunk that later leaves the
+    // memory cache is fetched on demand instead.
+    if (prefetched_[i].exchange(1, std::memory_order_relaxed) != 0) {
+      flush();  // keep runs contiguous
+      continue;
+    }
+    run.push_back(image_->Chunk(i));
+    run_bytes += c.ulen;
     if (run_bytes >= kRunBytes) flush();
   }
   flush();

@@ -71,6 +71,7 @@ class ImageFs {
 
  private:
   uint64_t ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk);
+  std::vector<chunkstore::ChunkLocation> DemandNeighbours(uint32_t chunk);
   void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes, uint64_t window_bytes);
 
   std::unique_ptr<ImageReader> image_;
@@ -80,6 +81,7 @@ class ImageFs {
   uint64_t total_bytes_ = 0;
   std::atomic<uint32_t> next_chunk_{0};   // readahead: chunk after the last read
   std::atomic<uint64_t> window_{0};       // readahead: current window in bytes
+  std::unique_ptr<std::atomic<uint8_t>[]> prefetched_;  // per chunk: handed to prefetch
 };
 
 }  // namespace ferry::fs
