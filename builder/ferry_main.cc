@@ -278,6 +278,7 @@ int main(int argc, char** argv) {
   }
   CLI::App app{"ferry: lazy-loading, content-addressed image filesystem"};
   app.require_subcommand(1);
+  app.fallthrough();  // subcommands inherit this: `ferry build ... --store URL` works too
   std::string store_url;
   app.add_option("--store", store_url,
                  "object store URL (file:///path); default $FERRY_STORE, else "

@@ -191,7 +191,10 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
     run.clear();
     run_bytes = 0;
   };
-  for (uint32_t i = first + 1; i < chunks.size() && total < request_bytes + window_bytes; ++i) {
+  for (uint32_t i = first + 1; i < chunks.size(); ++i) {
+    // Past the window, only finish the run already started: issuing at
+    // least a full run at a time keeps batches large as the window slides.
+    if (total >= request_bytes + window_bytes && (run.empty() || run_bytes >= kRunBytes)) break;
     const ChunkRecord& c = chunks[i];
     if (c.pack != chunks[first].pack || c.pack_offset < next_offset) break;
     total += c.ulen;
