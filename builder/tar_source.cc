@@ -2,6 +2,7 @@
 // applied as a layer, contents ingested while the archive streams by.
 // Archives are untrusted: every path goes through Tree, which refuses any
 // entry that would land outside the image root.
+#include <algorithm>
 #include <archive.h>
 #include <archive_entry.h>
 #include <sys/stat.h>
@@ -96,7 +97,17 @@ Status ImageBuilder::AddTar(const std::string& path) {
           xsize > 65536) {
         return InvalidArgumentError(where + ": invalid extended attribute");
       }
-      node->xattrs.emplace_back(xname, std::string(static_cast<const char*>(xvalue), xsize));
+      // libarchive's pax writer stores each attribute twice (LIBARCHIVE.xattr
+      // and SCHILY.xattr) and its reader may hand both back: one name is
+      // one attribute, and the last value given wins, as on extraction.
+      std::string value(static_cast<const char*>(xvalue), xsize);
+      auto same = std::find_if(node->xattrs.begin(), node->xattrs.end(),
+                               [&](const auto& x) { return x.first == xname; });
+      if (same != node->xattrs.end()) {
+        same->second = std::move(value);
+      } else {
+        node->xattrs.emplace_back(xname, std::move(value));
+      }
     }
     switch (node->mode & S_IFMT) {
       case S_IFREG: {

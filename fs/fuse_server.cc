@@ -42,7 +42,6 @@ void OnInit(void*, struct fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   conn->want &= ~(FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_WRITEBACK_CACHE);
   conn->time_gran = 1;
-  conn->max_readahead = conn->max_readahead ? std::max(conn->max_readahead, 1u << 20) : 1u << 20;
   conn->max_background = 64;
 }
 
@@ -298,31 +297,6 @@ struct fuse_lowlevel_ops MakeOps() {
   return ops;
 }
 
-// FUSE mounts get the default 128 KiB readahead; sequential reads of an
-// image are cheaper in larger requests. Best effort: needs root, and the
-// mount is found through /proc/self/mountinfo (stat() on the mount point
-// would wait for the not yet running server).
-void RaiseReadahead(const std::string& mountpoint) {
-  FILE* f = std::fopen("/proc/self/mountinfo", "r");
-  if (f == nullptr) return;
-  char* line = nullptr;
-  size_t cap = 0;
-  std::string devno;
-  while (getline(&line, &cap, f) > 0) {
-    char dev[64], mp[4096];
-    if (std::sscanf(line, "%*d %*d %63s %*s %4095s", dev, mp) == 2 && mountpoint == mp) {
-      devno = dev;  // the last match is the newest mount
-    }
-  }
-  std::free(line);
-  std::fclose(f);
-  if (devno.empty()) return;
-  FILE* ra = std::fopen(("/sys/class/bdi/" + devno + "/read_ahead_kb").c_str(), "w");
-  if (ra == nullptr) return;
-  std::fputs("1024", ra);
-  std::fclose(ra);
-}
-
 }  // namespace
 
 FuseServer::FuseServer(ImageFs* fs, FuseOptions opt) : fs_(fs), opt_(std::move(opt)) {}
@@ -353,7 +327,6 @@ Status FuseServer::Mount(const std::string& mountpoint) {
                       "allowed to use fusermount3?)");
   }
   mounted_ = true;
-  RaiseReadahead(mountpoint);
   return Status::Ok();
 }
 

@@ -152,7 +152,7 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
 // Any other read gets no window beyond its own request, so scattered reads
 // (a program start-up) do not fetch and verify what nobody asked for.
 std::vector<chunkstore::ChunkLocation> ImageFs::DemandNeighbours(uint32_t chunk) {
-  constexpr uint64_t kDemandRunBytes = 256u << 10;
+  constexpr uint64_t kDemandRunBytes = 128u << 10;
   constexpr size_t kMaxNeighbours = 15;
   const auto chunks = image_->chunks();
   std::vector<chunkstore::ChunkLocation> out;

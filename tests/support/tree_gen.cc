@@ -347,6 +347,13 @@ class Generator {
     Mkdir("xattrs/dir");
     SetXattr(root_, "xattrs/dir", "user.dir_attr", "on a directory");
     SetXattr(root_, "hardlinks/a/orig", "user.on_hardlink", "shared");
+    // POSIX ACLs are xattrs too (system.posix_acl_*); tar writers store them
+    // under two pax keywords, which must not become two attributes.
+    Mkdir("xattrs/acl_dir");
+    SetXattr(root_, "xattrs/acl_dir", "system.posix_acl_access", Acl(05, 1000, 07));
+    SetXattr(root_, "xattrs/acl_dir", "system.posix_acl_default", Acl(07, 1000, 05));
+    WriteData("xattrs/acl_dir/file", "acl\n");
+    SetXattr(root_, "xattrs/acl_dir/file", "system.posix_acl_access", Acl(06, 1000, 04));
     if (!opt_.trusted_xattrs) return;
     SetXattr(root_, "xattrs/file", "trusted.ferry", "trusted value");
     SetXattr(root_, "xattrs/file", "trusted.empty", "");
@@ -361,6 +368,26 @@ class Generator {
       for (int b = 0; b < 4; ++b) cap += static_cast<char>((w >> (8 * b)) & 0xff);
     }
     SetXattr(root_, "xattrs/cap_file", "security.capability", cap);
+  }
+
+  // A POSIX ACL xattr value (version 2): owner rwx, named user `uid` with
+  // `user_perm`, group and mask `group_perm`, other `other_perm`.
+  static std::string Acl(unsigned group_perm, uint32_t uid, unsigned user_perm) {
+    std::string v;
+    auto put = [&](uint32_t x, int bytes) {
+      for (int b = 0; b < bytes; ++b) v += static_cast<char>((x >> (8 * b)) & 0xff);
+    };
+    put(2, 4);
+    const struct { uint16_t tag, perm; uint32_t id; } entries[] = {
+        {0x01, 07, 0xffffffff},       {0x02, static_cast<uint16_t>(user_perm), uid},
+        {0x04, static_cast<uint16_t>(group_perm), 0xffffffff},
+        {0x10, 07, 0xffffffff},       {0x20, static_cast<uint16_t>(group_perm & 05), 0xffffffff}};
+    for (const auto& e : entries) {
+      put(e.tag, 2);
+      put(e.perm, 2);
+      put(e.id, 4);
+    }
+    return v;
   }
 
   void MakeTimes() {
