@@ -1,5 +1,5 @@
 // ferry: the command-line front end. A thin main over the libraries:
-// build, ls, inspect, export, mount, umount, stats.
+// build, ls, inspect, export, mount, umount, stats, cache.
 //
 // Exit codes: 0 success; 1 failure (the message says what and where);
 // 2 usage error; 3 not found (no such image or ref).
@@ -15,6 +15,7 @@
 #include <map>
 #include <set>
 
+#include "builder/daemon_cli.h"
 #include "builder/exporter.h"
 #include "builder/image_builder.h"
 #include "chunkstore/chunk_reader.h"
@@ -249,11 +250,6 @@ int CmdMount(const std::string& store_url, const std::string& name, const std::s
   return 0;
 }
 
-int CmdUmount(const std::string& mountpoint) {
-  if (Status st = fs::Unmount(mountpoint); !st.ok()) return Fail(st);
-  return 0;
-}
-
 int CmdStats(const std::string& mountpoint) {
   std::string value(4096, '\0');
   ssize_t n = getxattr(mountpoint.c_str(), "user.ferry.stats", value.data(), value.size());
@@ -305,22 +301,46 @@ int main(int argc, char** argv) {
   exp->add_option("IMAGE", image, "image name or id")->required();
   exp->add_option("-o,--output", out, "output tar file ('-' for stdout)")->required();
 
-  auto* mount = app.add_subcommand("mount", "mount an image read-only (FUSE); returns when ready");
-  std::string mountpoint, log_file;
-  bool foreground = false, debug = false;
+  auto* mount = app.add_subcommand(
+      "mount", "mount an image (through ferryd, or --no-daemon); returns when ready");
+  std::string mountpoint, log_file, daemon_root, cache_size;
+  bool foreground = false, debug = false, no_daemon = false, writable = false;
+  bool start_daemon = false, lazy = false, json = false;
   size_t cache_mb = 256;
   mount->add_option("IMAGE", image, "image name or id")->required();
   mount->add_option("MOUNTPOINT", mountpoint, "an existing directory")->required();
-  mount->add_flag("--foreground,-f", foreground, "serve in the foreground, logging to stderr");
-  mount->add_option("--log-file", log_file, "log file when serving in the background");
-  mount->add_option("--memory-cache-mb", cache_mb, "in-memory cache of verified chunks")->capture_default_str();
-  mount->add_flag("--debug", debug, "trace FUSE requests (with --foreground)");
+  mount->add_flag("--writable,-w", writable,
+                  "a private writable overlay on the shared image (ferryd)");
+  mount->add_flag("--start-daemon", start_daemon, "start ferryd if none is running");
+  mount->add_option("--cache-size", cache_size, "node cache size for a daemon started here (e.g. 10G)");
+  mount->add_flag("--no-daemon", no_daemon,
+                  "serve this one image from this process (no node cache, no ferryd)");
+  mount->add_flag("--foreground,-f", foreground,
+                  "with --no-daemon: serve in the foreground, logging to stderr");
+  mount->add_option("--log-file", log_file, "with --no-daemon: log file in the background");
+  mount->add_option("--memory-cache-mb", cache_mb, "with --no-daemon: in-memory chunk cache")->capture_default_str();
+  mount->add_flag("--debug", debug, "with --no-daemon --foreground: trace FUSE requests");
 
   auto* umount = app.add_subcommand("umount", "unmount a ferry mount");
   umount->add_option("MOUNTPOINT", mountpoint, "the mount point")->required();
+  umount->add_flag("--lazy,-l", lazy, "detach now even if in use (MNT_DETACH)");
 
   auto* stats = app.add_subcommand("stats", "print what a mount has read and fetched (JSON)");
   stats->add_option("MOUNTPOINT", mountpoint, "the mount point")->required();
+
+  auto* cache = app.add_subcommand("cache", "the node cache of ferryd");
+  cache->require_subcommand(1);
+  auto* cache_stats = cache->add_subcommand("stats", "hits, misses, evictions, per image");
+  cache_stats->add_flag("--json", json, "print JSON");
+  auto* cache_prune = cache->add_subcommand("prune", "evict until the cache is at most SIZE");
+  std::string prune_to;
+  cache_prune->add_option("--to", prune_to, "target size, e.g. 1G or 0")->required();
+
+  for (auto* sub : {mount, umount, cache}) {
+    sub->add_option("--daemon", daemon_root,
+                    "ferryd's root (its socket is ROOT/ferryd.sock); default $FERRY_DAEMON, "
+                    "else /var/lib/ferryd (root) or ~/.local/share/ferryd");
+  }
 
   try {
     app.parse(argc, argv);
@@ -331,8 +351,22 @@ int main(int argc, char** argv) {
   if (*ls) return CmdLs(store_url);
   if (*inspect) return CmdInspect(store_url, image);
   if (*exp) return CmdExport(store_url, image, out);
-  if (*mount) return CmdMount(store_url, image, mountpoint, foreground, log_file, debug, cache_mb);
-  if (*umount) return CmdUmount(mountpoint);
+  if (*mount && (no_daemon || foreground)) {
+    if (writable) {
+      std::fprintf(stderr, "ferry mount: --writable needs ferryd (drop --no-daemon/--foreground)\n");
+      return 2;
+    }
+    return CmdMount(store_url, image, mountpoint, foreground, log_file, debug, cache_mb);
+  }
+  if (*mount) {
+    auto store = OpenStore(store_url);
+    if (!store.ok()) return Fail(store.status());
+    return cli::MountThroughDaemon({(*store)->Url(), image, mountpoint, daemon_root, writable,
+                                    start_daemon, cache_size});
+  }
+  if (*umount) return cli::Umount(daemon_root, mountpoint, lazy);
+  if (*cache_stats) return cli::CacheStats(daemon_root, json);
+  if (*cache_prune) return cli::CachePrune(daemon_root, prune_to);
   if (*stats) return CmdStats(mountpoint);
   return 2;
 }

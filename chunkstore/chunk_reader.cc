@@ -4,12 +4,16 @@
 
 namespace ferry::chunkstore {
 
-ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes)
-    : store_(store), cache_bytes_(cache_bytes) {}
+ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes, ChunkCache* node_cache)
+    : store_(store), node_cache_(node_cache), cache_bytes_(cache_bytes) {}
 
 namespace {
 constexpr size_t kPrefetchThreads = 2;
 constexpr size_t kMaxQueuedRuns = 256;  // beyond this, prefetch hints are dropped
+
+void Add(std::atomic<uint64_t> FetchCounters::*field, FetchCounters* c, uint64_t n = 1) {
+  if (c != nullptr) (c->*field) += n;
+}
 }  // namespace
 
 ChunkReader::~ChunkReader() {
@@ -27,25 +31,32 @@ bool ChunkReader::Present(const Digest& d) const {
 }
 
 Result<ChunkData> ChunkReader::ReadWithNeighbours(const ChunkLocation& loc,
-                                                  const std::vector<ChunkLocation>& neighbours) {
+                                                  const std::vector<ChunkLocation>& neighbours,
+                                                  const CountersPtr& counters) {
   if (!neighbours.empty()) {
     bool cached;
     {
       std::lock_guard<std::mutex> lock(mu_);
       cached = map_.count(loc.digest) > 0 || flights_.count(loc.digest) > 0;
     }
+    if (!cached && node_cache_ != nullptr) cached = node_cache_->Contains(loc.digest);
     if (!cached) {
+      // Neighbours the node cache holds end the run: what follows them is
+      // left to a later read, so one range read never refetches them.
       std::vector<ChunkLocation> run;
       run.reserve(neighbours.size() + 1);
       run.push_back(loc);
-      run.insert(run.end(), neighbours.begin(), neighbours.end());
-      FetchRun(run);
+      for (const ChunkLocation& n : neighbours) {
+        if (node_cache_ != nullptr && node_cache_->Contains(n.digest)) break;
+        run.push_back(n);
+      }
+      FetchRun(run, counters.get());
     }
   }
-  return Read(loc);  // from memory now, or the error, or another fetch's result
+  return Read(loc, counters);  // from memory now, or the error, or another fetch's result
 }
 
-void ChunkReader::Prefetch(std::vector<ChunkLocation> run) {
+void ChunkReader::Prefetch(std::vector<ChunkLocation> run, CountersPtr counters) {
   if (run.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_ || prefetch_queue_.size() >= kMaxQueuedRuns) return;
@@ -54,38 +65,58 @@ void ChunkReader::Prefetch(std::vector<ChunkLocation> run) {
       prefetch_threads_.emplace_back([this] { PrefetchLoop(); });
     }
   }
-  prefetch_queue_.push_back(std::move(run));
+  prefetch_queue_.emplace_back(std::move(run), std::move(counters));
   prefetch_cv_.notify_one();
 }
 
 void ChunkReader::PrefetchLoop() {
   for (;;) {
-    std::vector<ChunkLocation> run;
+    std::pair<std::vector<ChunkLocation>, CountersPtr> job;
     {
       std::unique_lock<std::mutex> lock(mu_);
       prefetch_cv_.wait(lock, [&] { return stopping_ || !prefetch_queue_.empty(); });
       if (stopping_) return;
-      run = std::move(prefetch_queue_.front());
+      job = std::move(prefetch_queue_.front());
       prefetch_queue_.pop_front();
     }
-    FetchRun(run);
+    if (node_cache_ != nullptr) {
+      // Prefetch is for what the store would otherwise be asked later.
+      std::vector<ChunkLocation> missing;
+      for (const ChunkLocation& loc : job.first) {
+        if (!node_cache_->Contains(loc.digest)) missing.push_back(loc);
+      }
+      job.first = std::move(missing);
+    }
+    if (!job.first.empty()) FetchRun(job.first, job.second.get());
   }
 }
 
-// Claims the chunks of `run` nobody has or fetches, reads the span that
-// covers them with one range read, then verifies and publishes each.
-void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run) {
-  std::vector<std::pair<ChunkLocation, std::shared_ptr<Flight>>> mine;
+// Claims the chunks of `run` nobody has or fetches, takes those the node
+// cache holds from it, reads the span that covers the rest with one range
+// read, then verifies and publishes each.
+void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run, FetchCounters* c) {
+  std::vector<std::pair<ChunkLocation, std::shared_ptr<Flight>>> claimed, mine;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const ChunkLocation& loc : run) {
       if (map_.count(loc.digest) || flights_.count(loc.digest)) continue;
       auto flight = std::make_shared<Flight>();
       flights_[loc.digest] = flight;
+      claimed.emplace_back(loc, flight);
+    }
+  }
+  for (auto& [loc, flight] : claimed) {
+    ChunkData cached = node_cache_ != nullptr && node_cache_->Contains(loc.digest)
+                           ? FromNodeCache(loc, c)
+                           : nullptr;
+    if (cached != nullptr) {
+      Complete(loc, flight, cached, false, c);
+    } else {
       mine.emplace_back(loc, flight);
     }
   }
   if (mine.empty()) return;
+  Add(&FetchCounters::cache_misses, c, mine.size());
   uint64_t begin = mine.front().first.offset;
   uint64_t end = mine.back().first.offset + mine.back().first.clen;
   std::vector<uint8_t> span;
@@ -93,7 +124,8 @@ void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run) {
   bool ascending = end > begin && end - begin <= (16u << 20);
   for (size_t i = 1; ascending && i < mine.size(); ++i) {
     const ChunkLocation& prev = mine[i - 1].first;
-    ascending = mine[i].first.offset >= prev.offset + prev.clen;
+    ascending = mine[i].first.offset >= prev.offset + prev.clen &&
+                mine[i].first.pack == mine.front().first.pack;
   }
   if (ascending) {
     span.resize(end - begin);
@@ -105,11 +137,15 @@ void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run) {
     // The span could not be read as a whole (a neighbour's range may be
     // what is wrong): fetch each chunk on its own, so that one bad chunk
     // fails only the reads that need it.
-    for (auto& [loc, flight] : mine) Complete(loc, flight, Fetch(loc));
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.fetches += mine.size();
-    for (auto& [loc, flight] : mine) stats_.fetched_bytes += loc.clen;
+    for (auto& [loc, flight] : mine) Complete(loc, flight, FetchFromStore(loc, c), true, c);
     return;
+  }
+  Add(&FetchCounters::store_fetches, c);
+  Add(&FetchCounters::store_bytes, c, span.size());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.fetches;
+    stats_.fetched_bytes += span.size();
   }
   // Decompress every chunk, then verify them together: the multi-buffer
   // SHA-256 hashes a run several times faster than one chunk at a time.
@@ -138,19 +174,19 @@ void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run) {
   for (size_t i = 0; i < mine.size(); ++i) {
     const ChunkLocation& loc = mine[i].first;
     if (status[i].ok()) {
-      Complete(loc, mine[i].second, ChunkData(std::move(data[i])));
+      Complete(loc, mine[i].second, ChunkData(std::move(data[i])), true, c);
     } else {
       Complete(loc, mine[i].second,
-               status[i].Annotate("pack " + loc.pack.Hex() + " offset " + std::to_string(loc.offset)));
+               status[i].Annotate("pack " + loc.pack.Hex() + " offset " + std::to_string(loc.offset)),
+               true, c);
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  ++stats_.fetches;
-  stats_.fetched_bytes += span.size();
 }
 
 void ChunkReader::Complete(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight,
-                           const Result<ChunkData>& res) {
+                           const Result<ChunkData>& res, bool from_store, FetchCounters* c) {
+  if (res.ok() && from_store && node_cache_ != nullptr) node_cache_->Put(loc.digest, *res);
+  if (!res.ok() && res.status().code() == StatusCode::kCorruption) Add(&FetchCounters::corrupt, c);
   std::lock_guard<std::mutex> lock(mu_);
   flight->done = true;
   if (res.ok()) {
@@ -169,7 +205,24 @@ ChunkReaderStats ChunkReader::stats() const {
   return stats_;
 }
 
-Result<ChunkData> ChunkReader::Fetch(const ChunkLocation& loc) {
+ChunkData ChunkReader::FromNodeCache(const ChunkLocation& loc, FetchCounters* c) {
+  auto hit = node_cache_->Get(loc.digest);
+  if (!hit.ok() || *hit == nullptr || (*hit)->size() != loc.ulen) return nullptr;
+  Add(&FetchCounters::cache_hits, c);
+  Add(&FetchCounters::cache_hit_bytes, c, (*hit)->size());
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.cache_hits;
+  return *hit;
+}
+
+Result<ChunkData> ChunkReader::FetchFromStore(const ChunkLocation& loc, FetchCounters* c) {
+  Add(&FetchCounters::store_fetches, c);
+  Add(&FetchCounters::store_bytes, c, loc.clen);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.fetches;
+    stats_.fetched_bytes += loc.clen;
+  }
   std::vector<uint8_t> frame(loc.clen);
   Status st = store_->GetRange(PackKey(loc.pack), loc.offset, frame);
   if (!st.ok()) return st.Annotate("chunk " + loc.digest.Hex());
@@ -191,38 +244,38 @@ void ChunkReader::Insert(const Digest& d, const ChunkData& data) {
   }
 }
 
-Result<ChunkData> ChunkReader::Read(const ChunkLocation& loc) {
+Result<ChunkData> ChunkReader::Read(const ChunkLocation& loc, const CountersPtr& counters) {
+  FetchCounters* c = counters.get();
   std::shared_ptr<Flight> flight;
-  bool leader = false;
   {
     std::unique_lock<std::mutex> lock(mu_);
     auto it = map_.find(loc.digest);
     if (it != map_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
       ++stats_.memory_hits;
+      Add(&FetchCounters::memory_hits, c);
       return it->second->second;
     }
     auto fit = flights_.find(loc.digest);
     if (fit != flights_.end()) {
       flight = fit->second;
-    } else {
-      flight = std::make_shared<Flight>();
-      flights_[loc.digest] = flight;
-      leader = true;
-    }
-    if (!leader) {
+      Add(&FetchCounters::memory_hits, c);
       cv_.wait(lock, [&] { return flight->done; });
       if (!flight->status.ok()) return flight->status;
       return flight->data;
     }
+    flight = std::make_shared<Flight>();
+    flights_[loc.digest] = flight;
   }
-  Result<ChunkData> res = Fetch(loc);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.fetches;
-    stats_.fetched_bytes += loc.clen;
+  if (node_cache_ != nullptr) {
+    if (ChunkData cached = FromNodeCache(loc, c)) {
+      Complete(loc, flight, cached, false, c);
+      return cached;
+    }
   }
-  Complete(loc, flight, res);
+  Add(&FetchCounters::cache_misses, c);
+  Result<ChunkData> res = FetchFromStore(loc, c);
+  Complete(loc, flight, res, true, c);
   return res;
 }
 

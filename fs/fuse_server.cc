@@ -327,7 +327,12 @@ Status FuseServer::Mount(const std::string& mountpoint) {
                       "allowed to use fusermount3?)");
   }
   mounted_ = true;
+  mountpoint_ = mountpoint;
   return Status::Ok();
+}
+
+void FuseServer::Detach() {
+  if (mounted_) umount2(mountpoint_.c_str(), MNT_DETACH);
 }
 
 Status FuseServer::Daemonize() {
@@ -336,11 +341,11 @@ Status FuseServer::Daemonize() {
 }
 
 Status FuseServer::Serve() {
-  if (fuse_set_signal_handlers(se_) == 0) signals_ = true;
+  if (opt_.handle_signals && fuse_set_signal_handlers(se_) == 0) signals_ = true;
   struct fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(cfg, 1);
   fuse_loop_cfg_set_max_threads(cfg, opt_.max_threads);
-  fuse_loop_cfg_set_idle_threads(cfg, 4);
+  fuse_loop_cfg_set_idle_threads(cfg, opt_.idle_threads);
   int rc = fuse_session_loop_mt(se_, cfg);
   fuse_loop_cfg_destroy(cfg);
   if (rc != 0 && !fuse_session_exited(se_)) {

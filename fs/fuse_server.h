@@ -21,6 +21,8 @@ struct FuseOptions {
   bool allow_other = false;  // let other users (sandboxes) use the mount
   bool debug = false;        // libfuse request tracing to stderr
   unsigned max_threads = 16;
+  unsigned idle_threads = 4;
+  bool handle_signals = true;  // SIGINT/SIGTERM/SIGHUP unmount (one mount per process)
   std::string fsname = "ferry";
 };
 
@@ -34,14 +36,18 @@ class FuseServer {
   // once the child is ready; the child returns OK and goes on to Serve().
   // Call before any thread is started.
   Status Daemonize();
-  // Blocks until unmounted. SIGINT/SIGTERM/SIGHUP unmount and return.
+  // Blocks until unmounted (or, with handle_signals, SIGINT/SIGTERM/SIGHUP).
   Status Serve();
+  // Detaches the mount (MNT_DETACH) so that Serve() returns once nothing
+  // holds it any more; callable from another thread while Serve() runs.
+  void Detach();
 
  private:
   ImageFs* fs_;
   FuseOptions opt_;
   struct fuse_session* se_ = nullptr;
   bool mounted_ = false;
+  std::string mountpoint_;
   bool signals_ = false;
 };
 

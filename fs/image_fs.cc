@@ -120,7 +120,7 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
     chunkstore::ChunkLocation loc = image_->Chunk(it->chunk);
     // The first chunk a read needs is fetched with a few neighbours, so that
     // even a scattered read verifies a batch (and warms what is next to it).
-    auto data = it == first ? chunks_->ReadWithNeighbours(loc, neighbours) : chunks_->Read(loc);
+    auto data = it == first ? chunks_->ReadWithNeighbours(loc, neighbours, fetch_) : chunks_->Read(loc, fetch_);
     if (!data.ok()) {
       ++counters_.read_errors;
       log_("read error: inode " + std::to_string(ino) + " offset " + std::to_string(pos) +
@@ -187,7 +187,7 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
   uint64_t run_bytes = 0, total = chunks[first].ulen;
   uint64_t next_offset = chunks[first].pack_offset + chunks[first].clen;
   auto flush = [&] {
-    if (!run.empty()) chunks_->Prefetch(std::move(run));
+    if (!run.empty()) chunks_->Prefetch(std::move(run), fetch_);
     run.clear();
     run_bytes = 0;
   };
@@ -283,14 +283,17 @@ Status ImageFs::Access(uint64_t ino, int mask, uid_t uid, gid_t gid) const {
 }
 
 std::string ImageFs::StatsJson() const {
-  auto cs = chunks_->stats();
+  const chunkstore::FetchCounters& f = *fetch_;
   return "{\"reads\":" + std::to_string(counters_.reads.load()) +
          ",\"read_bytes\":" + std::to_string(counters_.read_bytes.load()) +
          ",\"read_errors\":" + std::to_string(counters_.read_errors.load()) +
-         ",\"store_fetches\":" + std::to_string(cs.fetches) +
-         ",\"store_bytes\":" + std::to_string(cs.fetched_bytes) +
-         ",\"memory_hits\":" + std::to_string(cs.memory_hits) +
-         ",\"corrupt_chunks\":" + std::to_string(cs.corrupt) +
+         ",\"store_fetches\":" + std::to_string(f.store_fetches.load()) +
+         ",\"store_bytes\":" + std::to_string(f.store_bytes.load()) +
+         ",\"memory_hits\":" + std::to_string(f.memory_hits.load()) +
+         ",\"cache_hits\":" + std::to_string(f.cache_hits.load()) +
+         ",\"cache_hit_bytes\":" + std::to_string(f.cache_hit_bytes.load()) +
+         ",\"cache_misses\":" + std::to_string(f.cache_misses.load()) +
+         ",\"corrupt_chunks\":" + std::to_string(f.corrupt.load()) +
          ",\"image_bytes\":" + std::to_string(total_bytes_) + "}";
 }
 

@@ -68,6 +68,8 @@ class ImageFs {
   // "reads=... bytes=... fetches=..." for `ferry stats`.
   std::string StatsJson() const;
   FsCounters& counters() { return counters_; }
+  // What this image's reads cost in the fetch path (memory, node cache, store).
+  const chunkstore::FetchCounters& fetch_counters() const { return *fetch_; }
 
  private:
   uint64_t ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk);
@@ -78,6 +80,7 @@ class ImageFs {
   chunkstore::ChunkReader* chunks_;
   Logger log_;
   FsCounters counters_;
+  chunkstore::CountersPtr fetch_ = std::make_shared<chunkstore::FetchCounters>();
   uint64_t total_bytes_ = 0;
   std::atomic<uint32_t> next_chunk_{0};   // readahead: chunk after the last read
   std::atomic<uint64_t> window_{0};       // readahead: current window in bytes

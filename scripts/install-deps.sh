@@ -9,6 +9,7 @@ packages=(
   libfuse3-dev fuse3 libzstd-dev libxxhash-dev liburing-dev librocksdb-dev
   libssl-dev libcurl4-openssl-dev libcli11-dev nlohmann-json3-dev
   libarchive-dev libspdlog-dev libfmt-dev catch2
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   # tests: xattr tools, tar/zstd for fixtures, dpkg-dev for apt-get download
   attr zstd xz-utils dpkg-dev tar python3
   # fuzzing (libFuzzer comes with clang)

@@ -33,8 +33,10 @@ echo "== ferry build $WORK/rootfs --tag demo/debian-python"
 mnt="$WORK/mnt"
 mkdir -p "$mnt"
 mountpoint -q "$mnt" && "$FERRY" umount "$mnt"
-echo "== ferry mount demo/debian-python $mnt"
-"$FERRY" mount demo/debian-python "$mnt"
+echo "== ferry mount demo/debian-python $mnt --start-daemon"
+# ferryd, the host daemon, serves the mount from its node cache
+# (/var/lib/ferryd); --start-daemon starts it if it is not running yet.
+"$FERRY" mount demo/debian-python "$mnt" --start-daemon
 trap '"$FERRY" umount "$mnt" 2>/dev/null || true' EXIT
 echo "== chroot $mnt python3 -c 'import json, sqlite3, asyncio, email, http.client'"
 chroot "$mnt" /usr/bin/python3 -c 'import json, sqlite3, asyncio, email, http.client, sys; print("python", sys.version.split()[0], "started from a lazily fetched ferry image")'
@@ -46,5 +48,8 @@ import json, sys
 s = json.loads(sys.argv[1])
 print(f"fetched {s['store_bytes']/1e6:.1f} MB compressed in {s['store_fetches']} chunk reads "
       f"for an image of {s['image_bytes']/1e6:.1f} MB "
-      f"({100*s['store_bytes']/max(s['image_bytes'],1):.1f}%)")
+      f"({100*s['store_bytes']/max(s['image_bytes'],1):.1f}%); "
+      f"{s['cache_hit_bytes']/1e6:.1f} MB came from the node cache")
 PY
+echo "== ferry cache stats (run this script again: the node cache is warm)"
+"$FERRY" cache stats

@@ -183,7 +183,7 @@ TEST_CASE("inputs the fuzzers once broke ferry with are refused cleanly") {
     auto id = Run({"sh", "-c", "sha256sum < '" + e.path().string() + "' | cut -c1-64"});
     std::string hex = id.out.substr(0, 64);
     WriteFile(store + "/images/" + hex, bytes);
-    auto r = Ferry(store, {"mount", hex, mnt});
+    auto r = Ferry(store, {"mount", hex, mnt, "--no-daemon"});
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("Corruption") != std::string::npos);
     ++seen;
@@ -224,13 +224,13 @@ TEST_CASE("damaged images and packs: clear mount errors, EIO on reads, never wro
   std::string original = ReadFile(image_path);
 
   SECTION("missing image") {
-    auto r = Ferry(store, {"mount", "no-such-image", mnt});
+    auto r = Ferry(store, {"mount", "no-such-image", mnt, "--no-daemon"});
     CHECK(r.exit_code == 3);
     CHECK(r.err.find("no-such-image") != std::string::npos);
   }
   SECTION("truncated metadata object") {
     WriteFile(image_path, original.substr(0, original.size() / 2));
-    auto r = Ferry(store, {"mount", "img", mnt});
+    auto r = Ferry(store, {"mount", "img", mnt, "--no-daemon"});
     INFO(r.err);
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("Corruption") != std::string::npos);
@@ -238,7 +238,7 @@ TEST_CASE("damaged images and packs: clear mount errors, EIO on reads, never wro
   }
   SECTION("garbage metadata object") {
     WriteFile(image_path, RandomData(original.size(), 5));
-    auto r = Ferry(store, {"mount", "img", mnt});
+    auto r = Ferry(store, {"mount", "img", mnt, "--no-daemon"});
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("Corruption") != std::string::npos);
   }

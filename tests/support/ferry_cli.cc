@@ -1,5 +1,6 @@
 #include "tests/support/ferry_cli.h"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mount.h>
@@ -78,6 +79,7 @@ ScopedMount::ScopedMount(const std::string& store, const std::string& image,
     : mountpoint_(mountpoint) {
   std::vector<std::string> args = {"mount", image, mountpoint};
   args.insert(args.end(), extra.begin(), extra.end());
+  if (std::find(extra.begin(), extra.end(), "--daemon") == extra.end()) args.push_back("--no-daemon");
   result_ = Ferry(store, args);
 }
 

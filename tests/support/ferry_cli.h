@@ -19,7 +19,8 @@ CommandResult Ferry(const std::string& store, const std::vector<std::string>& ar
 std::string FerryBinary();
 
 // A mounted image that is unmounted (lazily, if busy) when it goes away,
-// also when a test fails.
+// also when a test fails. Served by the `ferry` process itself
+// (--no-daemon) unless `extra` names a daemon with --daemon ROOT.
 class ScopedMount {
  public:
   ScopedMount(const std::string& store, const std::string& image, const std::string& mountpoint,

@@ -1,0 +1,28 @@
+// The `ferry` verbs that are clients of ferryd: mount (through the daemon),
+// umount, cache stats, cache prune. Each returns the process exit code and
+// prints errors itself (exit codes as in ferry_main.cc).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ferry::cli {
+
+struct DaemonMountArgs {
+  std::string store_url;    // canonical URL of the store the image is in
+  std::string image;
+  std::string mountpoint;
+  std::string daemon_root;  // "" = default
+  bool writable = false;
+  bool start_daemon = false;
+  std::string cache_size;   // for a daemon started here ("" = ferryd's default)
+};
+
+int MountThroughDaemon(const DaemonMountArgs& args);
+// Unmounts a target of the daemon; a mount it does not know (one served by
+// `ferry mount --no-daemon`) is unmounted directly.
+int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy);
+int CacheStats(const std::string& daemon_root, bool json);
+int CachePrune(const std::string& daemon_root, const std::string& to_size);
+
+}  // namespace ferry::cli

@@ -1,0 +1,77 @@
+// The node cache: verified chunks on local disk, shared by every mount on a
+// host (owned by ferryd), bounded, persistent and crash-safe.
+//
+// ChunkCache is the interface the read path uses (so tests can wrap it);
+// OpenNodeCache() gives the on-disk implementation, whose format is in
+// docs/format.md ("Node cache").
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chunkstore/digest.h"
+#include "chunkstore/status.h"
+
+namespace ferry::chunkstore {
+
+// The uncompressed bytes of one chunk, shared and immutable.
+using ChunkData = std::shared_ptr<const std::vector<uint8_t>>;
+
+struct NodeCacheStats {
+  uint64_t hits = 0;            // Get calls that returned bytes
+  uint64_t misses = 0;          // Get calls that did not
+  uint64_t hit_bytes = 0;       // bytes returned by Get
+  uint64_t admitted = 0;        // chunks made durable by Put
+  uint64_t admitted_bytes = 0;
+  uint64_t dropped = 0;         // Puts not admitted (no space, I/O error, queue full)
+  uint64_t evicted = 0;         // chunks removed to make room (or by Prune)
+  uint64_t evicted_bytes = 0;
+  uint64_t kept = 0;            // chunks in use rewritten forward instead of evicted
+  uint64_t corrupt = 0;         // stored copies that failed their checksum, dropped
+  uint64_t chunks = 0;          // chunks now indexed
+  uint64_t used_bytes = 0;      // bytes of segment files on disk now
+  uint64_t capacity_bytes = 0;  // the bound used_bytes never exceeds
+};
+
+class ChunkCache {
+ public:
+  virtual ~ChunkCache() = default;
+  // The bytes of chunk `d` if cached. A stored copy that fails its checksum
+  // is never returned: it is dropped, counted in `corrupt`, and the call
+  // returns NotFound like any miss. Other errors are NotFound too (the
+  // caller fetches from the store). Never blocks behind admission or
+  // eviction I/O for longer than one read.
+  virtual Result<ChunkData> Get(const Digest& d) = 0;
+  // Whether `d` is indexed (no I/O, no effect on statistics).
+  virtual bool Contains(const Digest& d) = 0;
+  // Offers a chunk whose bytes the caller has already verified against `d`.
+  // Returns at once; admission happens in the background and may be refused
+  // (no space, disk full, too much queued), which only costs a later miss.
+  virtual void Put(const Digest& d, ChunkData data) = 0;
+  // Waits until every Put made before the call is durable or dropped.
+  virtual Status Flush() = 0;
+  // Evicts until at most `bytes` of segment files remain.
+  virtual Status Prune(uint64_t bytes) = 0;
+  virtual NodeCacheStats Stats() const = 0;
+};
+
+struct NodeCacheOptions {
+  std::string dir;                     // created if missing
+  uint64_t capacity_bytes = 10ull << 30;
+  uint64_t segment_bytes = 64ull << 20;  // segments are the unit of eviction
+};
+
+// Opens (or creates) the node cache in `opt.dir`: the segment files and the
+// RocksDB index. After a crash it serves only chunks whose index entry was
+// written after their bytes were durable. Fails if another process has the
+// cache open.
+Result<std::unique_ptr<ChunkCache>> OpenNodeCache(const NodeCacheOptions& opt);
+
+// A bounded in-memory ChunkCache with the same contract (no persistence):
+// the reference the contract tests also run against, and a stand-in where a
+// disk cache is not wanted.
+std::unique_ptr<ChunkCache> NewMemoryChunkCache(uint64_t capacity_bytes);
+
+}  // namespace ferry::chunkstore

@@ -1,0 +1,50 @@
+// DaemonClient: how `ferry` talks to ferryd, the per-host daemon that owns
+// the node cache and serves every mount (API: fs/proto/ferryd.proto).
+//
+// The daemon listens on ROOT/ferryd.sock. Every call has a deadline; a
+// daemon that is not running (no socket, connection refused) is
+// kUnavailable with a message that says how to start one. Daemon errors
+// come back with the code and message the daemon gave. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "chunkstore/status.h"
+#include "fs/proto/ferryd.grpc.pb.h"
+
+namespace ferry::fs {
+
+// $FERRY_DAEMON if set; else /var/lib/ferryd for root and
+// $HOME/.local/share/ferryd for other users.
+std::string DefaultDaemonRoot();
+std::string DaemonSocketPath(const std::string& root);
+
+// "10G", "512M", "64k", "1.5T" or plain bytes (K/M/G/T are powers of 1024).
+Result<uint64_t> ParseByteSize(const std::string& text);
+std::string FormatBytes(uint64_t bytes);  // "1.5 GiB"
+
+// gRPC status <-> ferry Status, keeping the code's meaning both ways.
+grpc::Status ToGrpc(const Status& st);
+Status FromGrpc(const grpc::Status& st);
+
+class DaemonClient {
+ public:
+  explicit DaemonClient(const std::string& root);
+
+  const std::string& root() const { return root_; }
+  Result<daemon::PingReply> Ping(std::chrono::milliseconds deadline = std::chrono::seconds(3));
+  Result<daemon::MountReply> Mount(const daemon::MountRequest& req);
+  Result<daemon::UnmountReply> Unmount(const daemon::UnmountRequest& req);
+  Result<daemon::ListMountsReply> ListMounts();
+  Result<daemon::CacheStatsReply> CacheStats();
+  Result<daemon::CachePruneReply> CachePrune(uint64_t to_bytes);
+
+ private:
+  Status Check(const grpc::Status& st) const;
+  std::string root_;
+  std::unique_ptr<daemon::Ferryd::Stub> stub_;
+};
+
+}  // namespace ferry::fs

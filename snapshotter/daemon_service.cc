@@ -1,0 +1,94 @@
+#include "snapshotter/daemon_service.h"
+
+#include <unistd.h>
+
+#include "fs/daemon_client.h"
+
+namespace ferry::snapshotter {
+
+grpc::Status DaemonService::Mount(grpc::ServerContext*, const daemon::MountRequest* req,
+                                  daemon::MountReply* reply) {
+  auto out = mounts_->Mount(req->store_url(), req->image(), req->target(), req->writable());
+  if (!out.ok()) return fs::ToGrpc(out.status());
+  reply->set_image_id(out->image_id);
+  reply->set_shared(out->shared);
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::Unmount(grpc::ServerContext*, const daemon::UnmountRequest* req,
+                                    daemon::UnmountReply* reply) {
+  std::string id;
+  auto ended = mounts_->Unmount(req->target(), req->lazy(), &id);
+  if (!ended.ok()) return fs::ToGrpc(ended.status());
+  reply->set_image_id(id);
+  reply->set_session_ended(*ended);
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::ListMounts(grpc::ServerContext*, const daemon::ListMountsRequest*,
+                                       daemon::ListMountsReply* reply) {
+  for (const TargetInfo& t : mounts_->Targets()) {
+    auto* m = reply->add_mounts();
+    m->set_target(t.target);
+    m->set_image_id(t.image_id);
+    m->set_store_url(t.store_url);
+    m->set_writable(t.writable);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::CacheStats(grpc::ServerContext*, const daemon::CacheStatsRequest*,
+                                       daemon::CacheStatsReply* reply) {
+  chunkstore::NodeCacheStats s = cache_->Stats();
+  reply->set_cache_dir(cache_dir_);
+  reply->set_capacity_bytes(s.capacity_bytes);
+  reply->set_used_bytes(s.used_bytes);
+  reply->set_chunks(s.chunks);
+  reply->set_hits(s.hits);
+  reply->set_misses(s.misses);
+  reply->set_hit_bytes(s.hit_bytes);
+  reply->set_admitted(s.admitted);
+  reply->set_admitted_bytes(s.admitted_bytes);
+  reply->set_dropped(s.dropped);
+  reply->set_evicted(s.evicted);
+  reply->set_evicted_bytes(s.evicted_bytes);
+  reply->set_kept(s.kept);
+  reply->set_corrupt(s.corrupt);
+  for (const ImageInfo& i : mounts_->Images()) {
+    auto* m = reply->add_images();
+    m->set_image_id(i.image_id);
+    m->set_store_url(i.store_url);
+    m->set_references(i.references);
+    m->set_reads(i.reads);
+    m->set_read_bytes(i.read_bytes);
+    m->set_read_errors(i.read_errors);
+    m->set_memory_hits(i.memory_hits);
+    m->set_cache_hits(i.cache_hits);
+    m->set_cache_hit_bytes(i.cache_hit_bytes);
+    m->set_cache_misses(i.cache_misses);
+    m->set_store_fetches(i.store_fetches);
+    m->set_store_bytes(i.store_bytes);
+    m->set_corrupt(i.corrupt);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::CachePrune(grpc::ServerContext*, const daemon::CachePruneRequest* req,
+                                       daemon::CachePruneReply* reply) {
+  uint64_t before = cache_->Stats().evicted;
+  if (Status st = cache_->Prune(req->to_bytes()); !st.ok()) return fs::ToGrpc(st);
+  chunkstore::NodeCacheStats s = cache_->Stats();
+  reply->set_used_bytes(s.used_bytes);
+  reply->set_evicted(s.evicted - before);
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::Ping(grpc::ServerContext*, const daemon::PingRequest*,
+                                 daemon::PingReply* reply) {
+  reply->set_pid(getpid());
+  reply->set_root(root_);
+  reply->set_version(FERRY_VERSION);
+  return grpc::Status::OK;
+}
+
+}  // namespace ferry::snapshotter

@@ -1,0 +1,38 @@
+// DaemonService: ferryd's control API (fs/proto/ferryd.proto) over the
+// mount manager and the node cache. Each call maps a ferry Status to a gRPC
+// status in one place (fs::ToGrpc).
+#pragma once
+
+#include <string>
+
+#include "chunkstore/node_cache.h"
+#include "fs/proto/ferryd.grpc.pb.h"
+#include "snapshotter/mount_manager.h"
+
+namespace ferry::snapshotter {
+
+class DaemonService final : public daemon::Ferryd::Service {
+ public:
+  // Both must outlive the service.
+  DaemonService(std::string root, std::string cache_dir, MountManager* mounts,
+                chunkstore::ChunkCache* cache)
+      : root_(std::move(root)), cache_dir_(std::move(cache_dir)), mounts_(mounts), cache_(cache) {}
+
+  grpc::Status Mount(grpc::ServerContext*, const daemon::MountRequest*, daemon::MountReply*) override;
+  grpc::Status Unmount(grpc::ServerContext*, const daemon::UnmountRequest*,
+                       daemon::UnmountReply*) override;
+  grpc::Status ListMounts(grpc::ServerContext*, const daemon::ListMountsRequest*,
+                          daemon::ListMountsReply*) override;
+  grpc::Status CacheStats(grpc::ServerContext*, const daemon::CacheStatsRequest*,
+                          daemon::CacheStatsReply*) override;
+  grpc::Status CachePrune(grpc::ServerContext*, const daemon::CachePruneRequest*,
+                          daemon::CachePruneReply*) override;
+  grpc::Status Ping(grpc::ServerContext*, const daemon::PingRequest*, daemon::PingReply*) override;
+
+ private:
+  std::string root_, cache_dir_;
+  MountManager* mounts_;
+  chunkstore::ChunkCache* cache_;
+};
+
+}  // namespace ferry::snapshotter

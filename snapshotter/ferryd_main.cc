@@ -1,0 +1,139 @@
+// ferryd: the per-host daemon. Owns the node cache and serves every ferry
+// mount on the host; `ferry mount`, `ferry umount` and `ferry cache` talk to
+// it over gRPC on ROOT/ferryd.sock. Runs in the foreground (a supervisor or
+// `ferry mount --start-daemon` puts it in the background); SIGTERM, SIGINT
+// or SIGHUP unmount everything it serves and stop it.
+//
+// Exit codes: 0 clean stop; 1 failure at start-up; 2 usage error.
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "chunkstore/node_cache.h"
+#include "fs/daemon_client.h"
+#include "snapshotter/daemon_service.h"
+#include "snapshotter/mount_manager.h"
+
+namespace ferry {
+namespace {
+
+int Fail(const Status& st) {
+  std::fprintf(stderr, "ferryd: %s\n", st.ToString().c_str());
+  return 1;
+}
+
+void RaiseFileLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int Run(std::string root, const std::string& cache_size, std::string cache_dir,
+        unsigned memory_mb) {
+  if (geteuid() != 0) {
+    return Fail(FailedPreconditionError(
+        "ferryd needs root (it makes bind and overlay mounts); without a daemon, "
+        "`ferry mount --no-daemon` serves one image as the calling user"));
+  }
+  auto capacity = fs::ParseByteSize(cache_size);
+  if (!capacity.ok()) return Fail(capacity.status().Annotate("--cache-size"));
+  std::error_code ec;
+  root = std::filesystem::absolute(root).lexically_normal().string();
+  if (root.size() > 1 && root.back() == '/') root.pop_back();
+  std::filesystem::create_directories(root, ec);
+  if (ec) return Fail(ErrnoError("create " + root, ec.value()));
+  if (cache_dir.empty()) cache_dir = root + "/cache";
+  const std::string socket = fs::DaemonSocketPath(root);
+  if (socket.size() >= 100) {
+    return Fail(InvalidArgumentError("socket path " + socket + " is too long for a unix socket"));
+  }
+  if (access(socket.c_str(), F_OK) == 0) {
+    fs::DaemonClient probe(root);
+    if (auto ping = probe.Ping(std::chrono::seconds(1)); ping.ok()) {
+      return Fail(FailedPreconditionError("another ferryd (pid " + std::to_string(ping->pid()) +
+                                          ") is serving " + root));
+    }
+    unlink(socket.c_str());  // left by a daemon that died
+  }
+  RaiseFileLimit();
+
+  // Signals are taken by one thread with sigwait; every other thread,
+  // including FUSE's and gRPC's, inherits the blocked mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  chunkstore::NodeCacheOptions copt;
+  copt.dir = cache_dir;
+  copt.capacity_bytes = *capacity;
+  // Segments are the unit of eviction: small enough that one is a small
+  // part of the cache, large enough for long sequential writes.
+  copt.segment_bytes = std::clamp<uint64_t>(*capacity / 16, 1u << 20, 64u << 20);
+  auto cache = chunkstore::OpenNodeCache(copt);
+  if (!cache.ok()) return Fail(cache.status().Annotate("node cache"));
+
+  snapshotter::MountManagerOptions mopt;
+  mopt.root = root;
+  mopt.node_cache = cache->get();
+  mopt.memory_cache_bytes = static_cast<size_t>(memory_mb) << 20;
+  auto mounts = snapshotter::MountManager::Create(mopt);
+  if (!mounts.ok()) return Fail(mounts.status());
+
+  snapshotter::DaemonService service(root, cache_dir, mounts->get(), cache->get());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) return Fail(FailedPreconditionError("cannot listen on " + socket));
+  chmod(socket.c_str(), 0600);
+  std::fprintf(stderr, "ferryd: ready (pid %d): root %s, socket %s, node cache %s (%s)\n",
+               getpid(), root.c_str(), socket.c_str(), cache_dir.c_str(),
+               fs::FormatBytes(*capacity).c_str());
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    std::fprintf(stderr, "ferryd: signal %d: unmounting everything and stopping\n", sig);
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  });
+  server->Wait();
+  waiter.join();
+  (*mounts)->Shutdown();
+  (*cache)->Flush().IgnoreError();
+  unlink(socket.c_str());
+  std::fprintf(stderr, "ferryd: stopped\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace ferry
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferryd: the ferry host daemon (node cache and mounts)"};
+  std::string root = ferry::fs::DefaultDaemonRoot(), cache_size = "10G", cache_dir;
+  unsigned memory_mb = 64;
+  app.add_option("--root", root, "state directory: socket, mounts, node cache")->capture_default_str();
+  app.add_option("--cache-size", cache_size, "node cache capacity (e.g. 10G, 512M)")->capture_default_str();
+  app.add_option("--cache-dir", cache_dir, "node cache directory (default ROOT/cache)");
+  app.add_option("--memory-cache-mb", memory_mb, "in-memory chunk cache per store")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  return ferry::Run(root, cache_size, cache_dir, memory_mb);
+}

@@ -1,0 +1,454 @@
+// ferryd end to end: shared and writable mounts, the node cache across
+// restarts, capacity, on-disk corruption, kill -9 at random moments, a full
+// disk, a daemon killed under its users, and 1,000 mount cycles. Runs the
+// real ferryd and ferry binaries against real FUSE, bind and overlay mounts.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "fs/daemon_client.h"
+#include "tests/support/daemon.h"
+#include "tests/support/ferry_cli.h"
+#include "tests/support/fs_util.h"
+#include "tests/support/tree_compare.h"
+#include "tests/support/tree_gen.h"
+
+namespace ferry::testing {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!in.good() && !in.eof()) throw std::runtime_error("cannot read " + path);
+  return ss.str();
+}
+
+// A tree of incompressible files (about 20 MB) plus one 4 MiB file, built
+// into `store` as `tag`.
+struct Image {
+  std::string src, tag;
+  std::vector<std::string> files;  // relative paths
+};
+
+Image MakeImage(const std::string& dir, const std::string& store, const std::string& tag,
+                uint64_t seed) {
+  Image img{dir, tag, {}};
+  std::mt19937_64 rng(seed);
+  auto write = [&](const std::string& rel, size_t size) {
+    std::string data(size, '\0');
+    for (size_t i = 0; i < size; i += 8) {
+      uint64_t v = rng();
+      std::memcpy(&data[i], &v, std::min<size_t>(8, size - i));
+    }
+    stdfs::create_directories(stdfs::path(dir + "/" + rel).parent_path());
+    std::ofstream(dir + "/" + rel, std::ios::binary).write(data.data(), data.size());
+    img.files.push_back(rel);
+  };
+  for (int i = 0; i < 40; ++i) {
+    write("d" + std::to_string(i % 5) + "/f" + std::to_string(i),
+          i % 4 == 0 ? rng() % 4000 : rng() % (1 << 20));
+  }
+  write("big", 4 << 20);
+  auto b = Ferry(store, {"build", dir, "--tag", tag, "-q"});
+  INFO(b.err);
+  REQUIRE(b.exit_code == 0);
+  return img;
+}
+
+// Every file of `img` read through `mnt` equals its source; returns the
+// number of mismatches (0 when all match).
+int Mismatches(const Image& img, const std::string& mnt) {
+  int bad = 0;
+  for (const auto& f : img.files) {
+    if (ReadAll(mnt + "/" + f) != ReadAll(img.src + "/" + f)) {
+      UNSCOPED_INFO("differs: " + f);
+      ++bad;
+    }
+  }
+  return bad;
+}
+
+uint64_t U64(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key)) return 0;
+  const auto& v = j.at(key);
+  return v.is_string() ? std::stoull(v.get<std::string>()) : v.get<uint64_t>();
+}
+
+nlohmann::json CacheStats(const std::string& root) {
+  auto r = Ferry("/unused", {"cache", "stats", "--json", "--daemon", root});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  return nlohmann::json::parse(r.out);
+}
+
+struct Env {
+  ScopedTempDir tmp{"ferry-daemon"};
+  std::string store = tmp.path() + "/store";
+  std::string root = tmp.path() + "/ferryd";
+  std::string Dir(const std::string& name) {
+    std::string d = tmp.path() + "/" + name;
+    stdfs::create_directories(d);
+    return d;
+  }
+  CommandResult Mount(const std::string& tag, const std::string& mnt, bool writable = false) {
+    std::vector<std::string> args = {"mount", tag, mnt, "--daemon", root};
+    if (writable) args.push_back("--writable");
+    return Ferry(store, args);
+  }
+  CommandResult Umount(const std::string& mnt) {
+    return Ferry(store, {"umount", mnt, "--daemon", root});
+  }
+};
+
+TEST_CASE("shared and writable mounts share one FUSE session and match the source") {
+  Env env;
+  std::string src = env.tmp.path() + "/edge";
+  GenerateEdgeCaseTree(src, GenOptions{});
+  REQUIRE(Ferry(env.store, {"build", src, "--tag", "edge", "-q"}).exit_code == 0);
+  ScopedDaemon d(env.root);
+  std::string m1 = env.Dir("m1"), m2 = env.Dir("m2"), m3 = env.Dir("m3");
+  auto r1 = env.Mount("edge", m1);
+  INFO(r1.err);
+  REQUIRE(r1.exit_code == 0);
+  auto r2 = env.Mount("edge", m2);
+  REQUIRE(r2.exit_code == 0);
+  CHECK(r2.out.find("shared session") != std::string::npos);
+  auto r3 = env.Mount("edge", m3, /*writable=*/true);
+  INFO(r3.err);
+  REQUIRE(r3.exit_code == 0);
+  CHECK(DistinctDevices(env.tmp.path(), "fuse.ferry") == 1);  // one session behind three targets
+
+  CHECK(CompareTrees(src, m1, CompareOptions{}).empty());
+  CompareOptions overlay;
+  overlay.compare_dir_nlink = false;  // overlayfs reports 1 for merged directories
+  auto diffs = CompareTrees(src, m3, overlay);
+  for (const auto& l : diffs) UNSCOPED_INFO(l);
+  CHECK(diffs.empty());
+
+  // Writes land in the sandbox's upper directory only.
+  std::ofstream(m3 + "/new-file") << "written in the sandbox\n";
+  CHECK(stdfs::exists(m3 + "/new-file"));
+  CHECK_FALSE(stdfs::exists(m1 + "/new-file"));
+  CHECK(mkdir((m1 + "/x").c_str(), 0755) != 0);
+  CHECK(errno == EROFS);
+  CHECK(Ferry(env.store, {"mount", "edge", m1, "--daemon", env.root}).exit_code != 0);  // taken
+
+  CHECK(env.Umount(m3).exit_code == 0);
+  CHECK(stdfs::is_empty(env.root + "/sandboxes"));
+  CHECK(env.Umount(m2).exit_code == 0);
+  CHECK(DistinctDevices(env.tmp.path(), "fuse.ferry") == 1);
+  CHECK(env.Umount(m1).exit_code == 0);
+  for (int i = 0; i < 100 && !MountsUnder(env.tmp.path(), "fuse.ferry").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(MountsUnder(env.tmp.path(), "fuse.ferry").empty());
+  CHECK(MountsUnder(env.tmp.path()).empty());
+  CHECK(env.Umount(m1).exit_code != 0);  // no longer mounted
+}
+
+TEST_CASE("the node cache survives a restart; prune empties it") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 1);
+  std::string mnt = env.Dir("mnt");
+  {
+    ScopedDaemon d(env.root, {"--cache-size", "1G"});
+    REQUIRE(env.Mount("img", mnt).exit_code == 0);
+    CHECK(Mismatches(img, mnt) == 0);
+    auto s = CacheStats(env.root);
+    REQUIRE(s["images"].size() == 1);
+    CHECK(U64(s["images"][0], "store_bytes") > 0);
+    CHECK(U64(s["images"][0], "cache_hits") == 0);
+    CHECK(env.Umount(mnt).exit_code == 0);
+  }
+  ScopedDaemon d(env.root, {"--cache-size", "1G"});
+  REQUIRE(env.Mount("img", mnt).exit_code == 0);
+  CHECK(Mismatches(img, mnt) == 0);
+  auto s = CacheStats(env.root);
+  REQUIRE(s["images"].size() == 1);
+  CHECK(U64(s["images"][0], "store_bytes") == 0);  // everything came from the node cache
+  CHECK(U64(s["images"][0], "cache_hits") > 0);
+  CHECK(U64(s, "corrupt") == 0);
+  CHECK(U64(s, "used_bytes") > 20u << 20);
+
+  auto p = Ferry("/unused", {"cache", "prune", "--to", "0", "--daemon", env.root});
+  INFO(p.err);
+  CHECK(p.exit_code == 0);
+  CHECK(U64(CacheStats(env.root), "used_bytes") == 0);
+  CHECK(Ferry("/unused", {"cache", "prune", "--to", "lots", "--daemon", env.root}).exit_code == 2);
+  CHECK(env.Umount(mnt).exit_code == 0);
+}
+
+TEST_CASE("a cache smaller than the images: concurrent reads of two images are exact, the bound holds") {
+  Env env;
+  Image a = MakeImage(env.Dir("a"), env.store, "a", 2);
+  Image b = MakeImage(env.Dir("b"), env.store, "b", 3);
+  ScopedDaemon d(env.root, {"--cache-size", "8M", "--memory-cache-mb", "2"});
+  std::string ma = env.Dir("ma"), mb = env.Dir("mb");
+  REQUIRE(env.Mount("a", ma).exit_code == 0);
+  REQUIRE(env.Mount("b", mb).exit_code == 0);
+  for (int pass = 0; pass < 2; ++pass) CHECK(Mismatches(a, ma) == 0);
+  // 8 threads, random ranges of random files of both images, with eviction
+  // racing the reads; pages are dropped so that reads reach the daemon.
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(100 + t);
+      for (int i = 0; i < 60; ++i) {
+        const Image& img = rng() % 2 ? a : b;
+        const std::string& f = img.files[rng() % img.files.size()];
+        std::string want = ReadAll(img.src + "/" + f);
+        if (want.empty()) continue;
+        size_t off = rng() % want.size(), len = 1 + rng() % std::min<size_t>(want.size() - off, 300000);
+        int fd = open(((&img == &a ? ma : mb) + "/" + f).c_str(), O_RDONLY);
+        std::string got(len, '\0');
+        ssize_t n = fd < 0 ? -1 : pread(fd, got.data(), len, off);
+        if (fd >= 0) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        if (fd >= 0) close(fd);
+        if (n != static_cast<ssize_t>(len) || got != want.substr(off, len)) ++bad;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(bad == 0);
+  CHECK(Mismatches(b, mb) == 0);
+  auto s = CacheStats(env.root);
+  CHECK(U64(s, "used_bytes") <= 8u << 20);
+  CHECK(U64(s, "evicted") > 0);
+  uint64_t on_disk = 0;
+  for (const auto& e : stdfs::recursive_directory_iterator(env.root + "/cache/segments")) {
+    if (e.is_regular_file()) on_disk += e.file_size();
+  }
+  CHECK(on_disk <= 8u << 20);
+}
+
+TEST_CASE("a flipped byte in a cache segment is detected, dropped and fetched again") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 4);
+  std::string mnt = env.Dir("mnt");
+  {
+    ScopedDaemon d(env.root);
+    REQUIRE(env.Mount("img", mnt).exit_code == 0);
+    CHECK(Mismatches(img, mnt) == 0);
+    CHECK(env.Umount(mnt).exit_code == 0);
+  }
+  // Flip one byte in the middle of every segment file.
+  int flipped = 0;
+  for (const auto& e : stdfs::directory_iterator(env.root + "/cache/segments")) {
+    if (!e.is_regular_file() || e.file_size() < 2) continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(e.file_size() / 2);
+    char c;
+    f.get(c);
+    f.seekp(e.file_size() / 2);
+    f.put(static_cast<char>(c ^ 0x20));
+    ++flipped;
+  }
+  REQUIRE(flipped > 0);
+  ScopedDaemon d(env.root);
+  REQUIRE(env.Mount("img", mnt).exit_code == 0);
+  CHECK(Mismatches(img, mnt) == 0);
+  auto s = CacheStats(env.root);
+  CHECK(U64(s, "corrupt") >= 1);
+  CHECK(U64(s["images"][0], "store_bytes") > 0);  // the dropped chunks came from the store
+  CHECK(env.Umount(mnt).exit_code == 0);
+}
+
+TEST_CASE("kill -9 while the cache fills: after restart every file is exact and nothing corrupt") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 5);
+  std::string mnt = env.Dir("mnt");
+  const uint64_t seed = 20261123;
+  std::mt19937_64 rng(seed);
+  INFO("seed " << seed);
+  for (int iteration = 0; iteration < 5; ++iteration) {
+    ScopedDaemon d(env.root, {"--cache-size", "16M"});
+    auto m = env.Mount("img", mnt);
+    INFO(m.err);
+    REQUIRE(m.exit_code == 0);
+    if (iteration > 0) {
+      // What the last daemon left durable is served exactly.
+      CHECK(Mismatches(img, mnt) == 0);
+      CHECK(U64(CacheStats(env.root), "corrupt") == 0);
+    }
+    // Heavy filling: prune, then readers in the background, killed at a
+    // seeded random moment.
+    REQUIRE(Ferry("/unused", {"cache", "prune", "--to", "0", "--daemon", env.root}).exit_code == 0);
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 3; ++t) {
+      readers.emplace_back([&, t] {
+        for (size_t i = t; !stop && i < img.files.size(); i += 3) {
+          int fd = open((mnt + "/" + img.files[i]).c_str(), O_RDONLY);
+          if (fd < 0) continue;
+          char buf[65536];
+          while (!stop && read(fd, buf, sizeof(buf)) > 0) {
+          }
+          posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+          close(fd);
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 400));
+    d.Signal(SIGKILL);
+    stop = true;
+    for (auto& t : readers) t.join();  // they get errors, not hangs
+  }
+  ScopedDaemon d(env.root, {"--cache-size", "16M"});
+  REQUIRE(env.Mount("img", mnt).exit_code == 0);
+  CHECK(Mismatches(img, mnt) == 0);
+  auto s = CacheStats(env.root);
+  CHECK(U64(s, "corrupt") == 0);
+  CHECK(U64(s, "used_bytes") <= 16u << 20);
+  CHECK(d.Log().find("removed stale mount") != std::string::npos);
+  CHECK(env.Umount(mnt).exit_code == 0);
+}
+
+TEST_CASE("a daemon killed under its users: errors, not hangs; restart cleans up and mounts again") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 6);
+  std::string ro = env.Dir("ro"), rw = env.Dir("rw");
+  auto d = std::make_unique<ScopedDaemon>(env.root);
+  REQUIRE(env.Mount("img", ro).exit_code == 0);
+  REQUIRE(env.Mount("img", rw, true).exit_code == 0);
+  int fd = open((ro + "/big").c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  char buf[4096];
+  REQUIRE(pread(fd, buf, sizeof(buf), 0) == sizeof(buf));
+  d->Signal(SIGKILL);
+  errno = 0;
+  CHECK(pread(fd, buf, sizeof(buf), 3 << 20) < 0);  // not yet read: must fail, not hang
+  CHECK((errno == ENOTCONN || errno == EIO));
+  close(fd);
+  struct stat st;
+  CHECK(stat((rw + "/big").c_str(), &st) != 0);
+
+  d = std::make_unique<ScopedDaemon>(env.root);
+  CHECK(d->Log().find("removed stale mount") != std::string::npos);
+  CHECK(MountsUnder(env.tmp.path()).empty());
+  CHECK(stdfs::is_empty(env.root + "/sandboxes"));
+  REQUIRE(env.Mount("img", ro).exit_code == 0);
+  REQUIRE(env.Mount("img", rw, true).exit_code == 0);
+  CHECK(Mismatches(img, ro) == 0);
+  CHECK(Mismatches(img, rw) == 0);
+  CHECK(env.Umount(rw).exit_code == 0);
+  CHECK(env.Umount(ro).exit_code == 0);
+}
+
+TEST_CASE("disk full: with the cache on a full tmpfs, reads are still exact") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 7);
+  std::string small = env.Dir("small"), mnt = env.Dir("mnt");
+  REQUIRE(mount("tmpfs", small.c_str(), "tmpfs", 0, "size=6m") == 0);
+  struct Unmounter {
+    std::string p;
+    ~Unmounter() { umount2(p.c_str(), MNT_DETACH); }
+  } unmount_small{small};
+  {
+    ScopedDaemon d(env.root, {"--cache-dir", small + "/cache", "--cache-size", "1G"});
+    REQUIRE(env.Mount("img", mnt).exit_code == 0);
+    CHECK(Mismatches(img, mnt) == 0);
+    auto s = CacheStats(env.root);
+    CHECK(U64(s, "dropped") > 0);
+    CHECK(U64(s["images"][0], "read_errors") == 0);
+    CHECK(env.Umount(mnt).exit_code == 0);
+    INFO(d.Log());
+    CHECK(d.Log().find(small + "/cache") != std::string::npos);  // the log names the full disk
+  }
+  ScopedDaemon d(env.root, {"--cache-dir", small + "/cache", "--cache-size", "1G"});
+  REQUIRE(env.Mount("img", mnt).exit_code == 0);
+  CHECK(Mismatches(img, mnt) == 0);
+  CHECK(U64(CacheStats(env.root), "corrupt") == 0);
+  CHECK(env.Umount(mnt).exit_code == 0);
+}
+
+TEST_CASE("1,000 mount/umount cycles leave no mounts, descriptors, threads or memory behind") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 8);
+  ScopedDaemon d(env.root);
+  fs::DaemonClient client(env.root);
+  std::string pin = env.Dir("pin"), mnt = env.Dir("mnt");
+  auto store_url = "file://" + env.store;
+  auto cycle = [&](bool writable) {
+    daemon::MountRequest req;
+    req.set_store_url(store_url);
+    req.set_image("img");
+    req.set_target(mnt);
+    req.set_writable(writable);
+    auto m = client.Mount(req);
+    if (!m.ok()) FAIL(m.status().ToString());
+    if (writable) std::ofstream(mnt + "/scratch") << "x";
+    else if (ReadAll(mnt + "/d1/f1") != ReadAll(img.src + "/d1/f1")) FAIL("wrong bytes");
+    daemon::UnmountRequest u;
+    u.set_target(mnt);
+    auto r = client.Unmount(u);
+    if (!r.ok()) FAIL(r.status().ToString());
+  };
+  auto settle = [&] {  // ended sessions are reaped in the background
+    for (int i = 0; i < 100 && stdfs::directory_iterator(env.root + "/mnt") != stdfs::directory_iterator(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  };
+  for (int i = 0; i < 20; ++i) cycle(i % 2);  // warm up allocators and gRPC
+  settle();
+  size_t fds = d.OpenFds(), threads = d.Threads(), rss = d.RssKib();
+  for (int i = 0; i < 490; ++i) cycle(i % 2);  // each one starts and ends a session
+  REQUIRE(env.Mount("img", pin).exit_code == 0);
+  for (int i = 0; i < 490; ++i) cycle(i % 2);  // shared with the pinned session
+  CHECK(env.Umount(pin).exit_code == 0);
+  settle();
+  CHECK(MountsUnder(env.tmp.path()).empty());
+  CHECK(MountsUnder(env.tmp.path(), "fuse.ferry").empty());
+  CHECK(stdfs::is_empty(env.root + "/mnt"));
+  CHECK(stdfs::is_empty(env.root + "/sandboxes"));
+  CHECK(d.OpenFds() <= fds + 2);
+  CHECK(d.Threads() <= threads + 2);
+  INFO("RSS before " << rss << " KiB, after " << d.RssKib() << " KiB");
+  CHECK(d.RssKib() < rss + 32 * 1024);
+}
+
+TEST_CASE("without a daemon ferry mount says so; --start-daemon starts one") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 9);
+  std::string mnt = env.Dir("mnt");
+  auto r = env.Mount("img", mnt);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("no ferryd is running") != std::string::npos);
+  auto s = Ferry(env.store, {"mount", "img", mnt, "--daemon", env.root, "--start-daemon"});
+  INFO(s.err);
+  REQUIRE(s.exit_code == 0);
+  CHECK(Mismatches(img, mnt) == 0);
+  CHECK(env.Umount(mnt).exit_code == 0);
+  fs::DaemonClient client(env.root);
+  auto ping = client.Ping();
+  REQUIRE(ping.ok());
+  kill(static_cast<pid_t>(ping->pid()), SIGTERM);
+  for (int i = 0; i < 100 && client.Ping(std::chrono::milliseconds(200)).ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK_FALSE(client.Ping(std::chrono::milliseconds(200)).ok());
+}
+
+}  // namespace
+}  // namespace ferry::testing
+
+int main(int argc, char** argv) {
+  ferry::testing::RequireFuseOrSkip();
+  return Catch::Session().run(argc, argv);
+}
