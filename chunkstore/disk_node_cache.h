@@ -7,7 +7,9 @@
 // of eviction: the oldest goes first, but chunks read since they were last
 // written are copied forward instead of dropped. Get reads with preadv from a
 // shared, reference-counted fd, so a segment unlinked mid-read still reads.
-// Thread-safe.
+// A failed write turns admission off for 5 s (Puts are dropped, reads go
+// on); a full disk also makes the cache give back one segment and stay below
+// that size until reopened. Thread-safe.
 #pragma once
 
 #include <chrono>

@@ -138,9 +138,12 @@ TEMPLATE_TEST_CASE("cache: filling 5x the capacity never exceeds it", "[node_cac
     TestChunk c = MakeChunk(i);
     t.cache->Put(c.digest, c.data);
     put += c.data->size();
-    if (i % 10 == 9) REQUIRE(t.cache->Flush().ok());
     REQUIRE(t.cache->Stats().used_bytes <= cap);
-    REQUIRE(t.FileBytes() <= cap);
+    if (i % 10 == 9) {
+      REQUIRE(t.cache->Flush().ok());
+      // Only now: a directory listing taken while the writer works is no snapshot.
+      REQUIRE(t.FileBytes() <= cap);
+    }
   }
   REQUIRE(t.cache->Flush().ok());
   auto s = t.cache->Stats();
