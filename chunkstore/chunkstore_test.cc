@@ -215,5 +215,60 @@ TEST_CASE("chunk reader: prefetch reads a run with one range read; a bad neighbo
   }
 }
 
+TEST_CASE("chunk reader over a node cache: one store read per chunk, then the cache") {
+  TempStore t;
+  auto locs = WritePack(*t.store, {Random(70000, 11), Random(80000, 12), Random(90000, 13)});
+  CountingStore counting(t.store.get());
+  counting.delay_ms = 30;
+  auto cache = NewMemoryChunkCache(64 << 20);
+  auto counters = std::make_shared<FetchCounters>();
+  {
+    ChunkReader reader(&counting, 1 << 20, cache.get());
+    std::vector<std::thread> threads;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < 8; ++i) {
+      threads.emplace_back([&] {
+        auto data = reader.ReadWithNeighbours(locs[0], {locs[1], locs[2]}, counters);
+        if (data.ok() && Sha256(**data) == locs[0].digest) ++ok;
+      });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(ok == 8);
+    CHECK(counting.range_reads == 1);  // eight concurrent misses, one run, one read
+    CHECK(counters->store_fetches == 1);
+    CHECK(counters->cache_misses == 3);
+  }
+  REQUIRE(cache->Flush().ok());
+  CHECK(cache->Stats().chunks == 3);  // every verified chunk was admitted
+  // A new reader (a remount) finds them all in the node cache.
+  ChunkReader reader(&counting, 1 << 20, cache.get());
+  auto later = std::make_shared<FetchCounters>();
+  for (const auto& loc : locs) {
+    auto data = reader.ReadWithNeighbours(loc, {}, later);
+    REQUIRE(data.ok());
+    CHECK(Sha256(**data) == loc.digest);
+  }
+  CHECK(counting.range_reads == 1);
+  CHECK(later->cache_hits == 3);
+  CHECK(later->store_bytes == 0);
+  reader.Prefetch(locs, later);  // all cached: prefetch asks the store nothing
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(counting.range_reads == 1);
+}
+
+TEST_CASE("chunk reader over a node cache: corrupt store bytes are neither served nor admitted") {
+  TempStore t;
+  auto locs = WritePack(*t.store, {Random(50000, 21)});
+  CountingStore counting(t.store.get());
+  counting.flip_bit = true;
+  auto cache = NewMemoryChunkCache(64 << 20);
+  auto counters = std::make_shared<FetchCounters>();
+  ChunkReader reader(&counting, 1 << 20, cache.get());
+  CHECK(reader.Read(locs[0], counters).status().code() == StatusCode::kCorruption);
+  REQUIRE(cache->Flush().ok());
+  CHECK_FALSE(cache->Contains(locs[0].digest));
+  CHECK(counters->corrupt == 1);
+}
+
 }  // namespace
 }  // namespace ferry::chunkstore
