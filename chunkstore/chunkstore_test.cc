@@ -2,11 +2,13 @@
 #include <catch2/catch.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <thread>
 
 #include "chunkstore/chunk_reader.h"
+#include "chunkstore/fault_store.h"
 #include "chunkstore/file_store.h"
 #include "chunkstore/pack.h"
 
@@ -268,6 +270,45 @@ TEST_CASE("chunk reader over a node cache: corrupt store bytes are neither serve
   REQUIRE(cache->Flush().ok());
   CHECK_FALSE(cache->Contains(locs[0].digest));
   CHECK(counters->corrupt == 1);
+}
+
+TEST_CASE("fault store: options, seeded failures, corruption, the URL round trip") {
+  TempStore t;
+  REQUIRE(t.store->Put("obj", Bytes(std::string(1000, 'x'))).ok());
+  CHECK_FALSE(ParseFaultOptions("latency=fast").ok());
+  CHECK_FALSE(ParseFaultOptions("fail=2").ok());
+  CHECK_FALSE(ParseFaultOptions("colour=red").ok());
+  auto o = ParseFaultOptions("latency=20ms&jitter=1ms&bandwidth=100MB&fail=0.2&corrupt=0.5&seed=9");
+  REQUIRE(o.ok());
+  CHECK(o->latency_s == Approx(0.020));
+  CHECK(o->bandwidth_bps == Approx(100e6));
+  CHECK(o->seed == 9);
+
+  auto failures = [&](uint64_t seed) {
+    auto s = OpenObjectStore("fault+file://" + t.root + "?fail=0.5&seed=" + std::to_string(seed));
+    REQUIRE(s.ok());
+    std::string pattern;
+    for (int i = 0; i < 200; ++i) {
+      auto r = (*s)->Size("obj");
+      CHECK((r.ok() || r.status().code() == StatusCode::kUnavailable));
+      pattern += r.ok() ? '.' : 'x';
+    }
+    return pattern;
+  };
+  std::string a = failures(3);
+  CHECK(a == failures(3));  // the same seed fails the same requests
+  CHECK(a != failures(4));
+  auto fails = std::count(a.begin(), a.end(), 'x');
+  CHECK(fails > 50);
+  CHECK(fails < 150);
+
+  auto bad = OpenObjectStore("fault+file://" + t.root + "?corrupt=1");
+  REQUIRE(bad.ok());
+  CHECK((*bad)->Url() == "fault+file://" + t.root + "?corrupt=1");
+  std::vector<uint8_t> got(1000);
+  REQUIRE((*bad)->GetRange("obj", 0, got).ok());
+  CHECK(std::string(got.begin(), got.end()) != std::string(1000, 'x'));
+  CHECK_FALSE(OpenObjectStore("fault+file://" + t.root + "?latency=1parsec").ok());
 }
 
 }  // namespace

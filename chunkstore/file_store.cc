@@ -1,4 +1,5 @@
 #include "chunkstore/file_store.h"
+#include "chunkstore/fault_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -288,11 +289,12 @@ Status FileStore::Delete(const std::string& key) {
 
 Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const std::string& url) {
   std::string path;
+  if (url.rfind("fault+", 0) == 0) return OpenFaultStore(url);
   if (url.rfind("file://", 0) == 0) {
     path = url.substr(7);
   } else if (url.find("://") != std::string::npos) {
     return InvalidArgumentError("unsupported store URL '" + url +
-                                "' (supported: file:///path or a plain path)");
+                                "' (supported: file:///path, a plain path, fault+URL?options)");
   } else {
     path = url;
   }

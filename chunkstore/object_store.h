@@ -59,7 +59,8 @@ class ObjectStore {
 // Whether `key` is a well-formed object key (see above).
 bool IsValidKey(const std::string& key);
 
-// Opens a store from a URL: "file:///abs/path" or a plain path (file store).
+// Opens a store from a URL: "file:///abs/path" or a plain path (file store);
+// "fault+<URL>?<options>" wraps one in fault emulation (fault_store.h).
 // Fails with kInvalidArgument for an unknown scheme.
 Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const std::string& url);
 

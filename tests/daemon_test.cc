@@ -162,6 +162,33 @@ TEST_CASE("shared and writable mounts share one FUSE session and match the sourc
   CHECK(env.Umount(m1).exit_code != 0);  // no longer mounted
 }
 
+TEST_CASE("a fetch held in flight for one image does not stall reads of another") {
+  Env env;
+  Image a = MakeImage(env.Dir("a"), env.store, "a", 10);
+  std::string store_b = env.tmp.path() + "/store-b", gate = env.tmp.path() + "/gate";
+  Image b = MakeImage(env.Dir("b"), store_b, "b", 11);
+  ScopedDaemon d(env.root);
+  std::string ma = env.Dir("ma"), mb = env.Dir("mb");
+  REQUIRE(env.Mount("a", ma).exit_code == 0);
+  // Image b's store holds every range read until the gate file exists.
+  auto m = Ferry("fault+file://" + store_b + "?gate=" + gate, {"mount", "b", mb, "--daemon", env.root});
+  INFO(m.err);
+  REQUIRE(m.exit_code == 0);
+  std::atomic<bool> b_done{false};
+  std::string got;
+  std::thread reader([&] {
+    got = ReadAll(mb + "/big");
+    b_done = true;
+  });
+  CHECK(Mismatches(a, ma) == 0);
+  CHECK_FALSE(b_done);  // still held: a's reads did not wait for it
+  std::ofstream(gate) << "open";
+  reader.join();
+  CHECK(got == ReadAll(b.src + "/big"));
+  CHECK(env.Umount(mb).exit_code == 0);
+  CHECK(env.Umount(ma).exit_code == 0);
+}
+
 TEST_CASE("the node cache survives a restart; prune empties it") {
   Env env;
   Image img = MakeImage(env.Dir("src"), env.store, "img", 1);

@@ -1,0 +1,42 @@
+// FaultStore: wraps an ObjectStore to emulate a network store and its
+// faults, for tests and benchmarks: per-request latency (with jitter), a
+// shared bandwidth limit, a failure rate (kUnavailable, as a throttled or
+// flaky service answers) and a corruption rate (one flipped byte in what a
+// read returns), all drawn from a seeded generator so a run can be repeated.
+//
+// Selected by URL: "fault+<inner URL>?<options>", options separated by '&':
+//   latency=20ms    added to every request (also "2s", "500us")
+//   jitter=5ms      plus a uniform random 0..jitter
+//   bandwidth=100MB bytes per second over all requests together (K/M/G)
+//   fail=0.2        probability that a request fails (kUnavailable)
+//   corrupt=0.01    probability that a read returns one flipped byte
+//   seed=7          generator seed (default 1)
+//   gate=/path      range reads wait until /path exists (for tests that
+//                   need a fetch held in flight without timing)
+// e.g. fault+file:///var/lib/ferry?latency=20ms&bandwidth=100MB&seed=3
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "chunkstore/object_store.h"
+
+namespace ferry::chunkstore {
+
+struct FaultOptions {
+  double latency_s = 0;
+  double jitter_s = 0;
+  double bandwidth_bps = 0;  // 0: unlimited
+  double fail_rate = 0;
+  double corrupt_rate = 0;
+  uint64_t seed = 1;
+  std::string gate;
+};
+
+// Parses the options part of a fault URL (after '?').
+Result<FaultOptions> ParseFaultOptions(const std::string& query);
+// Opens "fault+<inner>?<options>" (used by OpenObjectStore). Its Url() is
+// the whole fault URL, so a daemon given it emulates the same faults.
+Result<std::unique_ptr<ObjectStore>> OpenFaultStore(const std::string& url);
+
+}  // namespace ferry::chunkstore
