@@ -79,15 +79,9 @@ void ChunkReader::PrefetchLoop() {
       job = std::move(prefetch_queue_.front());
       prefetch_queue_.pop_front();
     }
-    if (node_cache_ != nullptr) {
-      // Prefetch is for what the store would otherwise be asked later.
-      std::vector<ChunkLocation> missing;
-      for (const ChunkLocation& loc : job.first) {
-        if (!node_cache_->Contains(loc.digest)) missing.push_back(loc);
-      }
-      job.first = std::move(missing);
-    }
-    if (!job.first.empty()) FetchRun(job.first, job.second.get());
+    // Chunks the node cache holds are read from it too: the disk read and
+    // the check overlap with serving the chunks before them.
+    FetchRun(job.first, job.second.get());
   }
 }
 

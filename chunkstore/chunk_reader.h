@@ -68,7 +68,7 @@ class ChunkReader {
   // ascending offset order. Chunks cached or already in flight are skipped;
   // failures are dropped (a later Read reports them). Background threads
   // start on first use (so a reader may be created before a fork).
-  // Chunks the node cache holds are skipped: prefetch is for the store.
+  // Chunks the node cache holds are read from it, the rest from the store.
   void Prefetch(std::vector<ChunkLocation> run, CountersPtr counters = nullptr);
   // True if the chunk is in memory or being fetched.
   bool Present(const Digest& d) const;

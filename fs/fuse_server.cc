@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,7 +36,15 @@ bool FillEntry(ImageFs* fs, uint64_t ino, struct fuse_entry_param* e) {
   return true;
 }
 
+// Whether the kernel can do without OPEN and OPENDIR requests (Linux 5.1+):
+// the first one answered ENOSYS makes it stop sending them, and it then keeps
+// the page cache and caches directory listings by default, which is what an
+// immutable image wants; opening a file costs no trip to user space.
+std::atomic<bool> g_no_open{false}, g_no_opendir{false};
+
 void OnInit(void*, struct fuse_conn_info* conn) {
+  g_no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+  g_no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   conn->want |= FUSE_CAP_ASYNC_READ;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
@@ -90,6 +99,11 @@ void OnOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     fuse_reply_err(req, EROFS);
     return;
   }
+  if (g_no_open) {
+    // The mount is read-only, so the kernel refuses writable opens itself.
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   auto st = Fs(req)->GetAttr(ino);
   if (!st.ok()) {
     fuse_reply_err(req, ErrnoFor(st.status()));
@@ -134,6 +148,10 @@ void OnOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   }
   if (!S_ISDIR(st->st_mode)) {
     fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  if (g_no_opendir) {
+    fuse_reply_err(req, ENOSYS);
     return;
   }
   fi->keep_cache = 1;

@@ -204,7 +204,7 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     fo.allow_other = true;
     fo.handle_signals = false;
     fo.max_threads = opt_.fuse_threads;
-    fo.idle_threads = 1;
+    fo.idle_threads = 4;  // fewer makes libfuse create and end a thread per burst
     fo.fsname = "ferry:" + tag;
     im->server = std::make_unique<fs::FuseServer>(im->fs.get(), fo);
     RETURN_IF_ERROR(im->server->Mount(im->mountpoint));
