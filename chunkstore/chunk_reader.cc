@@ -1,28 +1,38 @@
 #include "chunkstore/chunk_reader.h"
 
+#include <random>
+
 #include "chunkstore/sha256_mb.h"
 
 namespace ferry::chunkstore {
 
-ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes, ChunkCache* node_cache)
-    : store_(store), node_cache_(node_cache), cache_bytes_(cache_bytes) {}
-
 namespace {
-constexpr size_t kPrefetchThreads = 2;
-constexpr size_t kMaxQueuedRuns = 256;  // beyond this, prefetch hints are dropped
+constexpr size_t kMaxQueuedPrefetch = 256;  // beyond this, prefetch hints are dropped
+constexpr uint64_t kMaxSpanBytes = 16u << 20;
 
 void Add(std::atomic<uint64_t> FetchCounters::*field, FetchCounters* c, uint64_t n = 1) {
   if (c != nullptr) (c->*field) += n;
 }
 }  // namespace
 
+ChunkReader::ChunkReader(ObjectStore* store, ChunkReaderOptions opt)
+    : store_(store), opt_(opt), node_cache_(opt.node_cache) {}
+
+ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes, ChunkCache* node_cache)
+    : ChunkReader(store, [&] {
+        ChunkReaderOptions o;
+        o.memory_bytes = cache_bytes;
+        o.node_cache = node_cache;
+        return o;
+      }()) {}
+
 ChunkReader::~ChunkReader() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
-  prefetch_cv_.notify_all();
-  for (auto& t : prefetch_threads_) t.join();
+  work_cv_.notify_all();
+  for (auto& t : threads_) t.join();
 }
 
 bool ChunkReader::Present(const Digest& d) const {
@@ -30,75 +40,169 @@ bool ChunkReader::Present(const Digest& d) const {
   return map_.count(d) > 0 || flights_.count(d) > 0;
 }
 
+ChunkReaderStats ChunkReader::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+Result<ChunkData> ChunkReader::Read(const ChunkLocation& loc, const CountersPtr& counters) {
+  return ReadWithNeighbours(loc, {}, counters);
+}
+
 Result<ChunkData> ChunkReader::ReadWithNeighbours(const ChunkLocation& loc,
                                                   const std::vector<ChunkLocation>& neighbours,
                                                   const CountersPtr& counters) {
-  if (!neighbours.empty()) {
-    bool cached;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      cached = map_.count(loc.digest) > 0 || flights_.count(loc.digest) > 0;
+  FetchCounters* c = counters.get();
+  std::shared_ptr<Flight> flight;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(loc.digest);
+    if (it != map_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      ++stats_.memory_hits;
+      Add(&FetchCounters::memory_hits, c);
+      return it->second->second;
     }
-    if (!cached && node_cache_ != nullptr) cached = node_cache_->Contains(loc.digest);
-    if (!cached) {
-      // Neighbours the node cache holds end the run: what follows them is
-      // left to a later read, so one range read never refetches them.
-      std::vector<ChunkLocation> run;
-      run.reserve(neighbours.size() + 1);
-      run.push_back(loc);
-      for (const ChunkLocation& n : neighbours) {
-        if (node_cache_ != nullptr && node_cache_->Contains(n.digest)) break;
-        run.push_back(n);
-      }
-      FetchRun(run, counters.get());
+    auto fit = flights_.find(loc.digest);
+    if (fit != flights_.end()) flight = fit->second;
+  }
+  if (flight != nullptr) {
+    Add(&FetchCounters::memory_hits, c);
+    return Wait(loc, flight);
+  }
+  // The node cache is local disk: read it here, without a queue.
+  if (node_cache_ != nullptr && node_cache_->Contains(loc.digest)) {
+    if (ChunkData cached = FromNodeCache(loc, c)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      Insert(loc.digest, cached);
+      return cached;
     }
   }
-  return Read(loc, counters);  // from memory now, or the error, or another fetch's result
+  // A demand request for `loc` and the neighbours nobody has: neighbours
+  // the node cache holds end the run, so one range read never refetches them.
+  Job job;
+  job.counters = counters;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (map_.count(loc.digest) == 0) {
+      auto fit = flights_.find(loc.digest);
+      if (fit != flights_.end()) {
+        flight = fit->second;
+      } else {
+        flight = std::make_shared<Flight>();
+        flights_[loc.digest] = flight;
+        job.claimed.emplace_back(loc, flight);
+      }
+    }
+    for (const ChunkLocation& n : neighbours) {
+      if (job.claimed.empty() || map_.count(n.digest) || flights_.count(n.digest)) break;
+      if (node_cache_ != nullptr && node_cache_->Contains(n.digest)) break;
+      auto f = std::make_shared<Flight>();
+      flights_[n.digest] = f;
+      job.claimed.emplace_back(n, f);
+    }
+  }
+  if (flight == nullptr) return ReadWithNeighbours(loc, {}, counters);  // arrived meanwhile
+  if (!job.claimed.empty()) Enqueue(std::move(job), /*demand=*/true);
+  return Wait(loc, flight);
+}
+
+Result<ChunkData> ChunkReader::Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, opt_.deadline, [&] { return flight->done; })) {
+    ++stats_.deadlines;
+    return Status(StatusCode::kDeadlineExceeded,
+                  "chunk " + loc.digest.Hex() + " (pack " + loc.pack.Hex() + "): no answer from " +
+                      store_->Url() + " within " + std::to_string(opt_.deadline.count()) + " ms");
+  }
+  if (!flight->status.ok()) return flight->status;
+  return flight->data;
 }
 
 void ChunkReader::Prefetch(std::vector<ChunkLocation> run, CountersPtr counters) {
   if (run.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_ || prefetch_queue_.size() >= kMaxQueuedRuns) return;
-  if (prefetch_threads_.empty()) {
-    for (size_t i = 0; i < kPrefetchThreads; ++i) {
-      prefetch_threads_.emplace_back([this] { PrefetchLoop(); });
-    }
-  }
-  prefetch_queue_.emplace_back(std::move(run), std::move(counters));
-  prefetch_cv_.notify_one();
+  Job job;
+  job.run = std::move(run);
+  job.counters = std::move(counters);
+  Enqueue(std::move(job), /*demand=*/false);
 }
 
-void ChunkReader::PrefetchLoop() {
+void ChunkReader::Enqueue(Job job, bool demand) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) {
+    for (auto& [loc, flight] : job.claimed) {
+      flight->done = true;
+      flight->status = UnavailableError("chunk reader is shutting down");
+      flights_.erase(loc.digest);
+    }
+    cv_.notify_all();
+    return;
+  }
+  if (!demand && prefetch_queue_.size() >= kMaxQueuedPrefetch) return;
+  if (threads_.empty()) {
+    for (unsigned i = 0; i < std::max(1u, opt_.fetch_threads); ++i) {
+      threads_.emplace_back([this] { FetchLoop(); });
+    }
+  }
+  (demand ? demand_queue_ : prefetch_queue_).push_back(std::move(job));
+  ++(demand ? stats_.demand_requests : stats_.prefetch_requests);
+  work_cv_.notify_one();
+}
+
+void ChunkReader::FetchLoop() {
   for (;;) {
-    std::pair<std::vector<ChunkLocation>, CountersPtr> job;
+    Job job;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      prefetch_cv_.wait(lock, [&] { return stopping_ || !prefetch_queue_.empty(); });
-      if (stopping_) return;
-      job = std::move(prefetch_queue_.front());
-      prefetch_queue_.pop_front();
+      work_cv_.wait(lock, [&] {
+        return stopping_ || !demand_queue_.empty() || !prefetch_queue_.empty();
+      });
+      // Demand requests go first; queued ones are failed on shutdown.
+      if (!demand_queue_.empty()) {
+        job = std::move(demand_queue_.front());
+        demand_queue_.pop_front();
+      } else if (stopping_) {
+        return;
+      } else {
+        job = std::move(prefetch_queue_.front());
+        prefetch_queue_.pop_front();
+        for (const ChunkLocation& loc : job.run) {  // claim what is still missing
+          if (map_.count(loc.digest) || flights_.count(loc.digest)) continue;
+          auto flight = std::make_shared<Flight>();
+          flights_[loc.digest] = flight;
+          job.claimed.emplace_back(loc, flight);
+        }
+      }
     }
-    // Chunks the node cache holds are read from it too: the disk read and
-    // the check overlap with serving the chunks before them.
-    FetchRun(job.first, job.second.get());
+    if (!job.claimed.empty()) FetchClaimed(std::move(job.claimed), job.counters.get());
   }
 }
 
-// Claims the chunks of `run` nobody has or fetches, takes those the node
-// cache holds from it, reads the span that covers the rest with one range
-// read, then verifies and publishes each.
-void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run, FetchCounters* c) {
-  std::vector<std::pair<ChunkLocation, std::shared_ptr<Flight>>> claimed, mine;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const ChunkLocation& loc : run) {
-      if (map_.count(loc.digest) || flights_.count(loc.digest)) continue;
-      auto flight = std::make_shared<Flight>();
-      flights_[loc.digest] = flight;
-      claimed.emplace_back(loc, flight);
+Status ChunkReader::WithRetries(const std::function<Status()>& op, FetchCounters* c) {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  auto delay = opt_.backoff;
+  for (int attempt = 1;; ++attempt) {
+    Status st = op();
+    bool again = st.IsRetryable() || st.code() == StatusCode::kCorruption;
+    if (st.ok() || !again || attempt >= opt_.max_attempts) {
+      if (!st.ok() && attempt > 1) return st.Annotate("after " + std::to_string(attempt) + " attempts");
+      return st;
     }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return st;
+      ++stats_.retries;
+    }
+    Add(&FetchCounters::retries, c);
+    // Full jitter: anywhere up to the current backoff.
+    std::this_thread::sleep_for(std::chrono::microseconds(
+        std::uniform_int_distribution<int64_t>(0, delay.count() * 1000)(rng)));
+    delay *= 2;
   }
+}
+
+void ChunkReader::FetchClaimed(Claimed claimed, FetchCounters* c) {
+  Claimed mine;
   for (auto& [loc, flight] : claimed) {
     ChunkData cached = node_cache_ != nullptr && node_cache_->Contains(loc.digest)
                            ? FromNodeCache(loc, c)
@@ -113,33 +217,33 @@ void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run, FetchCounters*
   Add(&FetchCounters::cache_misses, c, mine.size());
   uint64_t begin = mine.front().first.offset;
   uint64_t end = mine.back().first.offset + mine.back().first.clen;
-  std::vector<uint8_t> span;
-  Status st;
-  bool ascending = end > begin && end - begin <= (16u << 20);
-  for (size_t i = 1; ascending && i < mine.size(); ++i) {
+  bool one_span = mine.size() > 1 && end > begin && end - begin <= kMaxSpanBytes;
+  for (size_t i = 1; one_span && i < mine.size(); ++i) {
     const ChunkLocation& prev = mine[i - 1].first;
-    ascending = mine[i].first.offset >= prev.offset + prev.clen &&
-                mine[i].first.pack == mine.front().first.pack;
+    one_span = mine[i].first.offset >= prev.offset + prev.clen &&
+               mine[i].first.pack == mine.front().first.pack;
   }
-  if (ascending) {
+  std::vector<uint8_t> span;
+  Status st = one_span ? Status::Ok() : InvalidArgumentError("not one span");
+  if (one_span) {
     span.resize(end - begin);
-    st = store_->GetRange(PackKey(mine.front().first.pack), begin, span);
-  } else {
-    st = InvalidArgumentError("prefetch run is not ascending");
+    st = WithRetries([&] {
+      Add(&FetchCounters::store_fetches, c);
+      Add(&FetchCounters::store_bytes, c, span.size());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++stats_.fetches;
+        stats_.fetched_bytes += span.size();
+      }
+      return store_->GetRange(PackKey(mine.front().first.pack), begin, span);
+    }, c);
   }
   if (!st.ok()) {
-    // The span could not be read as a whole (a neighbour's range may be
-    // what is wrong): fetch each chunk on its own, so that one bad chunk
+    // Not one span, or it could not be read as a whole (a neighbour's range
+    // may be what is wrong): each chunk on its own, so that one bad chunk
     // fails only the reads that need it.
     for (auto& [loc, flight] : mine) Complete(loc, flight, FetchFromStore(loc, c), true, c);
     return;
-  }
-  Add(&FetchCounters::store_fetches, c);
-  Add(&FetchCounters::store_bytes, c, span.size());
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.fetches;
-    stats_.fetched_bytes += span.size();
   }
   // Decompress every chunk, then verify them together: the multi-buffer
   // SHA-256 hashes a run several times faster than one chunk at a time.
@@ -160,27 +264,56 @@ void ChunkReader::FetchRun(const std::vector<ChunkLocation>& run, FetchCounters*
   std::vector<std::array<uint8_t, 32>> digests(msgs.size());
   Sha256Many(msgs, digests);
   for (size_t k = 0; k < which.size(); ++k) {
-    const ChunkLocation& loc = mine[which[k]].first;
-    if (digests[k] != loc.digest.bytes) {
-      status[which[k]] = CorruptionError("chunk " + loc.digest.Hex() + ": contents do not match digest");
+    if (digests[k] != mine[which[k]].first.digest.bytes) {
+      status[which[k]] = CorruptionError("contents do not match digest");
     }
   }
   for (size_t i = 0; i < mine.size(); ++i) {
     const ChunkLocation& loc = mine[i].first;
     if (status[i].ok()) {
       Complete(loc, mine[i].second, ChunkData(std::move(data[i])), true, c);
-    } else {
-      Complete(loc, mine[i].second,
-               status[i].Annotate("pack " + loc.pack.Hex() + " offset " + std::to_string(loc.offset)),
-               true, c);
+      continue;
     }
+    // A chunk that failed in the span is fetched again on its own.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.corrupt;
+    }
+    Add(&FetchCounters::corrupt, c);
+    Complete(loc, mine[i].second, FetchFromStore(loc, c), true, c);
   }
 }
 
+Result<ChunkData> ChunkReader::FetchFromStore(const ChunkLocation& loc, FetchCounters* c) {
+  auto data = std::make_shared<std::vector<uint8_t>>();
+  Status st = WithRetries([&] {
+    Add(&FetchCounters::store_fetches, c);
+    Add(&FetchCounters::store_bytes, c, loc.clen);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.fetches;
+      stats_.fetched_bytes += loc.clen;
+    }
+    std::vector<uint8_t> frame(loc.clen);
+    RETURN_IF_ERROR(store_->GetRange(PackKey(loc.pack), loc.offset, frame));
+    Status v = DecompressAndVerify(frame, loc.ulen, loc.digest, data.get());
+    if (v.code() == StatusCode::kCorruption) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.corrupt;
+      Add(&FetchCounters::corrupt, c);
+    }
+    return v;
+  }, c);
+  if (!st.ok()) {
+    return st.Annotate("chunk " + loc.digest.Hex() + " (pack " + loc.pack.Hex() + " offset " +
+                       std::to_string(loc.offset) + ")");
+  }
+  return ChunkData(std::move(data));
+}
+
 void ChunkReader::Complete(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight,
-                           const Result<ChunkData>& res, bool from_store, FetchCounters* c) {
+                           const Result<ChunkData>& res, bool from_store, FetchCounters*) {
   if (res.ok() && from_store && node_cache_ != nullptr) node_cache_->Put(loc.digest, *res);
-  if (!res.ok() && res.status().code() == StatusCode::kCorruption) Add(&FetchCounters::corrupt, c);
   std::lock_guard<std::mutex> lock(mu_);
   flight->done = true;
   if (res.ok()) {
@@ -188,15 +321,9 @@ void ChunkReader::Complete(const ChunkLocation& loc, const std::shared_ptr<Fligh
     Insert(loc.digest, *res);
   } else {
     flight->status = res.status();
-    if (res.status().code() == StatusCode::kCorruption) ++stats_.corrupt;
   }
   flights_.erase(loc.digest);
   cv_.notify_all();
-}
-
-ChunkReaderStats ChunkReader::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
 }
 
 ChunkData ChunkReader::FromNodeCache(const ChunkLocation& loc, FetchCounters* c) {
@@ -209,68 +336,16 @@ ChunkData ChunkReader::FromNodeCache(const ChunkLocation& loc, FetchCounters* c)
   return *hit;
 }
 
-Result<ChunkData> ChunkReader::FetchFromStore(const ChunkLocation& loc, FetchCounters* c) {
-  Add(&FetchCounters::store_fetches, c);
-  Add(&FetchCounters::store_bytes, c, loc.clen);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.fetches;
-    stats_.fetched_bytes += loc.clen;
-  }
-  std::vector<uint8_t> frame(loc.clen);
-  Status st = store_->GetRange(PackKey(loc.pack), loc.offset, frame);
-  if (!st.ok()) return st.Annotate("chunk " + loc.digest.Hex());
-  auto data = std::make_shared<std::vector<uint8_t>>();
-  st = DecompressAndVerify(frame, loc.ulen, loc.digest, data.get());
-  if (!st.ok()) return st.Annotate("pack " + loc.pack.Hex() + " offset " + std::to_string(loc.offset));
-  return ChunkData(std::move(data));
-}
-
 void ChunkReader::Insert(const Digest& d, const ChunkData& data) {
-  if (data->size() > cache_bytes_ || map_.count(d)) return;
+  if (data->size() > opt_.memory_bytes || map_.count(d)) return;
   lru_.emplace_front(d, data);
   map_[d] = lru_.begin();
   cached_bytes_ += data->size();
-  while (cached_bytes_ > cache_bytes_) {
+  while (cached_bytes_ > opt_.memory_bytes) {
     cached_bytes_ -= lru_.back().second->size();
     map_.erase(lru_.back().first);
     lru_.pop_back();
   }
-}
-
-Result<ChunkData> ChunkReader::Read(const ChunkLocation& loc, const CountersPtr& counters) {
-  FetchCounters* c = counters.get();
-  std::shared_ptr<Flight> flight;
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    auto it = map_.find(loc.digest);
-    if (it != map_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second);
-      ++stats_.memory_hits;
-      Add(&FetchCounters::memory_hits, c);
-      return it->second->second;
-    }
-    auto fit = flights_.find(loc.digest);
-    if (fit != flights_.end()) {
-      flight = fit->second;
-      Add(&FetchCounters::memory_hits, c);
-      cv_.wait(lock, [&] { return flight->done; });
-      if (!flight->status.ok()) return flight->status;
-      return flight->data;
-    }
-    flight = std::make_shared<Flight>();
-    flights_[loc.digest] = flight;
-  }
-  if (node_cache_ != nullptr) {
-    if (ChunkData cached = FromNodeCache(loc, c)) {
-      Complete(loc, flight, cached, false, c);
-      return cached;
-    }
-  }
-  Add(&FetchCounters::cache_misses, c);
-  Result<ChunkData> res = FetchFromStore(loc, c);
-  Complete(loc, flight, res, true, c);
-  return res;
 }
 
 }  // namespace ferry::chunkstore

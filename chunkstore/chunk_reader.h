@@ -1,22 +1,32 @@
 // ChunkReader: the fetch path, from memory to the node cache to the object
-// store, ending in verified chunk bytes.
+// store, ending in verified chunk bytes; the fetch engine lives here.
 //
 // Read() returns the uncompressed bytes of a chunk only after they hashed to
 // the chunk's address; a chunk that fails is kCorruption and is never served
 // or cached. Recently used chunks are kept in a bounded in-memory cache; with
-// a node cache (ferryd), a memory miss looks there before the store, and
-// every chunk verified from the store is offered to it. Concurrent reads of
-// one chunk share one lookup and one store read (single flight), whichever
-// caller asked. Thread-safe; one reader may serve many images of one store.
+// a node cache (ferryd), a memory miss looks there (in the calling thread)
+// before the store, and every chunk verified from the store is offered to it.
+//
+// Store requests are made by a pool of fetch threads (bounded parallelism)
+// fed by two queues: demand reads always go before prefetch. One chunk is in
+// flight at most once however many callers wait for it (single flight), and
+// neighbouring chunks of one pack are fetched with one range read.
+// Retryable store errors (kUnavailable, kDeadlineExceeded) and chunks that
+// fail verification are tried again with exponential backoff and jitter; a
+// caller waits at most `deadline` and then gets kDeadlineExceeded (the fetch
+// goes on, and its result is kept). Thread-safe; one reader may serve many
+// images of one store.
 #pragma once
 
 #include <atomic>
-#include <deque>
-#include <thread>
+#include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -36,6 +46,8 @@ struct FetchCounters {
   std::atomic<uint64_t> store_fetches{0};    // range reads sent to the store
   std::atomic<uint64_t> store_bytes{0};      // compressed bytes read from it
   std::atomic<uint64_t> corrupt{0};          // store chunks that failed verification
+  std::atomic<uint64_t> retries{0};          // store requests repeated
+  std::atomic<uint64_t> deadlines{0};        // reads that gave up waiting
 };
 using CountersPtr = std::shared_ptr<FetchCounters>;
 
@@ -45,12 +57,25 @@ struct ChunkReaderStats {
   uint64_t memory_hits = 0;
   uint64_t cache_hits = 0;      // chunks read from the node cache
   uint64_t corrupt = 0;         // chunks that failed verification
+  uint64_t retries = 0;         // store requests repeated after a failure
+  uint64_t deadlines = 0;       // reads that gave up waiting for the store
+  uint64_t demand_requests = 0;    // queued for the fetch threads, demand
+  uint64_t prefetch_requests = 0;  // and prefetch
+};
+
+struct ChunkReaderOptions {
+  size_t memory_bytes = 256u << 20;  // bound of the in-memory cache
+  ChunkCache* node_cache = nullptr;  // optional; outlives the reader
+  unsigned fetch_threads = 8;        // store requests in parallel
+  std::chrono::milliseconds deadline{30000};  // longest wait for the store
+  int max_attempts = 4;              // per store request
+  std::chrono::milliseconds backoff{25};      // first retry delay, doubling
 };
 
 class ChunkReader {
  public:
-  // `store` (and `node_cache`, optional) must outlive the reader.
-  // `cache_bytes` bounds the memory cache.
+  // `store` must outlive the reader.
+  ChunkReader(ObjectStore* store, ChunkReaderOptions opt);
   ChunkReader(ObjectStore* store, size_t cache_bytes, ChunkCache* node_cache = nullptr);
 
   ~ChunkReader();
@@ -58,16 +83,17 @@ class ChunkReader {
   // `counters` (optional) are charged with what this call costs.
   Result<ChunkData> Read(const ChunkLocation& loc, const CountersPtr& counters = nullptr);
   // Like Read, but on a miss fetches `loc` together with `neighbours` (the
-  // chunks that follow it in its pack, ascending) in the calling thread, with
+  // chunks that follow it in its pack, ascending) as one demand request:
   // one range read and one batched verification; the neighbours are cached.
   // Chunks the node cache holds are read from it, not the store.
   Result<ChunkData> ReadWithNeighbours(const ChunkLocation& loc,
                                        const std::vector<ChunkLocation>& neighbours,
                                        const CountersPtr& counters = nullptr);
-  // Starts fetching `run` in the background: chunks of one pack in
-  // ascending offset order. Chunks cached or already in flight are skipped;
-  // failures are dropped (a later Read reports them). Background threads
-  // start on first use (so a reader may be created before a fork).
+  // Starts fetching `run` in the background, after every queued demand
+  // request: chunks of one pack in ascending offset order. Chunks cached or
+  // already in flight are skipped; failures are dropped (a later Read
+  // reports them). Fetch threads start on first use (so a reader may be
+  // created before a fork).
   // Chunks the node cache holds are read from it, the rest from the store.
   void Prefetch(std::vector<ChunkLocation> run, CountersPtr counters = nullptr);
   // True if the chunk is in memory or being fetched.
@@ -80,29 +106,44 @@ class ChunkReader {
     Status status;
     ChunkData data;
   };
+  using Claimed = std::vector<std::pair<ChunkLocation, std::shared_ptr<Flight>>>;
+  struct Job {
+    std::vector<ChunkLocation> run;  // prefetch: claimed when the job starts
+    Claimed claimed;                 // demand: claimed by the caller
+    CountersPtr counters;
+  };
+
+  // Waits for a flight, at most the deadline.
+  Result<ChunkData> Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight);
+  void Enqueue(Job job, bool demand);
+  void FetchLoop();
+  // Fetches claimed chunks: from the node cache if it has them, the rest
+  // with one range read (retried), each verified; completes every flight.
+  void FetchClaimed(Claimed mine, FetchCounters* c);
+  // One chunk from the store, verified, with retries.
   Result<ChunkData> FetchFromStore(const ChunkLocation& loc, FetchCounters* c);
+  // Runs `op` until it succeeds, fails for good, or runs out of attempts.
+  Status WithRetries(const std::function<Status()>& op, FetchCounters* c);
   // The node cache's copy, or null (counted as a hit or a miss).
   ChunkData FromNodeCache(const ChunkLocation& loc, FetchCounters* c);
   void Insert(const Digest& d, const ChunkData& data);
   // Publishes a flight's result; `from_store` results go to the node cache.
   void Complete(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight,
                 const Result<ChunkData>& res, bool from_store, FetchCounters* c);
-  void FetchRun(const std::vector<ChunkLocation>& run, FetchCounters* c);
-  void PrefetchLoop();
 
   ObjectStore* store_;
+  const ChunkReaderOptions opt_;
   ChunkCache* node_cache_;
-  const size_t cache_bytes_;
   mutable std::mutex mu_;  // guards everything below
-  std::condition_variable cv_;
+  std::condition_variable cv_;  // a flight completed
   std::list<std::pair<Digest, ChunkData>> lru_;  // most recent first
   std::unordered_map<Digest, std::list<std::pair<Digest, ChunkData>>::iterator, DigestHash> map_;
   std::unordered_map<Digest, std::shared_ptr<Flight>, DigestHash> flights_;
   size_t cached_bytes_ = 0;
   ChunkReaderStats stats_;
-  std::deque<std::pair<std::vector<ChunkLocation>, CountersPtr>> prefetch_queue_;
-  std::vector<std::thread> prefetch_threads_;
-  std::condition_variable prefetch_cv_;
+  std::deque<Job> demand_queue_, prefetch_queue_;
+  std::vector<std::thread> threads_;
+  std::condition_variable work_cv_;
   bool stopping_ = false;
 };
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "chunkstore/chunk_reader.h"
@@ -49,7 +50,16 @@ class CountingStore final : public ObjectStore {
   Result<std::shared_ptr<const Blob>> Get(const std::string& k) override { return inner_->Get(k); }
   Status GetRange(const std::string& k, uint64_t off, std::span<uint8_t> out) override {
     ++range_reads;
+    while (held) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      offsets.push_back(off);
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    if (fail_next > 0) {
+      --fail_next;
+      return UnavailableError("flaky store");
+    }
     RETURN_IF_ERROR(inner_->GetRange(k, off, out));
     if (flip_bit && !out.empty()) out[out.size() / 2] ^= 0x10;
     return Status::Ok();
@@ -60,6 +70,10 @@ class CountingStore final : public ObjectStore {
   std::atomic<int> range_reads{0};
   int delay_ms = 0;
   bool flip_bit = false;
+  std::atomic<bool> held{false};  // range reads wait while set
+  std::atomic<int> fail_next{0};  // this many range reads fail (kUnavailable)
+  std::mutex mu;
+  std::vector<uint64_t> offsets;  // of range reads, in the order they were made
 
  private:
   ObjectStore* inner_;
@@ -178,10 +192,12 @@ TEST_CASE("chunk reader: corrupt bytes from the store are never returned") {
   REQUIRE_FALSE(data.ok());
   CHECK(data.status().code() == StatusCode::kCorruption);
   CHECK(data.status().message().find(locs[0].digest.Hex()) != std::string::npos);
-  CHECK(reader.stats().corrupt == 1);
+  const int attempts = ChunkReaderOptions{}.max_attempts;
+  CHECK(reader.stats().corrupt == attempts);  // each attempt verified and refused
+  CHECK(counting.range_reads == attempts);
   counting.flip_bit = false;  // not cached: the next read fetches again
   CHECK(reader.Read(locs[0]).ok());
-  CHECK(counting.range_reads == 2);
+  CHECK(counting.range_reads == attempts + 1);
 }
 
 TEST_CASE("chunk reader: prefetch reads a run with one range read; a bad neighbour fails alone") {
@@ -269,7 +285,71 @@ TEST_CASE("chunk reader over a node cache: corrupt store bytes are neither serve
   CHECK(reader.Read(locs[0], counters).status().code() == StatusCode::kCorruption);
   REQUIRE(cache->Flush().ok());
   CHECK_FALSE(cache->Contains(locs[0].digest));
-  CHECK(counters->corrupt == 1);
+  CHECK(counters->corrupt == ChunkReaderOptions{}.max_attempts);
+}
+
+TEST_CASE("fetch engine: transient store errors are retried, others are not") {
+  TempStore t;
+  auto locs = WritePack(*t.store, {Random(30000, 31)});
+  CountingStore counting(t.store.get());
+  ChunkReader reader(&counting, 1 << 20);
+  counting.fail_next = 2;
+  auto c = std::make_shared<FetchCounters>();
+  auto data = reader.Read(locs[0], c);
+  REQUIRE(data.ok());
+  CHECK(Sha256(**data) == locs[0].digest);
+  CHECK(c->retries == 2);
+  CHECK(counting.range_reads == 3);
+  // A pack the store does not have is not worth asking again.
+  ChunkLocation missing = locs[0];
+  missing.pack = Sha256(std::string("no such pack"));
+  missing.digest = Sha256(std::string("no such chunk"));
+  auto r = reader.Read(missing);
+  CHECK(r.status().code() == StatusCode::kNotFound);
+  CHECK(counting.range_reads == 4);
+}
+
+TEST_CASE("fetch engine: a read waits at most the deadline; the fetch still lands") {
+  TempStore t;
+  auto locs = WritePack(*t.store, {Random(30000, 41)});
+  CountingStore counting(t.store.get());
+  ChunkReaderOptions o;
+  o.deadline = std::chrono::milliseconds(100);
+  ChunkReader reader(&counting, o);
+  counting.held = true;
+  auto r = reader.Read(locs[0]);
+  CHECK(r.status().code() == StatusCode::kDeadlineExceeded);
+  CHECK(r.status().message().find(locs[0].digest.Hex()) != std::string::npos);
+  CHECK(reader.stats().deadlines == 1);
+  counting.held = false;
+  auto later = reader.Read(locs[0]);
+  REQUIRE(later.ok());
+  CHECK(Sha256(**later) == locs[0].digest);
+  CHECK(counting.range_reads == 1);  // the held request was not sent twice
+}
+
+TEST_CASE("fetch engine: demand requests go before queued prefetch") {
+  TempStore t;
+  std::vector<std::vector<uint8_t>> chunks;
+  for (int i = 0; i < 6; ++i) chunks.push_back(Random(20000, 50 + i));
+  auto locs = WritePack(*t.store, chunks);
+  CountingStore counting(t.store.get());
+  ChunkReaderOptions o;
+  o.fetch_threads = 1;
+  ChunkReader reader(&counting, o);
+  counting.held = true;
+  reader.Prefetch({locs[0]});  // occupies the only fetch thread
+  while (counting.range_reads == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 1; i < 5; ++i) reader.Prefetch({locs[i]});
+  std::thread demand([&] { CHECK(reader.Read(locs[5]).ok()); });
+  while (reader.stats().demand_requests == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  counting.held = false;
+  demand.join();
+  for (int i = 0; i < 5; ++i) CHECK(reader.Read(locs[i]).ok());
+  std::lock_guard<std::mutex> lock(counting.mu);
+  REQUIRE(counting.offsets.size() == 6);
+  CHECK(counting.offsets[0] == locs[0].offset);
+  CHECK(counting.offsets[1] == locs[5].offset);  // the demand read jumped the queue
 }
 
 TEST_CASE("fault store: options, seeded failures, corruption, the URL round trip") {

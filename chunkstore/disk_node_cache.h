@@ -95,6 +95,7 @@ class DiskNodeCache final : public ChunkCache {
   Status AppendGroup(std::vector<QueuedChunk>* group, uint64_t bytes);
   Status OpenNewSegment();
   Status MakeRoom(uint64_t bytes, uint64_t limit, std::deque<QueuedChunk>* kept);
+  Status CheckFreeSpace(uint64_t bytes);
   Status EvictOldest(std::deque<QueuedChunk>* kept);
   void DropIndexEntries(std::vector<Digest> digests);
   void Drop(const std::vector<QueuedChunk>& chunks);

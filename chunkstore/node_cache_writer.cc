@@ -5,8 +5,10 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 
@@ -112,12 +114,30 @@ void DiskNodeCache::WriteQueued(std::deque<QueuedChunk>* batch) {
       batch->pop_front();
     }
     Status s = MakeRoom(bytes, limit, batch);
+    if (s.ok()) s = CheckFreeSpace(bytes);
     if (s.ok()) s = AppendGroup(&group, bytes);
     if (!s.ok()) {
       AdmissionFailed(s);
       Drop(group);
     }
   }
+}
+
+// The cache never writes the disk full: the index (RocksDB) must always be
+// able to write, and a database that ran out of space mid-write cannot be
+// relied on. A reserve of 2% of the filesystem (at least 1 MiB, at most
+// 64 MiB) stays free; a write that would eat into it fails like ENOSPC.
+Status DiskNodeCache::CheckFreeSpace(uint64_t bytes) {
+  struct statvfs vfs;
+  if (statvfs(segment_dir_.c_str(), &vfs) != 0) return Status::Ok();  // the write will tell
+  const uint64_t total = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+  const uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  const uint64_t reserve = std::clamp<uint64_t>(total / 50, 1u << 20, 64u << 20);
+  if (avail >= bytes + reserve) return Status::Ok();
+  return Status(StatusCode::kIoError,
+                "only " + std::to_string(avail) + " bytes free in " + segment_dir_ +
+                    " (keeping " + std::to_string(reserve) + " free for the index)",
+                ENOSPC);
 }
 
 Status DiskNodeCache::MakeRoom(uint64_t bytes, uint64_t limit, std::deque<QueuedChunk>* kept) {

@@ -125,7 +125,9 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
       ++counters_.read_errors;
       log_("read error: inode " + std::to_string(ino) + " offset " + std::to_string(pos) +
            ": " + data.status().ToString());
-      return data.status();
+      // Whatever went wrong below (a missing pack, a store that does not
+      // answer, bytes that do not verify), the reader sees EIO.
+      return Status(StatusCode::kIoError, data.status().ToString(), EIO);
     }
     uint64_t from = pos - it->file_offset;
     uint64_t to = std::min(end, ext_end) - it->file_offset;

@@ -38,8 +38,15 @@ void RaiseFileLimit() {
   }
 }
 
-int Run(std::string root, const std::string& cache_size, std::string cache_dir,
-        unsigned memory_mb) {
+struct Flags {
+  std::string root, cache_size = "10G", cache_dir;
+  unsigned memory_mb = 64, fetch_threads = 8;
+  double fetch_deadline_s = 30;
+};
+
+int Run(Flags f) {
+  std::string root = f.root, cache_dir = f.cache_dir;
+  const std::string& cache_size = f.cache_size;
   if (geteuid() != 0) {
     return Fail(FailedPreconditionError(
         "ferryd needs root (it makes bind and overlay mounts); without a daemon, "
@@ -89,7 +96,9 @@ int Run(std::string root, const std::string& cache_size, std::string cache_dir,
   snapshotter::MountManagerOptions mopt;
   mopt.root = root;
   mopt.node_cache = cache->get();
-  mopt.memory_cache_bytes = static_cast<size_t>(memory_mb) << 20;
+  mopt.memory_cache_bytes = static_cast<size_t>(f.memory_mb) << 20;
+  mopt.fetch_threads = f.fetch_threads;
+  mopt.fetch_deadline = std::chrono::milliseconds(static_cast<int64_t>(f.fetch_deadline_s * 1000));
   auto mounts = snapshotter::MountManager::Create(mopt);
   if (!mounts.ok()) return Fail(mounts.status());
 
@@ -124,16 +133,21 @@ int Run(std::string root, const std::string& cache_size, std::string cache_dir,
 
 int main(int argc, char** argv) {
   CLI::App app{"ferryd: the ferry host daemon (node cache and mounts)"};
-  std::string root = ferry::fs::DefaultDaemonRoot(), cache_size = "10G", cache_dir;
-  unsigned memory_mb = 64;
-  app.add_option("--root", root, "state directory: socket, mounts, node cache")->capture_default_str();
-  app.add_option("--cache-size", cache_size, "node cache capacity (e.g. 10G, 512M)")->capture_default_str();
-  app.add_option("--cache-dir", cache_dir, "node cache directory (default ROOT/cache)");
-  app.add_option("--memory-cache-mb", memory_mb, "in-memory chunk cache per store")->capture_default_str();
+  ferry::Flags f;
+  f.root = ferry::fs::DefaultDaemonRoot();
+  app.add_option("--root", f.root, "state directory: socket, mounts, node cache")->capture_default_str();
+  app.add_option("--cache-size", f.cache_size, "node cache capacity (e.g. 10G, 512M)")->capture_default_str();
+  app.add_option("--cache-dir", f.cache_dir, "node cache directory (default ROOT/cache)");
+  app.add_option("--memory-cache-mb", f.memory_mb, "in-memory chunk cache per store")->capture_default_str();
+  app.add_option("--fetch-threads", f.fetch_threads, "store requests in parallel, per store")
+      ->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("--fetch-deadline", f.fetch_deadline_s,
+                 "seconds a read waits for the store before it fails with EIO")
+      ->capture_default_str()->check(CLI::Range(0.01, 3600.0));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  return ferry::Run(root, cache_size, cache_dir, memory_mb);
+  return ferry::Run(f);
 }

@@ -47,6 +47,20 @@ Status IoError(const std::string& what) { return Status(StatusCode::kIoError, wh
 
 void Log(const std::string& line) { std::fprintf(stderr, "ferryd: %s\n", line.c_str()); }
 
+// Store calls that failed for a reason that may pass (a throttled or flaky
+// service, bytes damaged on the way) are tried again a few times, waiting
+// longer each time; what arrives is verified every time.
+template <typename Fn>
+auto Retrying(Fn fn) -> decltype(fn()) {
+  auto delay = std::chrono::milliseconds(50);
+  for (int attempt = 1;; ++attempt, delay *= 2) {
+    auto r = fn();
+    bool again = r.status().IsRetryable() || r.status().code() == StatusCode::kCorruption;
+    if (r.ok() || !again || attempt == 5) return r;
+    std::this_thread::sleep_for(delay);
+  }
+}
+
 // overlayfs shows the upper directory's own attributes for the root of the
 // merged tree: give it the image root's mode, owner, times and xattrs.
 void CopyRootAttributes(const std::string& from, const std::string& to) {
@@ -146,8 +160,12 @@ Result<MountManager::Store*> MountManager::GetStore(const std::string& url) {
   if (it != stores_.end()) return it->second.get();
   auto s = std::make_unique<Store>();
   ASSIGN_OR_RETURN(s->store, chunkstore::OpenObjectStore(url));
-  s->reader = std::make_unique<chunkstore::ChunkReader>(s->store.get(), opt_.memory_cache_bytes,
-                                                        opt_.node_cache);
+  chunkstore::ChunkReaderOptions ro;
+  ro.memory_bytes = opt_.memory_cache_bytes;
+  ro.node_cache = opt_.node_cache;
+  ro.fetch_threads = opt_.fetch_threads;
+  ro.deadline = opt_.fetch_deadline;
+  s->reader = std::make_unique<chunkstore::ChunkReader>(s->store.get(), ro);
   Store* raw = s.get();
   stores_[url] = std::move(s);
   return raw;
@@ -170,7 +188,7 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
                               targets_[target].image_id + ")");
   }
   ASSIGN_OR_RETURN(Store * store, GetStore(store_url));
-  auto id = fs::ResolveImage(*store->store, name);
+  auto id = Retrying([&] { return fs::ResolveImage(*store->store, name); });
   if (!id.ok()) return id.status().Annotate("cannot mount '" + name + "'");
   const std::string hex = id->Hex();
 
@@ -187,7 +205,7 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     img = it->second.get();
     out.shared = true;
   } else {
-    auto reader = fs::LoadImage(*store->store, *id);
+    auto reader = Retrying([&] { return fs::LoadImage(*store->store, *id); });
     if (!reader.ok()) return reader.status().Annotate("cannot mount '" + name + "'");
     static std::atomic<uint64_t> seq{0};
     auto im = std::make_unique<Image>();

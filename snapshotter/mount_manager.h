@@ -13,6 +13,7 @@
 // and overlay mounts). Thread-safe; the read path never takes its lock.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -34,6 +35,8 @@ struct MountManagerOptions {
   chunkstore::ChunkCache* node_cache = nullptr;  // outlives the manager
   size_t memory_cache_bytes = 64u << 20;     // per store, shared by its images
   unsigned fuse_threads = 8;                 // per image
+  unsigned fetch_threads = 8;                // store requests in parallel, per store
+  std::chrono::milliseconds fetch_deadline{30000};  // a read fails (EIO) after this
 };
 
 struct TargetInfo {

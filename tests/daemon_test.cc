@@ -111,8 +111,10 @@ struct Env {
     if (writable) args.push_back("--writable");
     return Ferry(store, args);
   }
-  CommandResult Umount(const std::string& mnt) {
-    return Ferry(store, {"umount", mnt, "--daemon", root});
+  CommandResult Umount(const std::string& mnt, bool lazy = false) {
+    std::vector<std::string> args = {"umount", mnt, "--daemon", root};
+    if (lazy) args.push_back("--lazy");
+    return Ferry(store, args);
   }
 };
 
@@ -187,6 +189,83 @@ TEST_CASE("a fetch held in flight for one image does not stall reads of another"
   CHECK(got == ReadAll(b.src + "/big"));
   CHECK(env.Umount(mb).exit_code == 0);
   CHECK(env.Umount(ma).exit_code == 0);
+}
+
+TEST_CASE("a flaky store: every byte right despite failures; corruption is never served") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 12);
+  ScopedDaemon d(env.root, {"--cache-size", "1G"});
+  std::string flaky = env.Dir("flaky"), bad = env.Dir("bad");
+  // 20% of requests fail and some take up to 30 ms longer: retries hide it.
+  auto m = Ferry("fault+file://" + env.store + "?fail=0.2&jitter=30ms&seed=5",
+                 {"mount", "img", flaky, "--daemon", env.root});
+  INFO(m.err);
+  REQUIRE(m.exit_code == 0);
+  CHECK(Mismatches(img, flaky) == 0);
+  auto s = CacheStats(env.root);
+  REQUIRE(s["images"].size() == 1);
+  CHECK(U64(s["images"][0], "read_errors") == 0);
+  CHECK(Ferry("/unused", {"cache", "prune", "--to", "0", "--daemon", env.root}).exit_code == 0);
+  CHECK(env.Umount(flaky).exit_code == 0);
+
+  // A third of all reads come back with a flipped byte: a read either
+  // returns the source bytes or fails with EIO, and every bad chunk counts.
+  m = Ferry("fault+file://" + env.store + "?corrupt=0.35&seed=9",
+            {"mount", "img", bad, "--daemon", env.root});
+  INFO(m.err);
+  REQUIRE(m.exit_code == 0);
+  int wrong = 0, eio = 0, right = 0;
+  for (const auto& f : img.files) {
+    std::string want = ReadAll(img.src + "/" + f), got(want.size(), '\0');
+    int fd = open((bad + "/" + f).c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    size_t done = 0;
+    while (done < want.size()) {
+      ssize_t n = pread(fd, got.data() + done, want.size() - done, done);
+      if (n <= 0) break;
+      done += n;
+    }
+    if (done < want.size()) {
+      CHECK(errno == EIO);
+      ++eio;
+    } else if (got != want) {
+      ++wrong;
+    } else {
+      ++right;
+    }
+    close(fd);
+  }
+  CHECK(wrong == 0);
+  CHECK(right > 0);
+  s = CacheStats(env.root);
+  CHECK(U64(s["images"][0], "corrupt") > 0);
+  INFO("files read right " << right << ", failed with EIO " << eio);
+  CHECK(env.Umount(bad).exit_code == 0);
+}
+
+TEST_CASE("store unreachable: cached files are served, uncached reads fail at the deadline") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 13);
+  ScopedDaemon d(env.root, {"--fetch-deadline", "1"});
+  std::string up = env.Dir("up"), down = env.Dir("down");
+  REQUIRE(env.Mount("img", up).exit_code == 0);
+  for (int i = 0; i < 10; ++i) CHECK(ReadAll(up + "/" + img.files[i]) == ReadAll(img.src + "/" + img.files[i]));
+  CHECK(env.Umount(up).exit_code == 0);
+  // The same image from a store whose range reads never answer.
+  auto m = Ferry("fault+file://" + env.store + "?gate=" + env.tmp.path() + "/never",
+                 {"mount", "img", down, "--daemon", env.root});
+  INFO(m.err);
+  REQUIRE(m.exit_code == 0);
+  for (int i = 0; i < 10; ++i) CHECK(ReadAll(down + "/" + img.files[i]) == ReadAll(img.src + "/" + img.files[i]));
+  int fd = open((down + "/big").c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  char buf[4096];
+  errno = 0;
+  CHECK(pread(fd, buf, sizeof(buf), 0) < 0);  // after the 1 s deadline, not never
+  CHECK(errno == EIO);
+  close(fd);
+  CHECK(d.Log().find("no answer from") != std::string::npos);
+  CHECK(env.Umount(down, true).exit_code == 0);
 }
 
 TEST_CASE("the node cache survives a restart; prune empties it") {
