@@ -1,5 +1,6 @@
 #include "chunkstore/file_store.h"
 #include "chunkstore/fault_store.h"
+#include "chunkstore/s3_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -290,11 +291,16 @@ Status FileStore::Delete(const std::string& key) {
 Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const std::string& url) {
   std::string path;
   if (url.rfind("fault+", 0) == 0) return OpenFaultStore(url);
+  if (url.rfind("s3://", 0) == 0) {
+    ASSIGN_OR_RETURN(auto s3, S3Store::OpenUrl(url));
+    return std::unique_ptr<ObjectStore>(std::move(s3));
+  }
   if (url.rfind("file://", 0) == 0) {
     path = url.substr(7);
   } else if (url.find("://") != std::string::npos) {
     return InvalidArgumentError("unsupported store URL '" + url +
-                                "' (supported: file:///path, a plain path, fault+URL?options)");
+                                "' (supported: file:///path, a plain path, s3://bucket/prefix?options, "
+                                "fault+URL?options)");
   } else {
     path = url;
   }
