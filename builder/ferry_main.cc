@@ -1,5 +1,5 @@
 // ferry: the command-line front end. A thin main over the libraries:
-// build, ls, inspect, export, mount, umount, stats, cache.
+// build, ls, inspect, export, mount, umount, stats, cache, profile.
 //
 // Exit codes: 0 success; 1 failure (the message says what and where);
 // 2 usage error; 3 not found (no such image or ref).
@@ -17,6 +17,7 @@
 
 #include "builder/daemon_cli.h"
 #include "builder/exporter.h"
+#include "builder/profile_cli.h"
 #include "builder/image_builder.h"
 #include "chunkstore/chunk_reader.h"
 #include "fs/fuse_server.h"
@@ -336,6 +337,22 @@ int main(int argc, char** argv) {
   std::string prune_to;
   cache_prune->add_option("--to", prune_to, "target size, e.g. 1G or 0")->required();
 
+  auto* profile = app.add_subcommand(
+      "profile", "start-up profiles: what a workload reads first, prefetched on later mounts");
+  profile->require_subcommand(1);
+  auto* profile_record = profile->add_subcommand(
+      "record", "mount IMAGE here, run the workload in it (chrooted), store the chunks it read");
+  std::vector<std::string> workload;
+  bool no_chroot = false;
+  profile_record->add_option("IMAGE", image, "image name or id")->required();
+  profile_record->add_option("COMMAND", workload, "the workload, after --")->required();
+  profile_record->add_flag("--no-chroot", no_chroot,
+                           "run the workload in the mount as working directory ($FERRY_MOUNT)");
+  auto* profile_show = profile->add_subcommand("show", "summarise an image's profile");
+  profile_show->add_option("IMAGE", image, "image name or id")->required();
+  auto* profile_rm = profile->add_subcommand("rm", "remove an image's profile");
+  profile_rm->add_option("IMAGE", image, "image name or id")->required();
+
   for (auto* sub : {mount, umount, cache}) {
     sub->add_option("--daemon", daemon_root,
                     "ferryd's root (its socket is ROOT/ferryd.sock); default $FERRY_DAEMON, "
@@ -367,6 +384,9 @@ int main(int argc, char** argv) {
   if (*umount) return cli::Umount(daemon_root, mountpoint, lazy);
   if (*cache_stats) return cli::CacheStats(daemon_root, json);
   if (*cache_prune) return cli::CachePrune(daemon_root, prune_to);
+  if (*profile_record) return cli::ProfileRecord(store_url, image, workload, no_chroot);
+  if (*profile_show) return cli::ProfileShow(store_url, image);
+  if (*profile_rm) return cli::ProfileRemove(store_url, image);
   if (*stats) return CmdStats(mountpoint);
   return 2;
 }

@@ -103,7 +103,10 @@ Result<ChunkData> ChunkReader::ReadWithNeighbours(const ChunkLocation& loc,
     }
   }
   if (flight == nullptr) return ReadWithNeighbours(loc, {}, counters);  // arrived meanwhile
-  if (!job.claimed.empty()) Enqueue(std::move(job), /*demand=*/true);
+  if (!job.claimed.empty()) {
+    Add(&FetchCounters::demand_misses, c);
+    Enqueue(std::move(job), /*demand=*/true);
+  }
   return Wait(loc, flight);
 }
 
@@ -119,15 +122,15 @@ Result<ChunkData> ChunkReader::Wait(const ChunkLocation& loc, const std::shared_
   return flight->data;
 }
 
-void ChunkReader::Prefetch(std::vector<ChunkLocation> run, CountersPtr counters) {
+void ChunkReader::Prefetch(std::vector<ChunkLocation> run, CountersPtr counters, bool keep) {
   if (run.empty()) return;
   Job job;
   job.run = std::move(run);
   job.counters = std::move(counters);
-  Enqueue(std::move(job), /*demand=*/false);
+  Enqueue(std::move(job), /*demand=*/false, keep);
 }
 
-void ChunkReader::Enqueue(Job job, bool demand) {
+void ChunkReader::Enqueue(Job job, bool demand, bool keep) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {
     for (auto& [loc, flight] : job.claimed) {
@@ -138,7 +141,7 @@ void ChunkReader::Enqueue(Job job, bool demand) {
     cv_.notify_all();
     return;
   }
-  if (!demand && prefetch_queue_.size() >= kMaxQueuedPrefetch) return;
+  if (!demand && !keep && prefetch_queue_.size() >= kMaxQueuedPrefetch) return;
   if (threads_.empty()) {
     for (unsigned i = 0; i < std::max(1u, opt_.fetch_threads); ++i) {
       threads_.emplace_back([this] { FetchLoop(); });

@@ -46,6 +46,7 @@ struct FetchCounters {
   std::atomic<uint64_t> store_fetches{0};    // range reads sent to the store
   std::atomic<uint64_t> store_bytes{0};      // compressed bytes read from it
   std::atomic<uint64_t> corrupt{0};          // store chunks that failed verification
+  std::atomic<uint64_t> demand_misses{0};    // chunks a read had to ask the store for itself
   std::atomic<uint64_t> retries{0};          // store requests repeated
   std::atomic<uint64_t> deadlines{0};        // reads that gave up waiting
 };
@@ -95,7 +96,8 @@ class ChunkReader {
   // reports them). Fetch threads start on first use (so a reader may be
   // created before a fork).
   // Chunks the node cache holds are read from it, the rest from the store.
-  void Prefetch(std::vector<ChunkLocation> run, CountersPtr counters = nullptr);
+  // Hints are dropped while too many wait, unless `keep` (a profile).
+  void Prefetch(std::vector<ChunkLocation> run, CountersPtr counters = nullptr, bool keep = false);
   // True if the chunk is in memory or being fetched.
   bool Present(const Digest& d) const;
   ChunkReaderStats stats() const;
@@ -115,7 +117,7 @@ class ChunkReader {
 
   // Waits for a flight, at most the deadline.
   Result<ChunkData> Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight);
-  void Enqueue(Job job, bool demand);
+  void Enqueue(Job job, bool demand, bool keep = false);
   void FetchLoop();
   // Fetches claimed chunks: from the node cache if it has them, the rest
   // with one range read (retried), each verified; completes every flight.

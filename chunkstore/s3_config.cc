@@ -10,7 +10,7 @@
 namespace ferry::chunkstore {
 namespace {
 
-constexpr S3Config kDefaults{};
+const S3Config kDefaults{};
 
 std::string Trim(const std::string& s) {
   size_t b = s.find_first_not_of(" \t\r\n");

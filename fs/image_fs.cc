@@ -117,6 +117,7 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
     if (ext_end <= pos) continue;
     if (it->file_offset >= end) break;
     zeros(it->file_offset);
+    if (ProfileRecorder* r = recorder_.load(std::memory_order_relaxed)) r->Note(it->chunk);
     chunkstore::ChunkLocation loc = image_->Chunk(it->chunk);
     // The first chunk a read needs is fetched with a few neighbours, so that
     // even a scattered read verifies a batch (and warms what is next to it).
@@ -214,6 +215,32 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
   flush();
 }
 
+void ImageFs::ReplayProfile(const std::vector<uint32_t>& order) {
+  constexpr uint64_t kRunBytes = 1u << 20;
+  const auto chunks = image_->chunks();
+  std::vector<chunkstore::ChunkLocation> run;
+  uint64_t run_bytes = 0;
+  auto flush = [&] {
+    if (!run.empty()) chunks_->Prefetch(std::move(run), fetch_, /*keep=*/true);
+    run.clear();
+    run_bytes = 0;
+  };
+  uint32_t prev = 0;
+  for (uint32_t i : order) {
+    if (i >= chunks.size() || prefetched_[i].exchange(1, std::memory_order_relaxed) != 0) continue;
+    // A run continues while the profile walks forward through one pack.
+    bool next = !run.empty() && chunks[i].pack == chunks[prev].pack &&
+                chunks[i].pack_offset >= chunks[prev].pack_offset + chunks[prev].clen &&
+                chunks[i].pack_offset - (chunks[prev].pack_offset + chunks[prev].clen) < (64u << 10);
+    if (!next || run_bytes >= kRunBytes) flush();
+    run.push_back(image_->Chunk(i));
+    run_bytes += chunks[i].ulen;
+    prev = i;
+    ++profile_chunks_;
+  }
+  flush();
+}
+
 Result<uint64_t> ImageFs::Seek(uint64_t ino, uint64_t offset, int whence) const {
   if (!image_->IsValidIno(ino)) return Errno(ENOENT, "no inode");
   const InodeRecord& n = image_->inode(ino);
@@ -295,6 +322,8 @@ std::string ImageFs::StatsJson() const {
          ",\"cache_hits\":" + std::to_string(f.cache_hits.load()) +
          ",\"cache_hit_bytes\":" + std::to_string(f.cache_hit_bytes.load()) +
          ",\"cache_misses\":" + std::to_string(f.cache_misses.load()) +
+         ",\"demand_misses\":" + std::to_string(f.demand_misses.load()) +
+         ",\"profile_chunks\":" + std::to_string(profile_chunks_.load()) +
          ",\"corrupt_chunks\":" + std::to_string(f.corrupt.load()) +
          ",\"image_bytes\":" + std::to_string(total_bytes_) + "}";
 }

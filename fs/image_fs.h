@@ -20,6 +20,7 @@
 
 #include "chunkstore/chunk_reader.h"
 #include "fs/image_reader.h"
+#include "fs/profile.h"
 
 namespace ferry::fs {
 
@@ -68,6 +69,13 @@ class ImageFs {
   // "reads=... bytes=... fetches=..." for `ferry stats`.
   std::string StatsJson() const;
   FsCounters& counters() { return counters_; }
+  // While set, every chunk a read touches is noted, in order (a profile
+  // being recorded). The recorder must outlive its use.
+  void SetRecorder(ProfileRecorder* recorder) { recorder_.store(recorder); }
+  // Queues a start-up profile as prefetch: its chunks in order, neighbours
+  // in one pack fetched together; demand reads still go first.
+  void ReplayProfile(const std::vector<uint32_t>& chunks);
+  uint64_t profile_chunks() const { return profile_chunks_; }
   // What this image's reads cost in the fetch path (memory, node cache, store).
   const chunkstore::FetchCounters& fetch_counters() const { return *fetch_; }
 
@@ -81,6 +89,8 @@ class ImageFs {
   Logger log_;
   FsCounters counters_;
   chunkstore::CountersPtr fetch_ = std::make_shared<chunkstore::FetchCounters>();
+  std::atomic<ProfileRecorder*> recorder_{nullptr};
+  std::atomic<uint64_t> profile_chunks_{0};
   uint64_t total_bytes_ = 0;
   std::atomic<uint32_t> next_chunk_{0};   // readahead: chunk after the last read
   std::atomic<uint64_t> window_{0};       // readahead: current window in bytes

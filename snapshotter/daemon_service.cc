@@ -69,6 +69,9 @@ grpc::Status DaemonService::CacheStats(grpc::ServerContext*, const daemon::Cache
     m->set_store_fetches(i.store_fetches);
     m->set_store_bytes(i.store_bytes);
     m->set_corrupt(i.corrupt);
+    m->set_demand_misses(i.demand_misses);
+    m->set_profile_chunks(i.profile_chunks);
+    m->set_retries(i.retries);
   }
   return grpc::Status::OK;
 }

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fs/image_store.h"
+#include "fs/profile.h"
 
 namespace ferry::snapshotter {
 
@@ -237,6 +238,17 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     img = raw;
     images_[hex] = std::move(im);
     Log("serving image " + hex + " from " + store_url);
+    // A start-up profile, if the image has one, becomes prefetch at once.
+    auto profile = Retrying([&] {
+      return fs::LoadProfile(*store->store, *id, static_cast<uint32_t>(img->fs->image().chunks().size()));
+    });
+    if (!profile.ok()) {
+      Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile.status().ToString());
+    } else if (profile->has_value()) {
+      img->fs->ReplayProfile(**profile);
+      Log("image " + hex.substr(0, 12) + ": prefetching its start-up profile (" +
+          std::to_string((*profile)->size()) + " chunks)");
+    }
   }
 
   // Record the target before mounting it, so a crash in between still
@@ -384,6 +396,9 @@ std::vector<ImageInfo> MountManager::Images() const {
     i.store_fetches = f.store_fetches;
     i.store_bytes = f.store_bytes;
     i.corrupt = f.corrupt;
+    i.demand_misses = f.demand_misses;
+    i.profile_chunks = img->fs->profile_chunks();
+    i.retries = f.retries;
     out.push_back(i);
   }
   return out;

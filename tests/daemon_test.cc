@@ -268,6 +268,55 @@ TEST_CASE("store unreachable: cached files are served, uncached reads fail at th
   CHECK(env.Umount(down, true).exit_code == 0);
 }
 
+TEST_CASE("a recorded start-up profile is fetched before the workload asks for it") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 14);
+  const std::string workload = "cat d1/f1 d2/f7 big d0/f10 > /dev/null";
+  auto rec = Ferry(env.store, {"profile", "record", "img", "--no-chroot", "--", "sh", "-c", workload});
+  INFO(rec.err);
+  REQUIRE(rec.exit_code == 0);
+  CHECK(rec.out.find("recorded") != std::string::npos);
+  auto show = Ferry(env.store, {"profile", "show", "img"});
+  REQUIRE(show.exit_code == 0);
+  CHECK(Ferry(env.store, {"profile", "record", "img", "--no-chroot", "--", "false"}).exit_code == 1);
+
+  // Reads the workload's files and returns the image's counters.
+  auto run = [&](const std::string& mnt, bool wait_for_profile) {
+    auto s = CacheStats(env.root);
+    REQUIRE(s["images"].size() == 1);
+    uint64_t profile = U64(s["images"][0], "profile_chunks");
+    for (int i = 0; wait_for_profile && i < 400; ++i) {
+      s = CacheStats(env.root);
+      if (U64(s["images"][0], "cache_misses") >= profile) break;  // all of it fetched
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    for (const char* f : {"d1/f1", "d2/f7", "big", "d0/f10"}) {
+      CHECK(ReadAll(mnt + "/" + f) == ReadAll(img.src + "/" + f));
+    }
+    return CacheStats(env.root)["images"][0];
+  };
+  std::string mnt = env.Dir("mnt");
+  {
+    ScopedDaemon d(env.root);  // a cold host: empty node cache
+    REQUIRE(env.Mount("img", mnt).exit_code == 0);
+    auto s = run(mnt, true);
+    CHECK(U64(s, "profile_chunks") > 0);
+    CHECK(U64(s, "demand_misses") == 0);  // every chunk was there before it was asked for
+    CHECK(d.Log().find("start-up profile") != std::string::npos);
+    CHECK(env.Umount(mnt).exit_code == 0);
+  }
+  // Without the profile, the same workload on a cold host asks the store itself.
+  REQUIRE(Ferry(env.store, {"profile", "rm", "img"}).exit_code == 0);
+  CHECK(Ferry(env.store, {"profile", "show", "img"}).exit_code == 3);
+  stdfs::remove_all(env.root + "/cache");
+  ScopedDaemon d(env.root);
+  REQUIRE(env.Mount("img", mnt).exit_code == 0);
+  auto s = run(mnt, false);
+  CHECK(U64(s, "profile_chunks") == 0);
+  CHECK(U64(s, "demand_misses") > 0);
+  CHECK(env.Umount(mnt).exit_code == 0);
+}
+
 TEST_CASE("the node cache survives a restart; prune empties it") {
   Env env;
   Image img = MakeImage(env.Dir("src"), env.store, "img", 1);
