@@ -1,5 +1,6 @@
 #include "chunkstore/fault_store.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -65,7 +66,8 @@ class FaultStore final : public ObjectStore {
     return inner_->Put(key, data);
   }
   Status PutFile(const std::string& key, const std::string& path) override {
-    RETURN_IF_ERROR(Before(0, key));
+    struct stat st;
+    RETURN_IF_ERROR(Before(stat(path.c_str(), &st) == 0 ? static_cast<size_t>(st.st_size) : 0, key));
     return inner_->PutFile(key, path);
   }
   Result<std::shared_ptr<const Blob>> Get(const std::string& key) override {

@@ -5,11 +5,14 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/wait.h>
+#include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <regex>
+#include <thread>
 
 #include "tests/support/ferry_cli.h"
 #include "tests/support/fs_util.h"
@@ -107,6 +110,41 @@ TEST_CASE("layers: tar layers flatten with whiteouts and opaque directories") {
   CHECK(ReadFile(mnt + "/opt/new") == "new");
   CHECK_FALSE(stdfs::exists(mnt + "/opt/.wh..wh..opq"));
   CHECK(ReadFile(mnt + "/bin/tool") == "v2");
+}
+
+TEST_CASE("a build killed half-way publishes nothing a mount could see") {
+  ScopedTempDir tmp("ferry-kill");
+  std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
+  for (int i = 0; i < 12; ++i) WriteFile(src + "/f" + std::to_string(i), RandomData(6 << 20, 300 + i));
+  // A slow store (40 MB/s) keeps the build busy long enough to be killed.
+  const std::string slow = "fault+file://" + store + "?bandwidth=40MB";
+  std::mt19937_64 rng(20261123);
+  for (int round = 0; round < 3; ++round) {
+    int delay_ms = 150 + static_cast<int>(rng() % 900);
+    INFO("round " << round << ": killed after " << delay_ms << " ms");
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 1);
+      dup2(null, 2);
+      execl(FerryBinary().c_str(), "ferry", "--store", slow.c_str(), "build", src.c_str(), "--tag",
+            "big", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status));  // still building when killed
+    CHECK_FALSE(stdfs::exists(store + "/refs/big"));
+    CHECK(CountFiles(store + "/images") == 0);
+    CHECK(Ferry(store, {"inspect", "big"}).exit_code == 3);
+  }
+  auto b = Ferry(store, {"build", src, "--tag", "big", "-q"});
+  INFO(b.err);
+  REQUIRE(b.exit_code == 0);
+  CHECK(Ferry(store, {"inspect", "big"}).exit_code == 0);
 }
 
 TEST_CASE("hostile archives are refused, naming the entry, and nothing is published") {
