@@ -182,4 +182,18 @@ int CachePrune(const std::string& daemon_root, const std::string& to_size) {
   return 0;
 }
 
+int ProfileOnMount(const std::string& daemon_root, const std::string& mountpoint, bool start) {
+  fs::DaemonClient client(Root(daemon_root));
+  auto r = client.Profile(std::filesystem::absolute(mountpoint).lexically_normal().string(), start);
+  if (!r.ok()) return Fail(r.status());
+  if (start) {
+    std::printf("recording which chunks image %s reads; `ferry profile stop %s` stores them\n",
+                r->image_id().substr(0, 12).c_str(), mountpoint.c_str());
+  } else {
+    std::printf("stored a profile of %llu chunks (%.1f MB) for image %s\n",
+                (unsigned long long)r->chunks(), r->bytes() / 1e6, r->image_id().substr(0, 12).c_str());
+  }
+  return 0;
+}
+
 }  // namespace ferry::cli

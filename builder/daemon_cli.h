@@ -24,5 +24,7 @@ int MountThroughDaemon(const DaemonMountArgs& args);
 int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy);
 int CacheStats(const std::string& daemon_root, bool json);
 int CachePrune(const std::string& daemon_root, const std::string& to_size);
+// Starts or stops (and stores) recording a start-up profile on a mount.
+int ProfileOnMount(const std::string& daemon_root, const std::string& mountpoint, bool start);
 
 }  // namespace ferry::cli

@@ -348,12 +348,17 @@ int main(int argc, char** argv) {
   profile_record->add_option("COMMAND", workload, "the workload, after --")->required();
   profile_record->add_flag("--no-chroot", no_chroot,
                            "run the workload in the mount as working directory ($FERRY_MOUNT)");
+  auto* profile_start = profile->add_subcommand(
+      "start", "record on a ferryd mount: what its image's reads touch from now on");
+  profile_start->add_option("MOUNTPOINT", mountpoint, "a mount of ferryd")->required();
+  auto* profile_stop = profile->add_subcommand("stop", "stop recording on a mount; store the profile");
+  profile_stop->add_option("MOUNTPOINT", mountpoint, "a mount of ferryd")->required();
   auto* profile_show = profile->add_subcommand("show", "summarise an image's profile");
   profile_show->add_option("IMAGE", image, "image name or id")->required();
   auto* profile_rm = profile->add_subcommand("rm", "remove an image's profile");
   profile_rm->add_option("IMAGE", image, "image name or id")->required();
 
-  for (auto* sub : {mount, umount, cache}) {
+  for (auto* sub : {mount, umount, cache, profile_start, profile_stop}) {
     sub->add_option("--daemon", daemon_root,
                     "ferryd's root (its socket is ROOT/ferryd.sock); default $FERRY_DAEMON, "
                     "else /var/lib/ferryd (root) or ~/.local/share/ferryd");
@@ -385,6 +390,8 @@ int main(int argc, char** argv) {
   if (*cache_stats) return cli::CacheStats(daemon_root, json);
   if (*cache_prune) return cli::CachePrune(daemon_root, prune_to);
   if (*profile_record) return cli::ProfileRecord(store_url, image, workload, no_chroot);
+  if (*profile_start) return cli::ProfileOnMount(daemon_root, mountpoint, true);
+  if (*profile_stop) return cli::ProfileOnMount(daemon_root, mountpoint, false);
   if (*profile_show) return cli::ProfileShow(store_url, image);
   if (*profile_rm) return cli::ProfileRemove(store_url, image);
   if (*stats) return CmdStats(mountpoint);

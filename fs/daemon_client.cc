@@ -171,4 +171,14 @@ Result<daemon::CachePruneReply> DaemonClient::CachePrune(uint64_t to_bytes) {
   return reply;
 }
 
+Result<daemon::ProfileReply> DaemonClient::Profile(const std::string& target, bool start) {
+  daemon::ProfileRequest req;
+  req.set_target(target);
+  daemon::ProfileReply reply;
+  auto ctx = Context(kMountDeadline);
+  RETURN_IF_ERROR(Check(start ? stub_->ProfileStart(ctx.get(), req, &reply)
+                              : stub_->ProfileStop(ctx.get(), req, &reply)));
+  return reply;
+}
+
 }  // namespace ferry::fs

@@ -40,6 +40,7 @@ class DaemonClient {
   Result<daemon::ListMountsReply> ListMounts();
   Result<daemon::CacheStatsReply> CacheStats();
   Result<daemon::CachePruneReply> CachePrune(uint64_t to_bytes);
+  Result<daemon::ProfileReply> Profile(const std::string& target, bool start);
 
  private:
   Status Check(const grpc::Status& st) const;

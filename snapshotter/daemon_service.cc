@@ -86,6 +86,24 @@ grpc::Status DaemonService::CachePrune(grpc::ServerContext*, const daemon::Cache
   return grpc::Status::OK;
 }
 
+grpc::Status DaemonService::ProfileStart(grpc::ServerContext*, const daemon::ProfileRequest* req,
+                                         daemon::ProfileReply* reply) {
+  auto id = mounts_->StartProfile(req->target());
+  if (!id.ok()) return fs::ToGrpc(id.status());
+  reply->set_image_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status DaemonService::ProfileStop(grpc::ServerContext*, const daemon::ProfileRequest* req,
+                                        daemon::ProfileReply* reply) {
+  auto r = mounts_->StopProfile(req->target());
+  if (!r.ok()) return fs::ToGrpc(r.status());
+  reply->set_image_id(std::get<0>(*r));
+  reply->set_chunks(std::get<1>(*r));
+  reply->set_bytes(std::get<2>(*r));
+  return grpc::Status::OK;
+}
+
 grpc::Status DaemonService::Ping(grpc::ServerContext*, const daemon::PingRequest*,
                                  daemon::PingReply* reply) {
   reply->set_pid(getpid());

@@ -27,6 +27,10 @@ class DaemonService final : public daemon::Ferryd::Service {
                           daemon::CacheStatsReply*) override;
   grpc::Status CachePrune(grpc::ServerContext*, const daemon::CachePruneRequest*,
                           daemon::CachePruneReply*) override;
+  grpc::Status ProfileStart(grpc::ServerContext*, const daemon::ProfileRequest*,
+                            daemon::ProfileReply*) override;
+  grpc::Status ProfileStop(grpc::ServerContext*, const daemon::ProfileRequest*,
+                           daemon::ProfileReply*) override;
   grpc::Status Ping(grpc::ServerContext*, const daemon::PingRequest*, daemon::PingReply*) override;
 
  private:

@@ -33,6 +33,12 @@ struct MountManager::Image {
   std::thread serve;
   bool done = false;  // the FUSE loop has returned (guarded by mu_)
   uint32_t refs = 0;
+  chunkstore::ObjectStore* store = nullptr;
+  Digest digest;
+  fs::ProfileRecorder* recording = nullptr;  // owned by `recorders`
+  // Reads may still hold a recorder they loaded just before it was
+  // detached, so recorders live as long as the session.
+  std::vector<std::unique_ptr<fs::ProfileRecorder>> recorders;
   ~Image() {
     if (serve.joinable()) serve.join();
     server.reset();
@@ -212,6 +218,8 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     auto im = std::make_unique<Image>();
     im->id = hex;
     im->store_url = store_url;
+    im->store = store->store.get();
+    im->digest = *id;
     im->mountpoint = opt_.root + "/mnt/" + hex + "." + std::to_string(++seq);
     std::error_code ec;
     stdfs::create_directories(im->mountpoint, ec);
@@ -367,6 +375,43 @@ void MountManager::ReapLoop() {
     finished.clear();
     lock.lock();
   }
+}
+
+Result<std::string> MountManager::StartProfile(const std::string& target_in) {
+  const std::string target = stdfs::path(target_in).lexically_normal().string();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto t = targets_.find(target);
+  if (t == targets_.end()) return NotFoundError(target + " is not mounted by ferryd (" + opt_.root + ")");
+  Image* img = images_.at(t->second.image_id).get();
+  if (img->recording != nullptr) {
+    return FailedPreconditionError("image " + img->id.substr(0, 12) + " is already recording a profile");
+  }
+  img->recorders.push_back(
+      std::make_unique<fs::ProfileRecorder>(static_cast<uint32_t>(img->fs->image().chunks().size())));
+  img->recording = img->recorders.back().get();
+  img->fs->SetRecorder(img->recording);
+  return img->id;
+}
+
+Result<std::tuple<std::string, uint64_t, uint64_t>> MountManager::StopProfile(
+    const std::string& target_in) {
+  const std::string target = stdfs::path(target_in).lexically_normal().string();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto t = targets_.find(target);
+  if (t == targets_.end()) return NotFoundError(target + " is not mounted by ferryd (" + opt_.root + ")");
+  Image* img = images_.at(t->second.image_id).get();
+  if (img->recording == nullptr) {
+    return FailedPreconditionError("image " + img->id.substr(0, 12) + " is not recording a profile");
+  }
+  img->fs->SetRecorder(nullptr);
+  std::vector<uint32_t> order = img->recording->Take();
+  img->recording = nullptr;
+  uint64_t bytes = 0;
+  for (uint32_t i : order) bytes += img->fs->image().chunks()[i].ulen;
+  RETURN_IF_ERROR(fs::PutProfile(*img->store, img->digest, order));
+  Log("image " + img->id.substr(0, 12) + ": stored a start-up profile of " +
+      std::to_string(order.size()) + " chunks");
+  return std::make_tuple(img->id, uint64_t{order.size()}, bytes);
 }
 
 std::vector<TargetInfo> MountManager::Targets() const {

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "chunkstore/chunk_reader.h"
@@ -78,6 +79,11 @@ class MountManager {
   // FailedPrecondition if the target is busy (unless `lazy`); NotFound if it
   // is not a target of this daemon. Returns whether the session ended.
   Result<bool> Unmount(const std::string& target, bool lazy, std::string* image_id);
+  // Recording a start-up profile on a mounted image (fs/profile.h). Stop
+  // stores it in the image's store; returns the image id, chunk count and
+  // bytes. FailedPrecondition if not recording (or, for Start, already).
+  Result<std::string> StartProfile(const std::string& target);
+  Result<std::tuple<std::string, uint64_t, uint64_t>> StopProfile(const std::string& target);
   std::vector<TargetInfo> Targets() const;
   std::vector<ImageInfo> Images() const;
   // Unmounts every target (lazily) and ends every session.

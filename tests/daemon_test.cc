@@ -308,6 +308,22 @@ TEST_CASE("a recorded start-up profile is fetched before the workload asks for i
   // Without the profile, the same workload on a cold host asks the store itself.
   REQUIRE(Ferry(env.store, {"profile", "rm", "img"}).exit_code == 0);
   CHECK(Ferry(env.store, {"profile", "show", "img"}).exit_code == 3);
+  {
+    // Recording on a ferryd mount gives a profile too.
+    ScopedDaemon d(env.root);
+    REQUIRE(env.Mount("img", mnt).exit_code == 0);
+    CHECK(Ferry(env.store, {"profile", "stop", mnt, "--daemon", env.root}).exit_code == 1);
+    REQUIRE(Ferry(env.store, {"profile", "start", mnt, "--daemon", env.root}).exit_code == 0);
+    CHECK(ReadAll(mnt + "/d1/f1") == ReadAll(img.src + "/d1/f1"));
+    auto stop = Ferry(env.store, {"profile", "stop", mnt, "--daemon", env.root});
+    INFO(stop.err);
+    CHECK(stop.exit_code == 0);
+    CHECK(stop.out.find("stored a profile of") != std::string::npos);
+    CHECK(Ferry(env.store, {"profile", "show", "img"}).exit_code == 0);
+    CHECK(env.Umount(mnt).exit_code == 0);
+  }
+  REQUIRE(Ferry(env.store, {"profile", "rm", "img"}).exit_code == 0);
+  CHECK(Ferry(env.store, {"profile", "show", "img"}).exit_code == 3);
   stdfs::remove_all(env.root + "/cache");
   ScopedDaemon d(env.root);
   REQUIRE(env.Mount("img", mnt).exit_code == 0);
