@@ -8,25 +8,12 @@
 #include <random>
 #include <thread>
 
+#include "chunkstore/url_options.h"
+
 namespace ferry::chunkstore {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-Result<double> ParseSeconds(const std::string& v) {
-  size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    return InvalidArgumentError("bad duration '" + v + "'");
-  }
-  std::string unit = v.substr(used);
-  if (unit == "s" || unit.empty()) return x;
-  if (unit == "ms") return x / 1e3;
-  if (unit == "us") return x / 1e6;
-  return InvalidArgumentError("bad duration '" + v + "' (use s, ms or us)");
-}
 
 Result<double> ParseRate(const std::string& v) {
   size_t used = 0;
@@ -145,19 +132,12 @@ class FaultStore final : public ObjectStore {
 
 Result<FaultOptions> ParseFaultOptions(const std::string& query) {
   FaultOptions o;
-  size_t pos = 0;
-  while (pos < query.size()) {
-    size_t amp = query.find('&', pos);
-    std::string item = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-    pos = amp == std::string::npos ? query.size() : amp + 1;
-    if (item.empty()) continue;
-    size_t eq = item.find('=');
-    if (eq == std::string::npos) return InvalidArgumentError("fault option '" + item + "' has no value");
-    std::string k = item.substr(0, eq), v = item.substr(eq + 1);
+  ASSIGN_OR_RETURN(auto options, ParseUrlOptions(query));
+  for (const auto& [k, v] : options) {
     if (k == "latency") {
-      ASSIGN_OR_RETURN(o.latency_s, ParseSeconds(v));
+      ASSIGN_OR_RETURN(o.latency_s, ParseDurationSeconds(v));
     } else if (k == "jitter") {
-      ASSIGN_OR_RETURN(o.jitter_s, ParseSeconds(v));
+      ASSIGN_OR_RETURN(o.jitter_s, ParseDurationSeconds(v));
     } else if (k == "bandwidth") {
       ASSIGN_OR_RETURN(o.bandwidth_bps, ParseRate(v));
     } else if (k == "fail") {

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "chunkstore/object_store.h"
+#include "chunkstore/url_options.h"
 
 namespace ferry::chunkstore {
 namespace {
@@ -19,42 +20,10 @@ std::string Trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-Result<std::string> PercentDecode(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out += s[i];
-      continue;
-    }
-    int hi = i + 2 < s.size() ? HexValue(s[i + 1]) : -1;
-    int lo = hi >= 0 ? HexValue(s[i + 2]) : -1;
-    if (lo < 0) return InvalidArgumentError("bad percent-encoding in '" + s + "'");
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return out;
-}
-
 Result<double> ParseDuration(const std::string& v) {
-  size_t used = 0;
-  double x = -1;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-  }
-  std::string unit = v.substr(std::min(used, v.size()));
-  double scale = unit == "s" || unit.empty() ? 1 : unit == "ms" ? 1e-3 : unit == "us" ? 1e-6 : 0;
-  if (used == 0 || !(x > 0) || scale == 0) {
-    return InvalidArgumentError("bad duration '" + v + "' (e.g. 30s, 500ms)");
-  }
-  return x * scale;
+  ASSIGN_OR_RETURN(double x, ParseDurationSeconds(v));
+  if (!(x > 0)) return InvalidArgumentError("bad duration '" + v + "' (e.g. 30s, 500ms)");
+  return x;
 }
 
 Result<int> ParseInt(const std::string& name, const std::string& v, int lo, int hi) {
@@ -210,18 +179,9 @@ Result<S3Config> ParseS3Url(const std::string& url, const EnvLookup& env) {
   if (!c.prefix.empty() && !IsValidKey(c.prefix)) return bad("bad prefix '" + c.prefix + "'");
 
   bool have_region = false, have_path_style = false;
-  size_t pos = 0;
-  while (pos < query.size()) {
-    size_t amp = query.find('&', pos);
-    std::string item = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-    pos = amp == std::string::npos ? query.size() : amp + 1;
-    if (item.empty()) continue;
-    size_t eq = item.find('=');
-    if (eq == std::string::npos) return bad("option '" + item + "' has no value");
-    std::string k = item.substr(0, eq);
-    auto decoded = PercentDecode(item.substr(eq + 1));
-    if (!decoded.ok()) return decoded.status().Annotate("store URL '" + url + "'");
-    std::string v = *decoded;
+  auto options = ParseUrlOptions(query);
+  if (!options.ok()) return options.status().Annotate("store URL '" + url + "'");
+  for (const auto& [k, v] : *options) {
     if (k == "endpoint") {
       c.endpoint = v;
     } else if (k == "region") {
