@@ -25,6 +25,7 @@
 #include "tests/support/fs_util.h"
 #include "tests/support/tree_compare.h"
 #include "tests/support/tree_gen.h"
+#include "tests/s3/test_servers.h"
 
 namespace ferry::testing {
 namespace {
@@ -331,6 +332,42 @@ TEST_CASE("a recorded start-up profile is fetched before the workload asks for i
   CHECK(U64(s, "profile_chunks") == 0);
   CHECK(U64(s, "demand_misses") > 0);
   CHECK(env.Umount(mnt).exit_code == 0);
+}
+
+TEST_CASE("an s3:// store through ferryd; server stopped: cached files served, the rest fail at the deadline") {
+  UseTestCredentials();
+  Env env;
+  auto s3 = std::make_unique<ScopedS3rver>();
+  const std::string url = std::string("s3://") + ScopedS3rver::kBucket + "/images?endpoint=" +
+                          s3->endpoint() + "&path_style=1";
+  Image img = MakeImage(env.Dir("src"), url, "img", 15);
+  ScopedDaemon d(env.root, {"--fetch-deadline", "2"});
+  std::string mnt = env.Dir("mnt");
+  auto m = Ferry(url, {"mount", "img", mnt, "--daemon", env.root});
+  INFO(m.err);
+  REQUIRE(m.exit_code == 0);
+  auto drop_pages = [&](const std::string& f) {
+    int fd = open((mnt + "/" + f).c_str(), O_RDONLY);
+    if (fd >= 0) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (fd >= 0) close(fd);
+  };
+  for (int i = 0; i < 10; ++i) {
+    CHECK(ReadAll(mnt + "/" + img.files[i]) == ReadAll(img.src + "/" + img.files[i]));
+  }
+  REQUIRE(Ferry("/unused", {"cache", "stats", "--daemon", env.root}).exit_code == 0);
+  s3.reset();  // the server is gone
+  for (int i = 0; i < 10; ++i) {
+    drop_pages(img.files[i]);
+    CHECK(ReadAll(mnt + "/" + img.files[i]) == ReadAll(img.src + "/" + img.files[i]));
+  }
+  int fd = open((mnt + "/big").c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  char buf[4096];
+  errno = 0;
+  CHECK(pread(fd, buf, sizeof(buf), 0) < 0);
+  CHECK(errno == EIO);
+  close(fd);
+  CHECK(env.Umount(mnt, true).exit_code == 0);
 }
 
 TEST_CASE("the node cache survives a restart; prune empties it") {
