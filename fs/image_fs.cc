@@ -32,7 +32,8 @@ ImageFs::ImageFs(std::unique_ptr<ImageReader> image, chunkstore::ChunkReader* ch
     : image_(std::move(image)),
       chunks_(chunks),
       log_(std::move(log)),
-      prefetched_(new std::atomic<uint8_t>[image_->chunks().size()]()) {
+      prefetched_(new std::atomic<uint8_t>[image_->chunks().size()]()),
+      in_profile_(new std::atomic<bool>[image_->chunks().size()]()) {
   for (uint64_t ino = 1; ino <= image_->inode_count(); ++ino) {
     if (S_ISREG(image_->inode(ino).mode)) total_bytes_ += image_->inode(ino).size;
   }
@@ -100,7 +101,10 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
     ++first;
   }
   std::vector<chunkstore::ChunkLocation> neighbours;
-  if (first != extents.end() && first->file_offset < end) {
+  // A chunk of the start-up profile is already on its way, and the profile
+  // knows better than any heuristic what comes next: no readahead for it.
+  const bool profiled = first != extents.end() && in_profile_[first->chunk].load(std::memory_order_relaxed);
+  if (first != extents.end() && first->file_offset < end && !profiled) {
     // Claim the demand run before the readahead window is handed out.
     if (!chunks_->Present(image_->Chunk(first->chunk).digest)) {
       neighbours = DemandNeighbours(first->chunk);
@@ -215,30 +219,44 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
   flush();
 }
 
+// The profile's chunks are grouped into range reads by where they lie in
+// their packs (neighbours up to kGap apart share one read; the gap bytes
+// are read and dropped), and the reads are queued in the order the
+// workload first needed one of their chunks.
 void ImageFs::ReplayProfile(const std::vector<uint32_t>& order) {
-  constexpr uint64_t kRunBytes = 1u << 20;
+  constexpr uint64_t kRunBytes = 4u << 20, kGap = 128u << 10;
   const auto chunks = image_->chunks();
-  std::vector<chunkstore::ChunkLocation> run;
-  uint64_t run_bytes = 0;
-  auto flush = [&] {
-    if (!run.empty()) chunks_->Prefetch(std::move(run), fetch_, /*keep=*/true);
-    run.clear();
-    run_bytes = 0;
-  };
-  uint32_t prev = 0;
-  for (uint32_t i : order) {
+  std::vector<std::pair<uint32_t, uint32_t>> by_place;  // (chunk, position in the profile)
+  for (uint32_t pos = 0; pos < order.size(); ++pos) {
+    uint32_t i = order[pos];
     if (i >= chunks.size() || prefetched_[i].exchange(1, std::memory_order_relaxed) != 0) continue;
-    // A run continues while the profile walks forward through one pack.
-    bool next = !run.empty() && chunks[i].pack == chunks[prev].pack &&
-                chunks[i].pack_offset >= chunks[prev].pack_offset + chunks[prev].clen &&
-                chunks[i].pack_offset - (chunks[prev].pack_offset + chunks[prev].clen) < (64u << 10);
-    if (!next || run_bytes >= kRunBytes) flush();
-    run.push_back(image_->Chunk(i));
-    run_bytes += chunks[i].ulen;
-    prev = i;
+    in_profile_[i].store(true, std::memory_order_relaxed);
+    by_place.emplace_back(i, pos);
     ++profile_chunks_;
   }
-  flush();
+  std::sort(by_place.begin(), by_place.end(), [&](const auto& a, const auto& b) {
+    const ChunkRecord &x = chunks[a.first], &y = chunks[b.first];
+    return x.pack != y.pack ? x.pack < y.pack : x.pack_offset < y.pack_offset;
+  });
+  std::vector<std::pair<uint32_t, std::vector<chunkstore::ChunkLocation>>> runs;  // (first use, run)
+  uint64_t run_bytes = 0, run_end = 0;
+  uint32_t run_pack = 0;
+  for (const auto& [i, pos] : by_place) {
+    const ChunkRecord& c = chunks[i];
+    bool joins = !runs.empty() && run_pack == c.pack && c.pack_offset >= run_end &&
+                 c.pack_offset - run_end <= kGap && run_bytes + c.ulen <= kRunBytes;
+    if (!joins) {
+      runs.emplace_back(pos, std::vector<chunkstore::ChunkLocation>{});
+      run_bytes = 0;
+    }
+    runs.back().first = std::min(runs.back().first, pos);
+    runs.back().second.push_back(image_->Chunk(i));
+    run_bytes += c.ulen;
+    run_end = c.pack_offset + c.clen;
+    run_pack = c.pack;
+  }
+  std::stable_sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [pos, run] : runs) chunks_->Prefetch(std::move(run), fetch_, /*keep=*/true);
 }
 
 Result<uint64_t> ImageFs::Seek(uint64_t ino, uint64_t offset, int whence) const {

@@ -95,6 +95,7 @@ class ImageFs {
   std::atomic<uint32_t> next_chunk_{0};   // readahead: chunk after the last read
   std::atomic<uint64_t> window_{0};       // readahead: current window in bytes
   std::unique_ptr<std::atomic<uint8_t>[]> prefetched_;  // per chunk: handed to prefetch
+  std::unique_ptr<std::atomic<bool>[]> in_profile_;     // per chunk: in the start-up profile
 };
 
 }  // namespace ferry::fs

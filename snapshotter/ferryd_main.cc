@@ -40,7 +40,7 @@ void RaiseFileLimit() {
 
 struct Flags {
   std::string root, cache_size = "10G", cache_dir;
-  unsigned memory_mb = 64, fetch_threads = 8;
+  unsigned memory_mb = 64, fetch_threads = 32;
   double fetch_deadline_s = 30;
 };
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -212,7 +213,13 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     img = it->second.get();
     out.shared = true;
   } else {
+    // The profile (if any) is fetched while the image loads: on a remote
+    // store each request is a round trip.
+    auto profile_bytes = std::async(std::launch::async, [&store, &id] {
+      return Retrying([&] { return store->store->Get(fs::ProfileKey(*id)); });
+    });
     auto reader = Retrying([&] { return fs::LoadImage(*store->store, *id); });
+    auto profile_blob = profile_bytes.get();
     if (!reader.ok()) return reader.status().Annotate("cannot mount '" + name + "'");
     static std::atomic<uint64_t> seq{0};
     auto im = std::make_unique<Image>();
@@ -247,15 +254,18 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     images_[hex] = std::move(im);
     Log("serving image " + hex + " from " + store_url);
     // A start-up profile, if the image has one, becomes prefetch at once.
-    auto profile = Retrying([&] {
-      return fs::LoadProfile(*store->store, *id, static_cast<uint32_t>(img->fs->image().chunks().size()));
-    });
-    if (!profile.ok()) {
-      Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile.status().ToString());
-    } else if (profile->has_value()) {
-      img->fs->ReplayProfile(**profile);
-      Log("image " + hex.substr(0, 12) + ": prefetching its start-up profile (" +
-          std::to_string((*profile)->size()) + " chunks)");
+    if (profile_blob.ok()) {
+      auto profile = fs::DecodeProfile((*profile_blob)->bytes(),
+                                       static_cast<uint32_t>(img->fs->image().chunks().size()));
+      if (!profile.ok()) {
+        Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile.status().ToString());
+      } else {
+        img->fs->ReplayProfile(*profile);
+        Log("image " + hex.substr(0, 12) + ": prefetching its start-up profile (" +
+            std::to_string(profile->size()) + " chunks)");
+      }
+    } else if (profile_blob.status().code() != StatusCode::kNotFound) {
+      Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile_blob.status().ToString());
     }
   }
 

@@ -36,7 +36,7 @@ struct MountManagerOptions {
   chunkstore::ChunkCache* node_cache = nullptr;  // outlives the manager
   size_t memory_cache_bytes = 64u << 20;     // per store, shared by its images
   unsigned fuse_threads = 8;                 // per image
-  unsigned fetch_threads = 8;                // store requests in parallel, per store
+  unsigned fetch_threads = 32;               // store requests in parallel, per store
   std::chrono::milliseconds fetch_deadline{30000};  // a read fails (EIO) after this
 };
 
