@@ -71,7 +71,7 @@ Result<ChunkData> ChunkReader::ReadWithNeighbours(const ChunkLocation& loc,
     return Wait(loc, flight);
   }
   // The node cache is local disk: read it here, without a queue.
-  if (node_cache_ != nullptr && node_cache_->Contains(loc.digest)) {
+  if (node_cache_ != nullptr) {
     if (ChunkData cached = FromNodeCache(loc, c)) {
       std::lock_guard<std::mutex> lock(mu_);
       Insert(loc.digest, cached);
@@ -207,9 +207,7 @@ Status ChunkReader::WithRetries(const std::function<Status()>& op, FetchCounters
 void ChunkReader::FetchClaimed(Claimed claimed, FetchCounters* c) {
   Claimed mine;
   for (auto& [loc, flight] : claimed) {
-    ChunkData cached = node_cache_ != nullptr && node_cache_->Contains(loc.digest)
-                           ? FromNodeCache(loc, c)
-                           : nullptr;
+    ChunkData cached = node_cache_ != nullptr ? FromNodeCache(loc, c) : nullptr;
     if (cached != nullptr) {
       Complete(loc, flight, cached, false, c);
     } else {

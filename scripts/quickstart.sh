@@ -46,7 +46,7 @@ echo "$stats"
 python3 - "$stats" <<'PY'
 import json, sys
 s = json.loads(sys.argv[1])
-print(f"fetched {s['store_bytes']/1e6:.1f} MB compressed in {s['store_fetches']} chunk reads "
+print(f"fetched {s['store_bytes']/1e6:.1f} MB compressed in {s['store_fetches']} range reads "
       f"for an image of {s['image_bytes']/1e6:.1f} MB "
       f"({100*s['store_bytes']/max(s['image_bytes'],1):.1f}%); "
       f"{s['cache_hit_bytes']/1e6:.1f} MB came from the node cache")
