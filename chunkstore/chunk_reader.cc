@@ -155,6 +155,7 @@ void ChunkReader::Enqueue(Job job, bool demand, bool keep) {
 void ChunkReader::FetchLoop() {
   for (;;) {
     Job job;
+    bool prefetch = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, [&] {
@@ -169,6 +170,7 @@ void ChunkReader::FetchLoop() {
       } else {
         job = std::move(prefetch_queue_.front());
         prefetch_queue_.pop_front();
+        prefetch = true;
         for (const ChunkLocation& loc : job.run) {  // claim what is still missing
           if (map_.count(loc.digest) || flights_.count(loc.digest)) continue;
           auto flight = std::make_shared<Flight>();
@@ -177,7 +179,21 @@ void ChunkReader::FetchLoop() {
         }
       }
     }
-    if (!job.claimed.empty()) FetchClaimed(std::move(job.claimed), job.counters.get());
+    FetchCounters* c = job.counters.get();
+    // A demand request's chunks were looked up in the node cache by the
+    // reader that claimed them; a prefetch's are looked up here.
+    if (prefetch && node_cache_ != nullptr) {
+      Claimed missing;
+      for (auto& [loc, flight] : job.claimed) {
+        if (ChunkData cached = FromNodeCache(loc, c)) {
+          Complete(loc, flight, cached, false, c);
+        } else {
+          missing.emplace_back(loc, flight);
+        }
+      }
+      job.claimed = std::move(missing);
+    }
+    if (!job.claimed.empty()) FetchClaimed(std::move(job.claimed), c);
   }
 }
 
@@ -204,17 +220,7 @@ Status ChunkReader::WithRetries(const std::function<Status()>& op, FetchCounters
   }
 }
 
-void ChunkReader::FetchClaimed(Claimed claimed, FetchCounters* c) {
-  Claimed mine;
-  for (auto& [loc, flight] : claimed) {
-    ChunkData cached = node_cache_ != nullptr ? FromNodeCache(loc, c) : nullptr;
-    if (cached != nullptr) {
-      Complete(loc, flight, cached, false, c);
-    } else {
-      mine.emplace_back(loc, flight);
-    }
-  }
-  if (mine.empty()) return;
+void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c) {
   Add(&FetchCounters::cache_misses, c, mine.size());
   uint64_t begin = mine.front().first.offset;
   uint64_t end = mine.back().first.offset + mine.back().first.clen;

@@ -119,8 +119,8 @@ class ChunkReader {
   Result<ChunkData> Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight);
   void Enqueue(Job job, bool demand, bool keep = false);
   void FetchLoop();
-  // Fetches claimed chunks: from the node cache if it has them, the rest
-  // with one range read (retried), each verified; completes every flight.
+  // Fetches claimed chunks from the store with one range read (retried),
+  // each verified; completes every flight.
   void FetchClaimed(Claimed mine, FetchCounters* c);
   // One chunk from the store, verified, with retries.
   Result<ChunkData> FetchFromStore(const ChunkLocation& loc, FetchCounters* c);
