@@ -87,15 +87,10 @@ apt-get if missing.  MB = 10^6 bytes.
 EOF
 }
 
-exec 8>&2
-RUN_LOG=""
-log() {
-  local line
-  line=$(printf '[%s] %s' "$(date +%H:%M:%S)" "$*")
-  printf '%s\n' "$line" >&8
-  [[ -z $RUN_LOG ]] || printf '%s\n' "$line" >>"$RUN_LOG"
-}
-die() { log "error: $*"; exit 1; }
+# Shared helpers: log, die, mounts, caches, medians, the root filesystem.
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+REBUILD_ROOTFS=0
 
 while (($#)); do
   case "$1" in
@@ -204,10 +199,6 @@ S3_DATA=$CS/s3rver-data
 S3_LOG=$LOGS/s3rver.log
 mkdir -p "$MNT"
 
-snapshot_bin() { # src dst
-  cp "$1" "$2.tmp" && mv "$2.tmp" "$2"
-  "$2" --help >/dev/null 2>&1 || die "the copy of $1 does not run (caught in the middle of a rebuild?)"
-}
 FERRY_SRC=$FERRY FERRYD_SRC=$FERRYD
 FERRY=$CS/bin/ferry FERRYD=$CS/bin/ferryd
 snapshot_bin "$FERRY_SRC" "$FERRY"
@@ -218,19 +209,6 @@ snapshot_bin "$FERRYD_SRC" "$FERRYD"
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 || true
 
-# ------------------------------------------------------------- helpers ---
-is_mounted() { awk -v p="$1" '$5 == p { f = 1 } END { exit !f }' /proc/self/mountinfo; }
-umount_below() { # every mount at or below $1, deepest first
-  local m
-  awk -v p="$1" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo |
-    sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-}
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-proc_alive() { # pid exists and is not a zombie
-  local st
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $st && $st != Z ]]
-}
 stop_pid() { # pid name: SIGTERM, SIGKILL after 30 s
   local pid=$1 i
   [[ -n $pid ]] || return 0
@@ -246,12 +224,6 @@ stop_pid() { # pid name: SIGTERM, SIGKILL after 30 s
 }
 now() { echo "$EPOCHREALTIME"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
-median() { # values... ("err" anywhere -> err)
-  printf '%s\n' "$@" | awk 'NF { if ($1 == "err") e = 1; else v[n++] = $1 + 0 }
-    END { if (e) { print "err"; exit } if (n == 0) { print "n/a"; exit }
-          for (i = 1; i < n; i++) { x = v[i]; for (j = i - 1; j >= 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-          printf "%.6f\n", (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
-}
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 
 # ------------------------------------------------------------ s3rver ---
@@ -327,14 +299,6 @@ stop_ferryd() {
   rm -f "$CS/ferryd.pid"
   umount_below "$FERRYD_ROOT"
 }
-fuse_abort() { # abort the FUSE connection behind mount point $1
-  local dev
-  dev=$(awk -v p="$1" '$5 == p && $9 ~ /^fuse/ { print $3 }' /proc/self/mountinfo | tail -n 1)
-  [[ -n $dev ]] || return 0
-  [[ -d /sys/fs/fuse/connections/${dev#*:} ]] ||
-    mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
-  echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null || true
-}
 ferry_umount() {
   local i
   is_mounted "$MNT" || return 0
@@ -405,33 +369,7 @@ umount_below "$FERRYD_ROOT"
 mkdir -p "$MNT"
 
 # --------------------------------------------------------------- rootfs ---
-if [[ ! -f $WORKDIR/rootfs.done || ! -x $ROOTFS/usr/bin/python3 ]]; then
-  umount_below "$ROOTFS"
-  rm -rf "$ROOTFS" "$WORKDIR/rootfs.tmp"
-  if [[ -s $TARBALL ]]; then
-    log "restoring the root filesystem from $TARBALL"
-    mkdir -p "$WORKDIR/rootfs.tmp"
-    tar -C "$WORKDIR/rootfs.tmp" --numeric-owner --xattrs --xattrs-include='*' -xpzf "$TARBALL"
-  else
-    command -v debootstrap >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq debootstrap >/dev/null; }
-    [[ -n $MIRROR ]] || MIRROR=http://deb.debian.org/debian
-    log "debootstrap bookworm minbase + python3 from $MIRROR (a few minutes)"
-    debootstrap --variant=minbase --include=python3 bookworm "$WORKDIR/rootfs.tmp" "$MIRROR" \
-      >"$LOGS/debootstrap.log" 2>&1 || { umount_below "$WORKDIR/rootfs.tmp"; die "debootstrap failed (see $LOGS/debootstrap.log)"; }
-    umount_below "$WORKDIR/rootfs.tmp"
-  fi
-  mv "$WORKDIR/rootfs.tmp" "$ROOTFS"
-  touch "$WORKDIR/rootfs.done"
-else
-  log "reusing root filesystem $ROOTFS"
-fi
-if [[ ! -s $TARBALL ]]; then
-  log "saving the root filesystem as $TARBALL (the layer tarball of method a)"
-  tar -C "$ROOTFS" --numeric-owner --xattrs --xattrs-include='*' -czf "$TARBALL.tmp" .
-  mv "$TARBALL.tmp" "$TARBALL"
-else
-  log "reusing layer tarball $TARBALL"
-fi
+make_rootfs  # also saves $TARBALL, the layer tarball of method (a)
 TAR_BYTES=$(stat -c %s "$TARBALL")
 
 START=$EPOCHREALTIME

@@ -115,17 +115,9 @@ means ferry is faster).  MB = 10^6 bytes.
 EOF
 }
 
-# Messages go to the original stderr (fd 8) even inside redirections, and
-# (once the work directory is set up) to WORKDIR/logs/run.log.
-exec 8>&2
-RUN_LOG=""
-log() {
-  local line
-  line=$(printf '[%s] %s' "$(date +%H:%M:%S)" "$*")
-  printf '%s\n' "$line" >&8
-  [[ -z $RUN_LOG ]] || printf '%s\n' "$line" >>"$RUN_LOG"
-}
-die() { printf 'error: %s\n' "$*" >&8; exit 1; }
+# Shared helpers: log, die, mounts, caches, medians, the root filesystem.
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 # A section's first line, with the load average (other work on the host
 # makes the numbers noisy).
 section() { log "$* [load $(cut -d' ' -f1 /proc/loadavg)]"; }
@@ -226,11 +218,6 @@ mkdir -p "$WORKDIR"/{logs,img,bin,mnt/erofs,mnt/squashfuse,mnt/ferry,mnt/big,mnt
 exec 9>"$WORKDIR/.lock"
 flock -n 9 || die "another benchmark is running on $WORKDIR"
 ROOTFS=$WORKDIR/rootfs
-# Snapshot the binaries: a rebuild during the run must not mix two versions.
-snapshot_bin() { # src dst
-  cp "$1" "$2.tmp" && mv "$2.tmp" "$2"
-  "$2" --help >/dev/null 2>&1 || die "the copy of $1 does not run (caught in the middle of a rebuild?)"
-}
 FERRY_SRC=$FERRY FERRYD_SRC=$FERRYD
 if ((!PEERS_ONLY)); then
   FERRY=$WORKDIR/bin/ferry
@@ -256,27 +243,13 @@ declare -A MNT=([native]=$ROOTFS [erofs]=$WORKDIR/mnt/erofs
                 [squashfuse]=$WORKDIR/mnt/squashfuse [ferry]=$WORKDIR/mnt/ferry
                 [big]=$WORKDIR/mnt/big)
 
-is_mounted() { awk -v p="$1" '$5 == p { f = 1 } END { exit !f }' /proc/self/mountinfo; }
 
-# Unmount every mount at or below $1, deepest first.
-umount_below() {
-  local m
-  awk -v p="$1" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo |
-    sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-}
 
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # ------------------------------------------------------------- ferryd ---
 FERRYD_PID=""
 FERRYD_STARTS=0
 
-# True while process $1 exists and is not a zombie.
-proc_alive() {
-  local st
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $st && $st != Z ]]
-}
 
 # Starts ferryd in its own session and waits for its "ready" line.
 start_ferryd() {
@@ -395,15 +368,6 @@ umount_fs() {
   umount -l "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true
 }
 
-# Abort the FUSE connection behind mount point $1 (unblocks hung requests).
-fuse_abort() {
-  local dev
-  dev=$(awk -v p="$1" '$5 == p && $9 ~ /^fuse/ { print $3 }' /proc/self/mountinfo | tail -n 1)
-  [[ -n $dev ]] || return 0
-  [[ -d /sys/fs/fuse/connections/${dev#*:} ]] ||
-    mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
-  echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$? fs
@@ -431,65 +395,7 @@ fi
 umount_below "$WORKDIR/mnt"
 umount_below "$FERRYD_ROOT/mnt"
 
-# --------------------------------------------------------------- rootfs ---
-detect_mirror() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -r $f ]] || continue
-    awk '$1 == "deb" { i = 2; if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
-                       if ($(i + 1) == "bookworm" && $i ~ /^https?:/) { print $i; exit } }' "$f"
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -r $f ]] || continue
-    awk 'BEGIN { RS = ""; FS = "\n" }
-         { uris = ""; suites = ""; types = ""
-           for (i = 1; i <= NF; i++) {
-             if ($i ~ /^[ \t]*#/) continue
-             if ($i ~ /^URIs:/) uris = substr($i, 6)
-             else if ($i ~ /^Suites:/) suites = " " substr($i, 8) " "
-             else if ($i ~ /^Types:/) types = " " substr($i, 7) " " }
-           if (types ~ /[ \t]deb[ \t]/ && suites ~ /[ \t]bookworm[ \t]/) {
-             split(uris, u, /[ \t]+/)
-             for (j in u) if (u[j] ~ /^https?:/) { print u[j]; exit } } }' "$f"
-  done
-}
 
-make_rootfs() {
-  local tmp=$WORKDIR/rootfs.tmp tarball=$WORKDIR/rootfs.tar.gz
-  if ((REBUILD_ROOTFS)); then
-    rm -f "$WORKDIR/rootfs.done" "$tarball"
-  fi
-  if [[ -f $WORKDIR/rootfs.done && -d $ROOTFS ]]; then
-    log "reusing root filesystem $ROOTFS"
-  else
-    umount_below "$tmp"; umount_below "$ROOTFS"
-    rm -rf "$tmp" "$ROOTFS"
-    if [[ -s $tarball ]]; then
-      log "restoring root filesystem from $tarball"
-      mkdir -p "$tmp"
-      tar -C "$tmp" --numeric-owner --xattrs --xattrs-include='*' -xpzf "$tarball"
-    else
-      [[ -n $MIRROR ]] || MIRROR=$(detect_mirror | head -n1 || true)
-      [[ -n $MIRROR ]] || MIRROR=http://deb.debian.org/debian
-      log "debootstrap bookworm from $MIRROR (a few minutes; log: $LOGS/debootstrap.log)"
-      if ! debootstrap --variant=minbase --include=python3 bookworm "$tmp" "$MIRROR" \
-           >"$LOGS/debootstrap.log" 2>&1; then
-        umount_below "$tmp"
-        tail -n 20 "$LOGS/debootstrap.log" >&2
-        die "debootstrap failed (see $LOGS/debootstrap.log)"
-      fi
-      umount_below "$tmp"
-    fi
-    mv "$tmp" "$ROOTFS"
-    touch "$WORKDIR/rootfs.done"
-  fi
-  if [[ ! -s $tarball ]]; then
-    log "saving root filesystem as $tarball"
-    tar -C "$ROOTFS" --numeric-owner --xattrs --xattrs-include='*' -czf "$tarball.tmp" .
-    mv "$tarball.tmp" "$tarball"
-  fi
-  [[ -x $ROOTFS/usr/bin/python3 ]] || die "$ROOTFS has no python3; rerun with --rebuild-rootfs"
-}
 
 # The big file: random (incompressible) bytes, made once and reused.
 make_big() {
@@ -522,14 +428,6 @@ timed() {
   return "$rc"
 }
 
-median() {
-  tr ' ' '\n' <<<"$*" | awk 'NF { if ($1 == "err") e = 1; else v[n++] = $1 + 0 }
-    END { if (e || n == 0) { print (e ? "err" : "n/a"); exit }
-          # insertion sort: n is small
-          for (i = 1; i < n; i++) { x = v[i]; for (j = i - 1; j >= 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-          m = (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
-          printf "%.6f\n", m }'
-}
 
 # The timed items.  Each runs under timeout(1) (same small overhead for all).
 read_all() {
