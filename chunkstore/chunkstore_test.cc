@@ -12,6 +12,7 @@
 #include "chunkstore/fault_store.h"
 #include "chunkstore/file_store.h"
 #include "chunkstore/pack.h"
+#include "tests/support/bytes.h"
 
 namespace ferry::chunkstore {
 namespace {
@@ -27,18 +28,9 @@ struct TempStore {
   ~TempStore() { std::filesystem::remove_all(root); }
 };
 
-std::span<const uint8_t> Bytes(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
+using testing::Bytes;
 
-std::vector<uint8_t> Random(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  for (auto& b : v) {
-    seed = seed * 1103515245 + 12345;
-    b = static_cast<uint8_t>(seed >> 16);
-  }
-  return v;
-}
+using testing::Random;
 
 // Wraps a store to count and optionally slow or corrupt ranged reads.
 class CountingStore final : public ObjectStore {

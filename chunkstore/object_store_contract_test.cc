@@ -18,32 +18,24 @@
 #include "chunkstore/file_store.h"
 #include "chunkstore/s3_store.h"
 #include "tests/s3/test_servers.h"
+#include "tests/support/bytes.h"
 
 namespace ferry::chunkstore {
 namespace {
 
 using testing::ScopedS3Front;
 using testing::ScopedS3rver;
-using testing::TempDir;
+using testing::ScopedTempDir;
 
 // A store under test; each check gets a fresh, empty one.
 struct Fixture {
-  std::unique_ptr<TempDir> dir;  // the file store's root, or scratch space
+  std::unique_ptr<ScopedTempDir> dir;  // the file store's root, or scratch space
   std::unique_ptr<ObjectStore> store;
 };
 
-std::span<const uint8_t> Bytes(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
+using testing::Bytes;
 
-std::vector<uint8_t> Random(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  for (auto& b : v) {
-    seed = seed * 1103515245 + 12345;
-    b = static_cast<uint8_t>(seed >> 16);
-  }
-  return v;
-}
+using testing::Random;
 
 std::string Text(const Result<std::shared_ptr<const Blob>>& blob) {
   return blob.ok() ? std::string((*blob)->view()) : "<" + blob.status().ToString() + ">";
@@ -221,7 +213,7 @@ ScopedS3rver& SharedS3rver() {
 Fixture S3Fixture(const std::string& endpoint, const std::string& options, bool own_bucket = false) {
   static int counter = 0;
   Fixture f;
-  f.dir = std::make_unique<TempDir>();
+  f.dir = std::make_unique<ScopedTempDir>("ferry-contract");
   std::string n = std::to_string(getpid()) + "-" + std::to_string(++counter);
   std::string where = ScopedS3rver::kBucket + std::string("/run-") + n;
   if (own_bucket) {
@@ -238,7 +230,7 @@ Fixture S3Fixture(const std::string& endpoint, const std::string& options, bool 
 TEST_CASE("file:// store meets the ObjectStore contract", "[file]") {
   RunContract([] {
     Fixture f;
-    f.dir = std::make_unique<TempDir>();
+    f.dir = std::make_unique<ScopedTempDir>("ferry-contract");
     f.store = std::move(OpenObjectStore("file://" + f.dir->path() + "/store").value());
     return f;
   });

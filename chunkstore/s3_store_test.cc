@@ -20,7 +20,7 @@ namespace {
 
 using testing::ScopedS3Front;
 using testing::ScopedS3rver;
-using testing::TempDir;
+using testing::ScopedTempDir;
 
 std::span<const uint8_t> Bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -72,7 +72,7 @@ TEST_CASE("s3 URL: options, defaults from the environment, canonical URL", "[con
 }
 
 TEST_CASE("s3 credentials: environment first, then the shared files; never in the URL", "[config]") {
-  TempDir dir;
+  ScopedTempDir dir("ferry-s3test");
   std::ofstream(dir.path() + "/credentials") << "# comment\n[default]\naws_access_key_id = DEF\n"
                                                 "aws_secret_access_key = defsecret\n\n"
                                                 "[work]\naws_access_key_id=WORK\n"
@@ -236,7 +236,7 @@ TEST_CASE("s3 interop: objects ferry writes, aws s3 cp reads, and the reverse", 
   AwsCli();  // skip before starting anything
   testing::UseTestCredentials();
   ScopedS3rver server;
-  TempDir dir;
+  ScopedTempDir dir("ferry-s3test");
   auto store = S3Store::OpenUrl("s3://ferry-test/interop?endpoint=" + server.endpoint());
   REQUIRE(store.ok());
   (*store)->SetMultipartForTesting(1 << 20, 512 << 10);

@@ -62,17 +62,6 @@ void UseTestCredentials() {
   }
 }
 
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/ferry-s3-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 ListeningProcess::ListeningProcess(const std::vector<std::string>& argv, const std::string& log) {
   pid_t parent = getpid();
   pid_ = fork();
@@ -128,7 +117,7 @@ ScopedS3rver::ScopedS3rver(bool tls) : tls_(tls) {
     SkipOrFail("the s3:// tests need s3rver in tests/s3/node_modules");
   }
   if (tls && !OnPath("openssl")) SkipOrFail("the TLS test needs the openssl command");
-  dir_ = std::make_unique<TempDir>();
+  dir_ = std::make_unique<ScopedTempDir>("ferry-s3");
   std::string data = dir_->path() + "/data";
   std::filesystem::create_directories(data);
   std::vector<std::string> argv = {script, data, kBucket};
@@ -154,7 +143,7 @@ void ScopedS3rver::CreateBucket(const std::string& name) const {
 
 ScopedS3Front::ScopedS3Front(int upstream_port) {
   if (!OnPath("python3")) SkipOrFail("the s3:// tests need python3");
-  dir_ = std::make_unique<TempDir>();
+  dir_ = std::make_unique<ScopedTempDir>("ferry-s3");
   std::vector<std::string> argv = {"python3", SourceDir() + "/tests/s3/sigv4_front.py",
                                    "--log", dir_->path() + "/requests.log",
                                    "--faults", dir_->path() + "/faults"};

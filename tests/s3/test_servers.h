@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/fs_util.h"
+
 namespace ferry::testing {
 
 // Ends the test program because `what` is missing: exit 77 (CTest's
@@ -19,19 +21,6 @@ namespace ferry::testing {
 // Sets the AWS variables that stores opened by the tests read: s3rver's
 // dummy credentials, region us-east-1; clears profiles, tokens, endpoints.
 void UseTestCredentials();
-
-// A fresh directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // A child process with stdout and stderr in `log`, that must print
 // "listening on 127.0.0.1:PORT" within 30 s (else std::runtime_error).
@@ -64,7 +53,7 @@ class ScopedS3rver {
   void CreateBucket(const std::string& name) const;
 
  private:
-  std::unique_ptr<TempDir> dir_;  // made once the checks passed (SkipOrFail exits)
+  std::unique_ptr<ScopedTempDir> dir_;  // made once the checks passed (SkipOrFail exits)
   bool tls_;
   std::string cert_;
   std::unique_ptr<ListeningProcess> process_;
@@ -84,7 +73,7 @@ class ScopedS3Front {
   std::vector<std::string> Log() const;
 
  private:
-  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<ScopedTempDir> dir_;
   std::unique_ptr<ListeningProcess> process_;
 };
 
