@@ -12,6 +12,7 @@
 #include "chunkstore/fault_store.h"
 #include "chunkstore/file_store.h"
 #include "chunkstore/pack.h"
+#include "chunkstore/url_options.h"
 #include "tests/support/bytes.h"
 
 namespace ferry::chunkstore {
@@ -342,6 +343,21 @@ TEST_CASE("fetch engine: demand requests go before queued prefetch") {
   REQUIRE(counting.offsets.size() == 6);
   CHECK(counting.offsets[0] == locs[0].offset);
   CHECK(counting.offsets[1] == locs[5].offset);  // the demand read jumped the queue
+}
+
+TEST_CASE("url options: sizes and durations with units") {
+  CHECK(*ParseScaled("10G", 1024) == Approx(10.0 * (1ull << 30)));
+  CHECK(*ParseScaled("100MB", 1000) == Approx(100e6));
+  CHECK(*ParseScaled("2GiB", 1024) == Approx(2.0 * (1ull << 30)));
+  CHECK(*ParseScaled("65536", 1024) == Approx(65536));
+  for (const char* bad : {"5X", "abc", "-1", "", "1KK"}) CHECK_FALSE(ParseScaled(bad, 1024).ok());
+  CHECK(*ParseDurationSeconds("500ms") == Approx(0.5));
+  CHECK_FALSE(ParseDurationSeconds("1parsec").ok());
+  auto opts = ParseUrlOptions("a=1&&b=%2Fx");
+  REQUIRE(opts.ok());
+  REQUIRE(opts->size() == 2);
+  CHECK((*opts)[1].second == "/x");
+  CHECK_FALSE(ParseUrlOptions("novalue").ok());
 }
 
 TEST_CASE("fault store: options, seeded failures, corruption, the URL round trip") {

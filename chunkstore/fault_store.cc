@@ -15,23 +15,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-Result<double> ParseRate(const std::string& v) {
-  size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    return InvalidArgumentError("bad bandwidth '" + v + "'");
-  }
-  std::string unit = v.substr(used);
-  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
-  if (unit == "K" || unit == "k") return x * 1e3;
-  if (unit == "M" || unit == "m") return x * 1e6;
-  if (unit == "G" || unit == "g") return x * 1e9;
-  if (unit.empty()) return x;
-  return InvalidArgumentError("bad bandwidth '" + v + "' (e.g. 100MB)");
-}
-
 Result<double> ParseProbability(const std::string& v) {
   try {
     size_t used = 0;
@@ -139,7 +122,7 @@ Result<FaultOptions> ParseFaultOptions(const std::string& query) {
     } else if (k == "jitter") {
       ASSIGN_OR_RETURN(o.jitter_s, ParseDurationSeconds(v));
     } else if (k == "bandwidth") {
-      ASSIGN_OR_RETURN(o.bandwidth_bps, ParseRate(v));
+      ASSIGN_OR_RETURN(o.bandwidth_bps, ParseScaled(v, 1000));
     } else if (k == "fail") {
       ASSIGN_OR_RETURN(o.fail_rate, ParseProbability(v));
     } else if (k == "corrupt") {

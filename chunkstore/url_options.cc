@@ -1,5 +1,8 @@
 #include "chunkstore/url_options.h"
 
+#include <algorithm>
+#include <cctype>
+
 namespace ferry::chunkstore {
 namespace {
 int HexValue(char c) {
@@ -55,6 +58,27 @@ Result<double> ParseDurationSeconds(const std::string& v) {
     return InvalidArgumentError("bad duration '" + v + "' (e.g. 30s, 500ms)");
   }
   return x * scale;
+}
+
+Result<double> ParseScaled(const std::string& v, double base) {
+  size_t used = 0;
+  double x = -1;
+  try {
+    x = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = v.substr(std::min(used, v.size()));
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  if (unit.size() == 2 && unit.back() == 'i') unit.pop_back();
+  const std::string letters = "kmgt";
+  size_t at = unit.size() == 1 ? letters.find(static_cast<char>(std::tolower(unit[0]))) : 0;
+  size_t power = unit.empty() ? 0 : at + 1;
+  if (used == 0 || !(x >= 0) || unit.size() > 1 || at == std::string::npos) {
+    return InvalidArgumentError("bad size '" + v + "' (e.g. 10G, 512M, 65536)");
+  }
+  for (size_t i = 0; i < power; ++i) x *= base;
+  return x;
 }
 
 }  // namespace ferry::chunkstore

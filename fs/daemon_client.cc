@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "chunkstore/url_options.h"
+
 namespace ferry::fs {
 
 std::string DefaultDaemonRoot() {
@@ -18,26 +20,11 @@ std::string DefaultDaemonRoot() {
 std::string DaemonSocketPath(const std::string& root) { return root + "/ferryd.sock"; }
 
 Result<uint64_t> ParseByteSize(const std::string& text) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  std::string unit = text.substr(used);
-  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
-  if (!unit.empty() && (unit.back() == 'i')) unit.pop_back();
-  double mult = 1;
-  if (unit == "k" || unit == "K") mult = 1024.0;
-  else if (unit == "m" || unit == "M") mult = 1024.0 * 1024;
-  else if (unit == "g" || unit == "G") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "t" || unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
-  else if (!unit.empty()) used = 0;
-  if (used == 0 || !(value >= 0) || value * mult > 1.8e19) {
+  auto bytes = chunkstore::ParseScaled(text, 1024);
+  if (!bytes.ok() || *bytes > 1.8e19) {
     return InvalidArgumentError("'" + text + "' is not a size (examples: 10G, 512M, 65536)");
   }
-  return static_cast<uint64_t>(value * mult);
+  return static_cast<uint64_t>(*bytes);
 }
 
 std::string FormatBytes(uint64_t bytes) {
