@@ -150,6 +150,7 @@ done
 
 # ---------------------------------------------------------------- tools ---
 need_pkgs=()
+command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
 command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
@@ -312,7 +313,7 @@ ferry_umount() {
 # Sum of per-image counters over all images, once the numbers have settled
 # (a profile prefetch may still be fetching when the workload exits):
 # prints "store_bytes store_fetches cache_misses demand_misses profile_chunks read_errors retries
-# read_bytes admitted_bytes" (the last: uncompressed chunk bytes put in the node cache);
+# read_bytes locality_chunks admitted_bytes" (the last: uncompressed chunk bytes put in the node cache);
 # the last JSON is left in $STATS_FILE.
 STATS_FILE=$CS/stats.json
 settled_stats() {
@@ -322,7 +323,7 @@ settled_stats() {
     cur=$("$HOST_PY" -c '
 import json, sys
 j = json.loads(sys.stdin.read())
-keys = ["store_bytes", "store_fetches", "cache_misses", "demand_misses", "profile_chunks", "read_errors", "retries", "read_bytes"]
+keys = ["store_bytes", "store_fetches", "cache_misses", "demand_misses", "profile_chunks", "read_errors", "retries", "read_bytes", "locality_chunks"]
 v = [sum(int(im.get(k, 0)) for im in j.get("images", [])) for k in keys] + [int(j.get("admitted_bytes", 0))]
 print(" ".join(str(x) for x in v))' <"$STATS_FILE") || return 1
     if [[ $cur == "$prev" ]]; then
@@ -517,7 +518,7 @@ ferry_run() { # setting method(b|c) run
   if ((ok)) && st=$(settled_stats); then
     served=$(s3_served_since "$off")
     printf '{"setting":"%s","method":"%s","run":%d,"stats":%s}\n' "$s" "$m" "$r" "$(tr -d '\n' <"$STATS_FILE")" >>"$LOGS/stats.jsonl"
-    read -r sb sf cm dm pc re rt rb ab <<<"$st"
+    read -r sb sf cm dm pc re rt rb lc ab <<<"$st"
     read -r sreq sbytes <<<"$served"
     if [[ $m == b && $pc != 0 ]] || [[ $m == c && $pc == 0 ]]; then
       log "  ($m) run $r: profile_chunks = $pc, not what method $m needs; sample dropped"
@@ -531,6 +532,7 @@ ferry_run() { # setting method(b|c) run
       add "$s" "$m" misses "$cm"
       add "$s" "$m" demand "$dm"
       add "$s" "$m" profile "$pc"
+      add "$s" "$m" locality "$lc"
       add "$s" "$m" srv_req "$sreq"
       add "$s" "$m" srv_bytes "$sbytes"
       add "$s" "$m" read_errors "$re"
@@ -539,7 +541,7 @@ ferry_run() { # setting method(b|c) run
       add "$s" "$m" admitted "$ab"
     fi
     sample "$s $m run $r: total $(secs "$t0" "$t2") mount $(secs "$t0" "$t1") workload $(secs "$t1" "$t2")" \
-      "store_bytes $sb store_fetches $sf cache_misses $cm demand_misses $dm profile_chunks $pc read_errors $re retries $rt" \
+      "store_bytes $sb store_fetches $sf cache_misses $cm demand_misses $dm profile_chunks $pc locality_chunks $lc read_errors $re retries $rt" \
       "read_bytes $rb admitted_bytes $ab" \
       "s3rver: $sreq requests, ~$sbytes bytes"
   else
@@ -641,7 +643,7 @@ BBX=$(ratio_to "$(med "$T1" b bytes)" "$ALL_BYTES") BCX=$(ratio_to "$(med "$T1" 
       else
         MOUNT=$(fmt "$(med "$s" "$m" mount)" 3)
         REQ=$(fmt "$(med "$s" "$m" fetches)" 0)
-        NOTE="workload $(fmt "$(med "$s" "$m" run)" 2) s; demand misses $(fmt "$(med "$s" "$m" demand)" 0), profile chunks $(fmt "$(med "$s" "$m" profile)" 0), chunks fetched $(fmt "$(med "$s" "$m" misses)" 0) ($(mb "$(med "$s" "$m" admitted)") MB uncompressed) for $(mb "$(med "$s" "$m" read_bytes)") MB read; s3rver saw $(fmt "$(med "$s" "$m" srv_req)" 0) requests, ~$(mb "$(med "$s" "$m" srv_bytes)") MB"
+        NOTE="workload $(fmt "$(med "$s" "$m" run)" 2) s; demand misses $(fmt "$(med "$s" "$m" demand)" 0), profile chunks $(fmt "$(med "$s" "$m" profile)" 0), locality chunks $(fmt "$(med "$s" "$m" locality)" 0), chunks fetched $(fmt "$(med "$s" "$m" misses)" 0) ($(mb "$(med "$s" "$m" admitted)") MB uncompressed) for $(mb "$(med "$s" "$m" read_bytes)") MB read; s3rver saw $(fmt "$(med "$s" "$m" srv_req)" 0) requests, ~$(mb "$(med "$s" "$m" srv_bytes)") MB"
         re=$(med "$s" "$m" read_errors); rt=$(med "$s" "$m" retries)
         if isnum "$re" && awk -v v="$re" 'BEGIN { exit !(v > 0) }'; then NOTE+="; READ ERRORS $re"; fi
         if isnum "$rt" && awk -v v="$rt" 'BEGIN { exit !(v > 0) }'; then NOTE+="; retries $rt"; fi

@@ -22,6 +22,7 @@
 #include "chunkstore/chunk_reader.h"
 #include "fs/fuse_server.h"
 #include "fs/image_store.h"
+#include "fs/image_walk.h"
 
 namespace ferry {
 namespace {
@@ -133,7 +134,7 @@ Result<std::unique_ptr<fs::ImageReader>> OpenImage(chunkstore::ObjectStore& stor
   return fs::LoadImage(store, id);
 }
 
-int CmdInspect(const std::string& store_url, const std::string& name) {
+int CmdInspect(const std::string& store_url, const std::string& name, bool list_chunks) {
   auto store = OpenStore(store_url);
   if (!store.ok()) return Fail(store.status());
   Digest id;
@@ -177,6 +178,19 @@ int CmdInspect(const std::string& store_url, const std::string& name) {
   std::printf("packs      %zu\n", img.packs().size());
   std::printf("dedup      %.2fx (data referenced / unique chunk data)\n",
               unique ? double(referenced) / double(unique) : 1.0);
+  if (list_chunks) {
+    // Layout order: chunk index = place in the packs. Each chunk is shown
+    // with the first file (lowest inode, i.e. walk order) that uses it.
+    auto owner = fs::ChunkOwners(img);
+    auto paths = fs::InodePaths(img);
+    std::printf("\nchunk\tpack\tpack_offset\tclen\tulen\tfile_offset\tpath\n");
+    for (uint32_t i = 0; i < img.chunks().size(); ++i) {
+      const auto& c = img.chunks()[i];
+      std::printf("%u\t%u\t%llu\t%u\t%u\t%llu\t%s\n", i, c.pack, (unsigned long long)c.pack_offset,
+                  c.clen, c.ulen, (unsigned long long)owner[i].file_offset,
+                  owner[i].ino ? paths[owner[i].ino - 1].c_str() : "-");
+    }
+  }
   return 0;
 }
 
@@ -296,6 +310,9 @@ int main(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "show files, bytes, chunks, packs and dedup of an image");
   std::string image;
   inspect->add_option("IMAGE", image, "image name or id")->required();
+  bool list_chunks = false;
+  inspect->add_flag("--chunks", list_chunks,
+                    "also list every chunk in layout order: pack, offset, sizes, first file using it");
 
   auto* exp = app.add_subcommand("export", "write an image back out as a tar archive");
   std::string out;
@@ -355,6 +372,7 @@ int main(int argc, char** argv) {
   profile_stop->add_option("MOUNTPOINT", mountpoint, "a mount of ferryd")->required();
   auto* profile_show = profile->add_subcommand("show", "summarise an image's profile");
   profile_show->add_option("IMAGE", image, "image name or id")->required();
+  profile_show->add_flag("--chunks", list_chunks, "also list the profile's chunks in order, with their files");
   auto* profile_rm = profile->add_subcommand("rm", "remove an image's profile");
   profile_rm->add_option("IMAGE", image, "image name or id")->required();
 
@@ -371,7 +389,7 @@ int main(int argc, char** argv) {
   }
   if (*build) return CmdBuild(store_url, source, layers, tag, quiet, level);
   if (*ls) return CmdLs(store_url);
-  if (*inspect) return CmdInspect(store_url, image);
+  if (*inspect) return CmdInspect(store_url, image, list_chunks);
   if (*exp) return CmdExport(store_url, image, out);
   if (*mount && (no_daemon || foreground)) {
     if (writable) {
@@ -392,7 +410,7 @@ int main(int argc, char** argv) {
   if (*profile_record) return cli::ProfileRecord(store_url, image, workload, no_chroot);
   if (*profile_start) return cli::ProfileOnMount(daemon_root, mountpoint, true);
   if (*profile_stop) return cli::ProfileOnMount(daemon_root, mountpoint, false);
-  if (*profile_show) return cli::ProfileShow(store_url, image);
+  if (*profile_show) return cli::ProfileShow(store_url, image, list_chunks);
   if (*profile_rm) return cli::ProfileRemove(store_url, image);
   if (*stats) return CmdStats(mountpoint);
   return 2;

@@ -13,6 +13,7 @@
 #include "fs/fuse_server.h"
 #include "fs/image_fs.h"
 #include "fs/image_store.h"
+#include "fs/image_walk.h"
 #include "fs/profile.h"
 
 namespace ferry::cli {
@@ -116,7 +117,7 @@ int ProfileRecord(const std::string& store_url, const std::string& name,
   return 0;
 }
 
-int ProfileShow(const std::string& store_url, const std::string& name) {
+int ProfileShow(const std::string& store_url, const std::string& name, bool list_chunks) {
   auto o = Open(store_url, name);
   if (!o.ok()) return Fail(o.status());
   auto p = fs::LoadProfile(*o->store, o->id, static_cast<uint32_t>(o->image->chunks().size()));
@@ -131,6 +132,18 @@ int ProfileShow(const std::string& store_url, const std::string& name) {
                 for (const auto& c : o->image->chunks()) all += c.ulen;
                 return all / 1e6;
               }());
+  if (list_chunks) {
+    const fs::ImageReader& img = *o->image;
+    auto owner = fs::ChunkOwners(img);
+    auto paths = fs::InodePaths(img);
+    std::printf("\nposition\tchunk\tulen\tfile_offset\tpath\n");
+    for (size_t pos = 0; pos < (*p)->size(); ++pos) {
+      uint32_t i = (**p)[pos];
+      std::printf("%zu\t%u\t%u\t%llu\t%s\n", pos, i, img.chunks()[i].ulen,
+                  (unsigned long long)owner[i].file_offset,
+                  owner[i].ino ? paths[owner[i].ino - 1].c_str() : "-");
+    }
+  }
   return 0;
 }
 

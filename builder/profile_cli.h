@@ -14,7 +14,9 @@ namespace ferry::cli {
 // profile. Nothing is stored if the workload fails.
 int ProfileRecord(const std::string& store_url, const std::string& image,
                   const std::vector<std::string>& command, bool no_chroot);
-int ProfileShow(const std::string& store_url, const std::string& image);
+// Summarises the profile; with `list_chunks`, one line per chunk in the
+// profile's order: position, chunk index, bytes, file offset, file.
+int ProfileShow(const std::string& store_url, const std::string& image, bool list_chunks);
 int ProfileRemove(const std::string& store_url, const std::string& image);
 
 }  // namespace ferry::cli

@@ -51,30 +51,43 @@ Result<ChunkData> ChunkReader::Read(const ChunkLocation& loc, const CountersPtr&
 
 Result<ChunkData> ChunkReader::ReadWithNeighbours(const ChunkLocation& loc,
                                                   const std::vector<ChunkLocation>& neighbours,
-                                                  const CountersPtr& counters) {
+                                                  const CountersPtr& counters,
+                                                  std::vector<std::vector<ChunkLocation>> then) {
   FetchCounters* c = counters.get();
+  // Queued once this read's own request is (or need not be), never before.
+  auto queue_then = [&] {
+    for (auto& run : then) Prefetch(std::move(run), counters);
+    then.clear();
+  };
   std::shared_ptr<Flight> flight;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = map_.find(loc.digest);
     if (it != map_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
       ++stats_.memory_hits;
       Add(&FetchCounters::memory_hits, c);
-      return it->second->second;
+      ChunkData data = it->second->second;
+      lock.unlock();
+      queue_then();
+      return data;
     }
     auto fit = flights_.find(loc.digest);
     if (fit != flights_.end()) flight = fit->second;
   }
   if (flight != nullptr) {
     Add(&FetchCounters::memory_hits, c);
+    queue_then();
     return Wait(loc, flight);
   }
   // The node cache is local disk: read it here, without a queue.
   if (node_cache_ != nullptr) {
     if (ChunkData cached = FromNodeCache(loc, c)) {
-      std::lock_guard<std::mutex> lock(mu_);
-      Insert(loc.digest, cached);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        Insert(loc.digest, cached);
+      }
+      queue_then();
       return cached;
     }
   }
@@ -102,11 +115,12 @@ Result<ChunkData> ChunkReader::ReadWithNeighbours(const ChunkLocation& loc,
       job.claimed.emplace_back(n, f);
     }
   }
-  if (flight == nullptr) return ReadWithNeighbours(loc, {}, counters);  // arrived meanwhile
+  if (flight == nullptr) return ReadWithNeighbours(loc, {}, counters, std::move(then));  // arrived meanwhile
   if (!job.claimed.empty()) {
     Add(&FetchCounters::demand_misses, c);
     Enqueue(std::move(job), /*demand=*/true);
   }
+  queue_then();
   return Wait(loc, flight);
 }
 

@@ -87,9 +87,12 @@ class ChunkReader {
   // chunks that follow it in its pack, ascending) as one demand request:
   // one range read and one batched verification; the neighbours are cached.
   // Chunks the node cache holds are read from it, not the store.
+  // `then`: runs to Prefetch once this read's own request is queued (so
+  // that they never get ahead of it), or at once if it needs none.
   Result<ChunkData> ReadWithNeighbours(const ChunkLocation& loc,
                                        const std::vector<ChunkLocation>& neighbours,
-                                       const CountersPtr& counters = nullptr);
+                                       const CountersPtr& counters = nullptr,
+                                       std::vector<std::vector<ChunkLocation>> then = {});
   // Starts fetching `run` in the background, after every queued demand
   // request: chunks of one pack in ascending offset order. Chunks cached or
   // already in flight are skipped; failures are dropped (a later Read

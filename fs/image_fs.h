@@ -15,6 +15,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -76,13 +77,22 @@ class ImageFs {
   // in one pack fetched together; demand reads still go first.
   void ReplayProfile(const std::vector<uint32_t>& chunks);
   uint64_t profile_chunks() const { return profile_chunks_; }
+  // Chunks handed to prefetch by locality (whole files and directories
+  // fetched on a miss, see LocalityRuns).
+  uint64_t locality_chunks() const { return locality_chunks_; }
   // What this image's reads cost in the fetch path (memory, node cache, store).
   const chunkstore::FetchCounters& fetch_counters() const { return *fetch_; }
 
  private:
   uint64_t ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk);
   std::vector<chunkstore::ChunkLocation> DemandNeighbours(uint32_t chunk);
-  void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes, uint64_t window_bytes);
+  using Runs = std::vector<std::vector<chunkstore::ChunkLocation>>;
+  void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes, uint64_t window_bytes, Runs* runs);
+  // What a miss in file `ino` prefetches besides its own request.
+  void LocalityRuns(uint64_t ino, Runs* runs);
+  // Appends `chunks` (ascending indices) not yet handed to prefetch, cut
+  // into runs of neighbours in one pack.
+  void AppendRuns(const std::vector<uint32_t>& chunks, Runs* runs);
 
   std::unique_ptr<ImageReader> image_;
   chunkstore::ChunkReader* chunks_;
@@ -96,6 +106,14 @@ class ImageFs {
   std::atomic<uint64_t> window_{0};       // readahead: current window in bytes
   std::unique_ptr<std::atomic<uint8_t>[]> prefetched_;  // per chunk: handed to prefetch
   std::unique_ptr<std::atomic<bool>[]> in_profile_;     // per chunk: in the start-up profile
+  // Locality state, made on the first miss (a fully cached image never
+  // pays for it): each inode's first directory, whether a file has missed,
+  // and per directory how many of its files have.
+  std::once_flag locality_once_;
+  std::vector<uint32_t> parent_;
+  std::unique_ptr<std::atomic<bool>[]> file_missed_;
+  std::unique_ptr<std::atomic<uint32_t>[]> dir_missed_;
+  std::atomic<uint64_t> locality_chunks_{0};
 };
 
 }  // namespace ferry::fs

@@ -72,6 +72,7 @@ grpc::Status DaemonService::CacheStats(grpc::ServerContext*, const daemon::Cache
     m->set_demand_misses(i.demand_misses);
     m->set_profile_chunks(i.profile_chunks);
     m->set_retries(i.retries);
+    m->set_locality_chunks(i.locality_chunks);
   }
   return grpc::Status::OK;
 }

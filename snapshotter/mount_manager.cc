@@ -454,6 +454,7 @@ std::vector<ImageInfo> MountManager::Images() const {
     i.demand_misses = f.demand_misses;
     i.profile_chunks = img->fs->profile_chunks();
     i.retries = f.retries;
+    i.locality_chunks = img->fs->locality_chunks();
     out.push_back(i);
   }
   return out;

@@ -56,7 +56,7 @@ struct ImageInfo {
   uint64_t reads = 0, read_bytes = 0, read_errors = 0;
   uint64_t memory_hits = 0, cache_hits = 0, cache_hit_bytes = 0, cache_misses = 0;
   uint64_t store_fetches = 0, store_bytes = 0, corrupt = 0;
-  uint64_t demand_misses = 0, profile_chunks = 0, retries = 0;
+  uint64_t demand_misses = 0, profile_chunks = 0, retries = 0, locality_chunks = 0;
 };
 
 struct MountOutcome {

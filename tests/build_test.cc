@@ -12,6 +12,7 @@
 #include <fstream>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "tests/support/ferry_cli.h"
@@ -81,6 +82,43 @@ TEST_CASE("dedup: the same tree twice writes nothing new; one changed file write
   CHECK(new3 >= 1);
   CHECK(new3 <= 2);  // the chunk holding the change (and at most a neighbour)
   CHECK(total3 >= total1 - 1);
+}
+
+TEST_CASE("inspect --chunks lists every chunk in layout order with the file that uses it") {
+  ScopedTempDir tmp("ferry-inspect");
+  std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
+  WriteFile(src + "/b/two", RandomData(1 << 20, 2));
+  WriteFile(src + "/a/one", RandomData(5000, 1));
+  WriteFile(src + "/a/new\nline", RandomData(3000, 3));
+  REQUIRE(Ferry(store, {"build", src, "--tag", "t", "-q"}).exit_code == 0);
+  auto r = Ferry(store, {"inspect", "--chunks", "t"});
+  REQUIRE(r.exit_code == 0);
+  std::smatch m;
+  REQUIRE(std::regex_search(r.out, m, std::regex("chunks +(\\d+) unique")));
+  const long count = std::stol(m[1]);
+  std::istringstream lines(r.out.substr(r.out.find("chunk\tpack\t")));
+  std::string line;
+  std::getline(lines, line);  // the header
+  std::vector<std::string> owners;
+  uint64_t last_offset_two = 0;
+  while (std::getline(lines, line)) {
+    std::vector<std::string> f;
+    std::istringstream fields(line);
+    for (std::string x; std::getline(fields, x, '\t');) f.push_back(x);
+    REQUIRE(f.size() == 7);
+    CHECK(std::stol(f[0]) == static_cast<long>(owners.size()));  // in index order
+    if (f[6] == "/b/two") {
+      CHECK((owners.empty() || owners.back() != "/b/two" || std::stoull(f[5]) > last_offset_two));
+      last_offset_two = std::stoull(f[5]);
+    }
+    owners.push_back(f[6]);
+  }
+  CHECK(static_cast<long>(owners.size()) == count);
+  // Sorted depth-first: a/ before b/; the newline is escaped, one line each.
+  REQUIRE(owners.size() >= 3);
+  CHECK(owners[0] == "/a/new\\x0aline");
+  CHECK(owners[1] == "/a/one");
+  CHECK(owners.back() == "/b/two");
 }
 
 TEST_CASE("layers: tar layers flatten with whiteouts and opaque directories") {
