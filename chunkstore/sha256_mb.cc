@@ -15,6 +15,7 @@
 #include "chunkstore/sha256_mb.h"
 
 #include <immintrin.h>
+#include <cpuid.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -466,12 +467,26 @@ void Sha256OpenSsl(std::span<const std::span<const uint8_t>> msgs,
   }
 }
 
+// SHA-NI (CPUID leaf 7, EBX bit 29): OpenSSL then hashes one message at
+// about 1.5 GB/s per core, faster than 8 or 16 SIMD lanes together
+// (measured on a 2-core Xeon with SHA-NI and AVX2: OpenSSL 1540 MB/s for
+// batches of 1 to 16 chunks of 64-256 KiB, AVX2 lanes 260 MB/s for one
+// chunk and 1120 MB/s for 16).
+bool HasShaNi() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (ebx & (1u << 29)) != 0;
+}
+
+bool HasAvx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw");
+}
+
 internal::Sha256Impl DetectImpl() {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw")) {
-    return internal::Sha256Impl::kAvx512;
-  }
+  if (HasShaNi()) return internal::Sha256Impl::kScalar;  // OpenSSL
+  if (HasAvx512()) return internal::Sha256Impl::kAvx512;
   if (__builtin_cpu_supports("avx2")) return internal::Sha256Impl::kAvx2;
   return internal::Sha256Impl::kScalar;
 }
@@ -503,7 +518,7 @@ const char* Sha256ImplName(Sha256Impl impl) {
 
 bool Sha256ImplSupported(Sha256Impl impl) {
   switch (impl) {
-    case Sha256Impl::kAvx512: return BestImpl() == Sha256Impl::kAvx512;
+    case Sha256Impl::kAvx512: return HasAvx512();
     case Sha256Impl::kAvx2:
       __builtin_cpu_init();
       return __builtin_cpu_supports("avx2");
