@@ -12,11 +12,9 @@ export LC_ALL=C
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
-CMDLINE=""
-[[ -n ${FERRY:-} ]] && CMDLINE+="FERRY=$(printf '%q' "$FERRY") "
-[[ -n ${FERRYD:-} ]] && CMDLINE+="FERRYD=$(printf '%q' "$FERRYD") "
-CMDLINE+=$(printf '%q ' "$0" "$@")
-CMDLINE=${CMDLINE% }
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+CMDLINE=$(typed_command "$0" "$@")
 CMD_CWD=$PWD
 
 WORKDIR=/var/tmp/ferry-bench
@@ -88,8 +86,6 @@ EOF
 }
 
 # Shared helpers: log, die, mounts, caches, medians, the root filesystem.
-# shellcheck source=bench/lib.sh
-source "$SCRIPT_DIR/lib.sh"
 REBUILD_ROOTFS=0
 
 while (($#)); do

@@ -14,6 +14,16 @@ log() {
 }
 die() { log "error: $*"; exit 1; }
 
+# The command as typed, with the binaries' variables, for the results header:
+# typed_command "$0" "$@".
+typed_command() {
+  local line=""
+  [[ -n ${FERRY:-} ]] && line+="FERRY=$(printf '%q' "$FERRY") "
+  [[ -n ${FERRYD:-} ]] && line+="FERRYD=$(printf '%q' "$FERRYD") "
+  line+=$(printf '%q ' "$@")
+  printf '%s\n' "${line% }"
+}
+
 # Snapshot the binaries: a rebuild during the run must not mix two versions.
 snapshot_bin() { # src dst
   cp "$1" "$2.tmp" && mv "$2.tmp" "$2"
