@@ -9,13 +9,9 @@
 set -euo pipefail
 export LC_ALL=C
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-
 # shellcheck source=bench/lib.sh
-source "$SCRIPT_DIR/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CMDLINE=$(typed_command "$0" "$@")
-CMD_CWD=$PWD
 
 WORKDIR=/var/tmp/ferry-bench
 RUNS=3
@@ -145,19 +141,7 @@ for s in "${SETS[@]}"; do
 done
 
 # ---------------------------------------------------------------- tools ---
-need_pkgs=()
-command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
-command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
-command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
-command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
-command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
-command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
-if ((${#need_pkgs[@]})); then
-  log "installing: ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
+install_missing debootstrap=debootstrap strace=strace curl=curl node=nodejs python3=python3 fusermount3=fuse3
 S3RVER_JS=$REPO_ROOT/tests/s3/node_modules/s3rver/bin/s3rver.js
 [[ -f $S3RVER_JS ]] || die "s3rver missing at $S3RVER_JS (run scripts/install-deps.sh)"
 [[ -w /proc/sys/vm/drop_caches ]] || die "/proc/sys/vm/drop_caches is not writable"
@@ -206,19 +190,6 @@ snapshot_bin "$FERRYD_SRC" "$FERRYD"
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 || true
 
-stop_pid() { # pid name: SIGTERM, SIGKILL after 30 s
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  proc_alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 600; i++)); do proc_alive "$pid" || break; sleep 0.05; done
-  if proc_alive "$pid"; then
-    log "warning: $2 (pid $pid) still running 30 s after SIGTERM; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.3
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 now() { echo "$EPOCHREALTIME"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
@@ -262,32 +233,16 @@ s3_served_since() {
 }
 
 # ------------------------------------------------------------- ferryd ---
-FERRYD_PID=""
-FERRYD_ODD=0 FERRYD_STARTS=0
+FERRYD_ODD=0
 start_ferryd() { # fresh, empty state (node cache) every time
-  local off pid="" launcher i args=(--root "$FERRYD_ROOT" --cache-size "$CACHE_SIZE")
+  local args=(--root "$FERRYD_ROOT" --cache-size "$CACHE_SIZE")
   [[ -z $FETCH_THREADS ]] || args+=(--fetch-threads "$FETCH_THREADS")
   umount_below "$FERRYD_ROOT"
   rm -rf "$FERRYD_ROOT"
   mkdir -p "$FERRYD_ROOT"
   printf '=== coldstart %s: %s\n' "$(date +%H:%M:%S)" "$1" >>"$FERRYD_LOG"
-  off=$(stat -c %s "$FERRYD_LOG")
-  setsid "$FERRYD" "${args[@]}" </dev/null >>"$FERRYD_LOG" 2>&1 &
-  launcher=$!
-  for ((i = 0; i < 300; i++)); do
-    pid=$(tail -c +$((off + 1)) "$FERRYD_LOG" | sed -n 's/^ferryd: ready (pid \([0-9]*\)).*/\1/p' | head -n 1)
-    [[ -n $pid ]] && break
-    proc_alive "$launcher" || break
-    sleep 0.05
-  done
-  if [[ -z $pid ]]; then
-    tail -n 20 "$FERRYD_LOG" >&8
-    stop_pid "$launcher" ferryd
-    die "ferryd did not start (see $FERRYD_LOG)"
-  fi
-  FERRYD_PID=$pid
-  echo "$pid" >"$CS/ferryd.pid"
-  FERRYD_STARTS=$((FERRYD_STARTS + 1))
+  launch_ferryd "${args[@]}"
+  echo "$FERRYD_PID" >"$CS/ferryd.pid"
 }
 stop_ferryd() {
   [[ -n $FERRYD_PID ]] || return 0

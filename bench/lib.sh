@@ -14,6 +14,26 @@ log() {
 }
 die() { log "error: $*"; exit 1; }
 
+# The repository (this file is in its bench/) and where the script was run.
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CMD_CWD=$PWD
+
+# Installs the Debian package of each missing command: install_missing
+# CMD=PACKAGE ... (a CMD with a slash is checked as a path).
+install_missing() {
+  local spec cmd need=()
+  for spec in "$@"; do
+    cmd=${spec%%=*}
+    if [[ $cmd == */* ]]; then [[ -x $cmd ]] || need+=("${spec#*=}")
+    else command -v "$cmd" >/dev/null 2>&1 || need+=("${spec#*=}"); fi
+  done
+  ((${#need[@]})) || return 0
+  log "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
 # The command as typed, with the binaries' variables, for the results header:
 # typed_command "$0" "$@".
 typed_command() {
@@ -46,6 +66,45 @@ proc_alive() {
   local st
   st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
   [[ -n $st && $st != Z ]]
+}
+
+# SIGTERM to process $1 (named $2 in the log), SIGKILL after 30 s.
+stop_pid() {
+  local pid=$1 i
+  [[ -n $pid ]] || return 0
+  proc_alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 600; i++)); do proc_alive "$pid" || break; sleep 0.05; done
+  if proc_alive "$pid"; then
+    log "warning: $2 (pid $pid) still running 30 s after SIGTERM; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.3
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# Starts "$FERRYD" with the arguments given, in its own session, logging to
+# $FERRYD_LOG, and waits for its "ready" line: sets FERRYD_PID and counts
+# FERRYD_STARTS.
+FERRYD_PID="" FERRYD_STARTS=0
+launch_ferryd() {
+  local off pid="" launcher i
+  off=$(stat -c %s "$FERRYD_LOG")
+  setsid "$FERRYD" "$@" </dev/null >>"$FERRYD_LOG" 2>&1 &
+  launcher=$!
+  for ((i = 0; i < 300; i++)); do
+    pid=$(tail -c +$((off + 1)) "$FERRYD_LOG" | sed -n 's/^ferryd: ready (pid \([0-9]*\)).*/\1/p' | head -n 1)
+    [[ -n $pid ]] && break
+    proc_alive "$launcher" || break
+    sleep 0.05
+  done
+  if [[ -z $pid ]]; then
+    tail -n 20 "$FERRYD_LOG" >&8
+    stop_pid "$launcher" ferryd
+    die "ferryd did not start (see $FERRYD_LOG)"
+  fi
+  FERRYD_PID=$pid
+  FERRYD_STARTS=$((FERRYD_STARTS + 1))
 }
 
 # Abort the FUSE connection behind mount point $1 (unblocks hung requests).

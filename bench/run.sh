@@ -6,13 +6,9 @@
 set -euo pipefail
 export LC_ALL=C
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-
 # shellcheck source=bench/lib.sh
-source "$SCRIPT_DIR/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CMDLINE=$(typed_command "$0" "$@")
-CMD_CWD=$PWD
 
 WORKDIR=/var/tmp/ferry-bench
 RUNS=3
@@ -167,23 +163,8 @@ read -ra FERRY_MOUNT_ARGS <<<"$FERRY_MOUNT_OPTS"
 ((EUID == 0)) || die "must be run as root (mounts, chroot, drop_caches)"
 
 # ---------------------------------------------------------------- tools ---
-need_pkgs=()
-need_cmd() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
-need_cmd debootstrap debootstrap
-need_cmd mkfs.erofs erofs-utils
-need_cmd mksquashfs squashfs-tools
-need_cmd squashfuse squashfuse
-need_cmd fusermount3 fuse3
-need_cmd python3 python3
-need_cmd fio fio
-need_cmd setsid util-linux
-[[ -x /usr/bin/time ]] || need_pkgs+=(time)
-if ((${#need_pkgs[@]})); then
-  log "installing: ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
+install_missing debootstrap=debootstrap mkfs.erofs=erofs-utils mksquashfs=squashfs-tools \
+  squashfuse=squashfuse fusermount3=fuse3 python3=python3 fio=fio setsid=util-linux /usr/bin/time=time
 [[ -w /proc/sys/vm/drop_caches ]] || die "/proc/sys/vm/drop_caches is not writable"
 [[ -e /dev/fuse ]] || die "/dev/fuse missing"
 grep -qw erofs /proc/filesystems || modprobe erofs 2>/dev/null || true
@@ -242,45 +223,16 @@ declare -A MNT=([native]=$ROOTFS [erofs]=$WORKDIR/mnt/erofs
 
 
 # ------------------------------------------------------------- ferryd ---
-FERRYD_PID=""
-FERRYD_STARTS=0
-
-
-# Starts ferryd in its own session and waits for its "ready" line.
 start_ferryd() {
-  local off pid="" launcher i
   printf '=== bench %s: starting ferryd (%s)\n' "$(date +%H:%M:%S)" "${1:-}" >>"$FERRYD_LOG"
-  off=$(stat -c %s "$FERRYD_LOG")
-  setsid "$FERRYD" --root "$FERRYD_ROOT" --cache-size "$CACHE_SIZE" </dev/null >>"$FERRYD_LOG" 2>&1 &
-  launcher=$!
-  for ((i = 0; i < 300; i++)); do
-    pid=$(tail -c +$((off + 1)) "$FERRYD_LOG" | sed -n 's/^ferryd: ready (pid \([0-9]*\)).*/\1/p' | head -n 1)
-    [[ -n $pid ]] && break
-    proc_alive "$launcher" || break
-    sleep 0.05
-  done
-  if [[ -z $pid ]]; then
-    tail -n 20 "$FERRYD_LOG" >&8
-    proc_alive "$launcher" && kill -TERM "$launcher" 2>/dev/null
-    die "ferryd did not start (see $FERRYD_LOG)"
-  fi
-  FERRYD_PID=$pid
-  echo "$pid" >"$WORKDIR/ferryd.pid"
-  FERRYD_STARTS=$((FERRYD_STARTS + 1))
+  launch_ferryd --root "$FERRYD_ROOT" --cache-size "$CACHE_SIZE"
+  echo "$FERRYD_PID" >"$WORKDIR/ferryd.pid"
 }
 
 # SIGTERM (ferryd unmounts everything it serves), SIGKILL after 30 s.
 stop_ferryd() {
-  local pid=$FERRYD_PID i
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 600; i++)); do proc_alive "$pid" || break; sleep 0.05; done
-  if proc_alive "$pid"; then
-    log "warning: ferryd (pid $pid) still running 30 s after SIGTERM; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
-  wait "$pid" 2>/dev/null || true
+  [[ -n $FERRYD_PID ]] || return 0
+  stop_pid "$FERRYD_PID" ferryd
   FERRYD_PID=""
   rm -f "$WORKDIR/ferryd.pid"
   umount_below "$FERRYD_ROOT/mnt"   # whatever a killed daemon left

@@ -17,6 +17,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "tests/support/ferry_cli.h"
+
 namespace ferry::testing {
 namespace {
 
@@ -75,11 +77,7 @@ ListeningProcess::ListeningProcess(const std::vector<std::string>& argv, const s
     dup2(null, STDIN_FILENO);
     dup2(fd, STDOUT_FILENO);
     dup2(fd, STDERR_FILENO);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
+    ExecOrExit(argv);
   }
   const std::string marker = "listening on 127.0.0.1:";
   for (int i = 0; i < 600; ++i) {  // 30 s

@@ -12,6 +12,9 @@ struct CommandResult {
   std::string err;  // stderr
 };
 
+// In a forked child: becomes argv[0] (searched in $PATH) with arguments,
+// or exits with 127 if it cannot.
+[[noreturn]] void ExecOrExit(const std::vector<std::string>& argv);
 // Runs argv[0] with arguments, capturing stdout and stderr.
 CommandResult Run(const std::vector<std::string>& argv);
 // Runs the ferry binary under test with `args` and --store `store`.
