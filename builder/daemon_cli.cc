@@ -1,7 +1,6 @@
 #include "builder/daemon_cli.h"
 
 #include <fcntl.h>
-#include <google/protobuf/util/json_util.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -12,11 +11,18 @@
 #include <filesystem>
 #include <thread>
 
-#include "fs/daemon_client.h"
-#include "fs/fuse_server.h"
+#include "fs/control_client.h"
+#include "fs/unmount.h"
 
 namespace ferry::cli {
 namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+// Mounting may load an image from a slow store; everything else is local.
+constexpr milliseconds kMountDeadline = std::chrono::minutes(5);
+constexpr milliseconds kLocalDeadline = std::chrono::seconds(60);
 
 int Fail(const Status& st) {
   std::fprintf(stderr, "ferry: %s\n", st.ToString().c_str());
@@ -44,8 +50,7 @@ std::string FerrydPath() {
 
 // Starts ferryd in its own session, logging to ROOT/ferryd.log, and waits
 // until it answers.
-Status StartDaemon(fs::DaemonClient& client, const std::string& cache_size) {
-  const std::string root = client.root();
+Status StartDaemon(const std::string& root, const std::string& cache_size) {
   std::error_code ec;
   std::filesystem::create_directories(root, ec);
   if (ec) return ErrnoError("create " + root, ec.value());
@@ -78,7 +83,7 @@ Status StartDaemon(fs::DaemonClient& client, const std::string& cache_size) {
   std::fprintf(stderr, "ferry: started ferryd (pid %d) for %s; log: %s\n", pid, root.c_str(),
                log.c_str());
   for (int i = 0; i < 300; ++i) {
-    if (client.Ping(std::chrono::milliseconds(200)).ok()) return Status::Ok();
+    if (fs::CallDaemon(root, "Ping", json::object(), milliseconds(200)).ok()) return Status::Ok();
     int wstatus;
     if (waitpid(pid, &wstatus, WNOHANG) == pid) {
       return FailedPreconditionError("ferryd exited at start-up; see " + log);
@@ -91,33 +96,26 @@ Status StartDaemon(fs::DaemonClient& client, const std::string& cache_size) {
 }  // namespace
 
 int MountThroughDaemon(const DaemonMountArgs& args) {
-  fs::DaemonClient client(Root(args.daemon_root));
-  auto ping = client.Ping(std::chrono::seconds(2));
-  if (!ping.ok()) {
-    if (!args.start_daemon || ping.status().code() != StatusCode::kUnavailable) {
-      return Fail(ping.status());
-    }
-    if (Status st = StartDaemon(client, args.cache_size); !st.ok()) return Fail(st);
+  const std::string root = Root(args.daemon_root);
+  const std::string target = std::filesystem::absolute(args.mountpoint).lexically_normal().string();
+  const json req = {{"store_url", args.store_url}, {"image", args.image}, {"target", target},
+                    {"writable", args.writable}};
+  auto reply = fs::CallDaemon(root, "Mount", req, kMountDeadline);
+  if (!reply.ok() && reply.status().code() == StatusCode::kUnavailable && args.start_daemon) {
+    if (Status st = StartDaemon(root, args.cache_size); !st.ok()) return Fail(st);
+    reply = fs::CallDaemon(root, "Mount", req, kMountDeadline);
   }
-  daemon::MountRequest req;
-  req.set_store_url(args.store_url);
-  req.set_image(args.image);
-  req.set_target(std::filesystem::absolute(args.mountpoint).lexically_normal().string());
-  req.set_writable(args.writable);
-  auto reply = client.Mount(req);
   if (!reply.ok()) return Fail(reply.status());
-  std::printf("mounted %s (%s) at %s%s%s\n", args.image.c_str(), reply->image_id().substr(0, 12).c_str(),
-              req.target().c_str(), args.writable ? ", writable" : "",
-              reply->shared() ? " (shared session)" : "");
+  std::printf("mounted %s (%s) at %s%s%s\n", args.image.c_str(),
+              reply->value("image_id", std::string()).substr(0, 12).c_str(), target.c_str(),
+              args.writable ? ", writable" : "", reply->value("shared", false) ? " (shared session)" : "");
   return 0;
 }
 
 int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy) {
-  fs::DaemonClient client(Root(daemon_root));
-  daemon::UnmountRequest req;
-  req.set_target(std::filesystem::absolute(mountpoint).lexically_normal().string());
-  req.set_lazy(lazy);
-  auto reply = client.Unmount(req);
+  const json req = {{"target", std::filesystem::absolute(mountpoint).lexically_normal().string()},
+                    {"lazy", lazy}};
+  auto reply = fs::CallDaemon(Root(daemon_root), "Unmount", req, kLocalDeadline);
   if (reply.ok()) return 0;
   StatusCode code = reply.status().code();
   if (code != StatusCode::kNotFound && code != StatusCode::kUnavailable) return Fail(reply.status());
@@ -126,44 +124,38 @@ int Umount(const std::string& daemon_root, const std::string& mountpoint, bool l
   return 0;
 }
 
-int CacheStats(const std::string& daemon_root, bool json) {
-  fs::DaemonClient client(Root(daemon_root));
-  auto s = client.CacheStats();
-  if (!s.ok()) return Fail(s.status());
-  if (json) {
-    std::string out;
-    google::protobuf::util::JsonPrintOptions opt;
-    opt.always_print_primitive_fields = true;
-    opt.preserve_proto_field_names = true;
-    if (!google::protobuf::util::MessageToJsonString(*s, &out, opt).ok()) {
-      return Fail(InternalError("cannot print statistics as JSON"));
-    }
-    std::printf("%s\n", out.c_str());
+int CacheStats(const std::string& daemon_root, bool as_json) {
+  auto reply = fs::CallDaemon(Root(daemon_root), "CacheStats", json::object(), kLocalDeadline);
+  if (!reply.ok()) return Fail(reply.status());
+  if (as_json) {
+    std::printf("%s\n", reply->dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     return 0;
   }
+  const json& s = *reply;
+  auto u = [](const json& m, const char* field) { return fs::JsonU64(m, field); };
   auto pct = [](uint64_t a, uint64_t b) { return b == 0 ? 0.0 : 100.0 * a / b; };
-  std::printf("node cache  %s\n", s->cache_dir().c_str());
-  std::printf("used        %s of %s (%.1f%%), %llu chunks\n", fs::FormatBytes(s->used_bytes()).c_str(),
-              fs::FormatBytes(s->capacity_bytes()).c_str(), pct(s->used_bytes(), s->capacity_bytes()),
-              (unsigned long long)s->chunks());
+  std::printf("node cache  %s\n", s.value("cache_dir", std::string()).c_str());
+  std::printf("used        %s of %s (%.1f%%), %llu chunks\n", fs::FormatBytes(u(s, "used_bytes")).c_str(),
+              fs::FormatBytes(u(s, "capacity_bytes")).c_str(), pct(u(s, "used_bytes"), u(s, "capacity_bytes")),
+              (unsigned long long)u(s, "chunks"));
   std::printf("lookups     %llu hits, %llu misses (%.1f%% hits), %s served from cache\n",
-              (unsigned long long)s->hits(), (unsigned long long)s->misses(),
-              pct(s->hits(), s->hits() + s->misses()), fs::FormatBytes(s->hit_bytes()).c_str());
-  std::printf("admitted    %llu chunks (%s), %llu dropped\n", (unsigned long long)s->admitted(),
-              fs::FormatBytes(s->admitted_bytes()).c_str(), (unsigned long long)s->dropped());
-  std::printf("evicted     %llu chunks (%s), %llu kept in use\n", (unsigned long long)s->evicted(),
-              fs::FormatBytes(s->evicted_bytes()).c_str(), (unsigned long long)s->kept());
-  std::printf("corrupt     %llu chunks dropped and refetched\n", (unsigned long long)s->corrupt());
-  if (s->images_size() > 0) {
+              (unsigned long long)u(s, "hits"), (unsigned long long)u(s, "misses"),
+              pct(u(s, "hits"), u(s, "hits") + u(s, "misses")), fs::FormatBytes(u(s, "hit_bytes")).c_str());
+  std::printf("admitted    %llu chunks (%s), %llu dropped\n", (unsigned long long)u(s, "admitted"),
+              fs::FormatBytes(u(s, "admitted_bytes")).c_str(), (unsigned long long)u(s, "dropped"));
+  std::printf("evicted     %llu chunks (%s), %llu kept in use\n", (unsigned long long)u(s, "evicted"),
+              fs::FormatBytes(u(s, "evicted_bytes")).c_str(), (unsigned long long)u(s, "kept"));
+  std::printf("corrupt     %llu chunks dropped and refetched\n", (unsigned long long)u(s, "corrupt"));
+  if (s.contains("images") && !s["images"].empty()) {
     std::printf("\n%-12s %4s %9s %10s %10s %10s %10s %10s %7s\n", "image", "refs", "reads",
                 "read", "from cache", "from store", "fetches", "mem hits", "corrupt");
   }
-  for (const auto& i : s->images()) {
+  for (const json& i : s.value("images", json::array())) {
     std::printf("%-12s %4u %9llu %10s %10s %10s %10llu %10llu %7llu\n",
-                i.image_id().substr(0, 12).c_str(), i.references(), (unsigned long long)i.reads(),
-                fs::FormatBytes(i.read_bytes()).c_str(), fs::FormatBytes(i.cache_hit_bytes()).c_str(),
-                fs::FormatBytes(i.store_bytes()).c_str(), (unsigned long long)i.store_fetches(),
-                (unsigned long long)i.memory_hits(), (unsigned long long)i.corrupt());
+                i.value("image_id", std::string()).substr(0, 12).c_str(), static_cast<unsigned>(u(i, "references")), (unsigned long long)u(i, "reads"),
+                fs::FormatBytes(u(i, "read_bytes")).c_str(), fs::FormatBytes(u(i, "cache_hit_bytes")).c_str(),
+                fs::FormatBytes(u(i, "store_bytes")).c_str(), (unsigned long long)u(i, "store_fetches"),
+                (unsigned long long)u(i, "memory_hits"), (unsigned long long)u(i, "corrupt"));
   }
   return 0;
 }
@@ -174,24 +166,27 @@ int CachePrune(const std::string& daemon_root, const std::string& to_size) {
     std::fprintf(stderr, "ferry cache prune: %s\n", bytes.status().message().c_str());
     return 2;
   }
-  fs::DaemonClient client(Root(daemon_root));
-  auto r = client.CachePrune(*bytes);
+  // 64-bit integers travel as strings in protobuf's JSON form.
+  auto r = fs::CallDaemon(Root(daemon_root), "CachePrune", {{"to_bytes", std::to_string(*bytes)}},
+                          std::chrono::minutes(10));
   if (!r.ok()) return Fail(r.status());
-  std::printf("evicted %llu chunks; node cache now uses %s\n", (unsigned long long)r->evicted(),
-              fs::FormatBytes(r->used_bytes()).c_str());
+  std::printf("evicted %llu chunks; node cache now uses %s\n",
+              (unsigned long long)fs::JsonU64(*r, "evicted"),
+              fs::FormatBytes(fs::JsonU64(*r, "used_bytes")).c_str());
   return 0;
 }
 
 int ProfileOnMount(const std::string& daemon_root, const std::string& mountpoint, bool start) {
-  fs::DaemonClient client(Root(daemon_root));
-  auto r = client.Profile(std::filesystem::absolute(mountpoint).lexically_normal().string(), start);
+  const json req = {{"target", std::filesystem::absolute(mountpoint).lexically_normal().string()}};
+  auto r = fs::CallDaemon(Root(daemon_root), start ? "ProfileStart" : "ProfileStop", req, kMountDeadline);
   if (!r.ok()) return Fail(r.status());
+  const std::string id = r->value("image_id", std::string()).substr(0, 12);
   if (start) {
     std::printf("recording which chunks image %s reads; `ferry profile stop %s` stores them\n",
-                r->image_id().substr(0, 12).c_str(), mountpoint.c_str());
+                id.c_str(), mountpoint.c_str());
   } else {
     std::printf("stored a profile of %llu chunks (%.1f MB) for image %s\n",
-                (unsigned long long)r->chunks(), r->bytes() / 1e6, r->image_id().substr(0, 12).c_str());
+                (unsigned long long)fs::JsonU64(*r, "chunks"), fs::JsonU64(*r, "bytes") / 1e6, id.c_str());
   }
   return 0;
 }

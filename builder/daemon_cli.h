@@ -1,6 +1,9 @@
 // The `ferry` verbs that are clients of ferryd: mount (through the daemon),
-// umount, cache stats, cache prune. Each returns the process exit code and
-// prints errors itself (exit codes as in ferry_main.cc).
+// umount, cache stats, cache prune, profile start/stop. They talk to its
+// control socket (fs/control_client.h) and link neither gRPC nor a store
+// backend, so that the `ferry` front end (ferry_front.cc) runs them without
+// loading the full tool. Each returns the process exit code and prints
+// errors itself (exit codes as in ferry_main.cc).
 #pragma once
 
 #include <cstdint>
@@ -9,7 +12,7 @@
 namespace ferry::cli {
 
 struct DaemonMountArgs {
-  std::string store_url;    // canonical URL of the store the image is in
+  std::string store_url;    // the store the image is in (ferryd makes it canonical)
   std::string image;
   std::string mountpoint;
   std::string daemon_root;  // "" = default

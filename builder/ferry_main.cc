@@ -15,6 +15,7 @@
 #include <map>
 #include <set>
 
+#include "builder/cli_options.h"
 #include "builder/daemon_cli.h"
 #include "builder/exporter.h"
 #include "builder/profile_cli.h"
@@ -290,10 +291,9 @@ int main(int argc, char** argv) {
   CLI::App app{"ferry: lazy-loading, content-addressed image filesystem"};
   app.require_subcommand(1);
   app.fallthrough();  // subcommands inherit this: `ferry build ... --store URL` works too
-  std::string store_url;
-  app.add_option("--store", store_url,
-                 "object store URL (file:///path); default $FERRY_STORE, else "
-                 "/var/lib/ferry (root) or ~/.local/share/ferry");
+  cli::DaemonVerbArgs d;  // the options of the verbs that talk to ferryd
+  cli::AddStoreOption(app, &d);
+  const std::string& store_url = d.store_url;
 
   auto* build = app.add_subcommand("build", "build an image from a directory or tar archive(s)");
   std::string source, tag;
@@ -319,40 +319,14 @@ int main(int argc, char** argv) {
   exp->add_option("IMAGE", image, "image name or id")->required();
   exp->add_option("-o,--output", out, "output tar file ('-' for stdout)")->required();
 
-  auto* mount = app.add_subcommand(
-      "mount", "mount an image (through ferryd, or --no-daemon); returns when ready");
-  std::string mountpoint, log_file, daemon_root, cache_size;
-  bool foreground = false, debug = false, no_daemon = false, writable = false;
-  bool start_daemon = false, lazy = false, json = false;
-  size_t cache_mb = 256;
-  mount->add_option("IMAGE", image, "image name or id")->required();
-  mount->add_option("MOUNTPOINT", mountpoint, "an existing directory")->required();
-  mount->add_flag("--writable,-w", writable,
-                  "a private writable overlay on the shared image (ferryd)");
-  mount->add_flag("--start-daemon", start_daemon, "start ferryd if none is running");
-  mount->add_option("--cache-size", cache_size, "node cache size for a daemon started here (e.g. 10G)");
-  mount->add_flag("--no-daemon", no_daemon,
-                  "serve this one image from this process (no node cache, no ferryd)");
-  mount->add_flag("--foreground,-f", foreground,
-                  "with --no-daemon: serve in the foreground, logging to stderr");
-  mount->add_option("--log-file", log_file, "with --no-daemon: log file in the background");
-  mount->add_option("--memory-cache-mb", cache_mb, "with --no-daemon: in-memory chunk cache")->capture_default_str();
-  mount->add_flag("--debug", debug, "with --no-daemon --foreground: trace FUSE requests");
-
-  auto* umount = app.add_subcommand("umount", "unmount a ferry mount");
-  umount->add_option("MOUNTPOINT", mountpoint, "the mount point")->required();
-  umount->add_flag("--lazy,-l", lazy, "detach now even if in use (MNT_DETACH)");
+  auto* mount = cli::AddMountCommand(app, &d);
+  auto* umount = cli::AddUmountCommand(app, &d);
 
   auto* stats = app.add_subcommand("stats", "print what a mount has read and fetched (JSON)");
+  std::string mountpoint;
   stats->add_option("MOUNTPOINT", mountpoint, "the mount point")->required();
 
-  auto* cache = app.add_subcommand("cache", "the node cache of ferryd");
-  cache->require_subcommand(1);
-  auto* cache_stats = cache->add_subcommand("stats", "hits, misses, evictions, per image");
-  cache_stats->add_flag("--json", json, "print JSON");
-  auto* cache_prune = cache->add_subcommand("prune", "evict until the cache is at most SIZE");
-  std::string prune_to;
-  cache_prune->add_option("--to", prune_to, "target size, e.g. 1G or 0")->required();
+  auto cache = cli::AddCacheCommand(app, &d);
 
   auto* profile = app.add_subcommand(
       "profile", "start-up profiles: what a workload reads first, prefetched on later mounts");
@@ -365,22 +339,14 @@ int main(int argc, char** argv) {
   profile_record->add_option("COMMAND", workload, "the workload, after --")->required();
   profile_record->add_flag("--no-chroot", no_chroot,
                            "run the workload in the mount as working directory ($FERRY_MOUNT)");
-  auto* profile_start = profile->add_subcommand(
-      "start", "record on a ferryd mount: what its image's reads touch from now on");
-  profile_start->add_option("MOUNTPOINT", mountpoint, "a mount of ferryd")->required();
-  auto* profile_stop = profile->add_subcommand("stop", "stop recording on a mount; store the profile");
-  profile_stop->add_option("MOUNTPOINT", mountpoint, "a mount of ferryd")->required();
+  auto profile_on_mount = cli::AddProfileOnMountCommands(profile, &d);
   auto* profile_show = profile->add_subcommand("show", "summarise an image's profile");
   profile_show->add_option("IMAGE", image, "image name or id")->required();
   profile_show->add_flag("--chunks", list_chunks, "also list the profile's chunks in order, with their files");
   auto* profile_rm = profile->add_subcommand("rm", "remove an image's profile");
   profile_rm->add_option("IMAGE", image, "image name or id")->required();
 
-  for (auto* sub : {mount, umount, cache, profile_start, profile_stop}) {
-    sub->add_option("--daemon", daemon_root,
-                    "ferryd's root (its socket is ROOT/ferryd.sock); default $FERRY_DAEMON, "
-                    "else /var/lib/ferryd (root) or ~/.local/share/ferryd");
-  }
+  cli::AddDaemonOption({mount, umount, cache.cache, profile_on_mount.start, profile_on_mount.stop}, &d);
 
   try {
     app.parse(argc, argv);
@@ -391,25 +357,15 @@ int main(int argc, char** argv) {
   if (*ls) return CmdLs(store_url);
   if (*inspect) return CmdInspect(store_url, image, list_chunks);
   if (*exp) return CmdExport(store_url, image, out);
-  if (*mount && (no_daemon || foreground)) {
-    if (writable) {
+  if (*mount && (d.no_daemon || d.foreground)) {
+    if (d.writable) {
       std::fprintf(stderr, "ferry mount: --writable needs ferryd (drop --no-daemon/--foreground)\n");
       return 2;
     }
-    return CmdMount(store_url, image, mountpoint, foreground, log_file, debug, cache_mb);
+    return CmdMount(store_url, d.image, d.mountpoint, d.foreground, d.log_file, d.debug, d.cache_mb);
   }
-  if (*mount) {
-    auto store = OpenStore(store_url);
-    if (!store.ok()) return Fail(store.status());
-    return cli::MountThroughDaemon({(*store)->Url(), image, mountpoint, daemon_root, writable,
-                                    start_daemon, cache_size});
-  }
-  if (*umount) return cli::Umount(daemon_root, mountpoint, lazy);
-  if (*cache_stats) return cli::CacheStats(daemon_root, json);
-  if (*cache_prune) return cli::CachePrune(daemon_root, prune_to);
+  if (int rc = cli::RunDaemonVerb(mount, umount, cache, profile_on_mount, d); rc >= 0) return rc;
   if (*profile_record) return cli::ProfileRecord(store_url, image, workload, no_chroot);
-  if (*profile_start) return cli::ProfileOnMount(daemon_root, mountpoint, true);
-  if (*profile_stop) return cli::ProfileOnMount(daemon_root, mountpoint, false);
   if (*profile_show) return cli::ProfileShow(store_url, image, list_chunks);
   if (*profile_rm) return cli::ProfileRemove(store_url, image);
   if (*stats) return CmdStats(mountpoint);

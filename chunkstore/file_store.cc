@@ -289,37 +289,18 @@ Status FileStore::Delete(const std::string& key) {
 }
 
 Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const std::string& url) {
-  std::string path;
   if (url.rfind("fault+", 0) == 0) return OpenFaultStore(url);
   if (url.rfind("s3://", 0) == 0) {
     ASSIGN_OR_RETURN(auto s3, S3Store::OpenUrl(url));
     return std::unique_ptr<ObjectStore>(std::move(s3));
   }
-  if (url.rfind("file://", 0) == 0) {
-    path = url.substr(7);
-  } else if (url.find("://") != std::string::npos) {
+  if (url.find("://") != std::string::npos && url.rfind("file://", 0) != 0) {
     return InvalidArgumentError("unsupported store URL '" + url +
                                 "' (supported: file:///path, a plain path, s3://bucket/prefix?options, "
                                 "fault+URL?options)");
-  } else {
-    path = url;
   }
-  if (!path.empty() && path[0] != '/') {
-    std::error_code ec;
-    path = std::filesystem::absolute(path, ec).string();
-  }
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  ASSIGN_OR_RETURN(auto store, FileStore::Open(path));
+  ASSIGN_OR_RETURN(auto store, FileStore::Open(AbsoluteStoreUrl(url).substr(7)));
   return std::unique_ptr<ObjectStore>(std::move(store));
-}
-
-std::string DefaultStoreUrl() {
-  if (const char* env = std::getenv("FERRY_STORE"); env != nullptr && *env != '\0') {
-    return env;
-  }
-  if (geteuid() == 0) return "file:///var/lib/ferry";
-  const char* home = std::getenv("HOME");
-  return std::string("file://") + (home ? home : "/tmp") + "/.local/share/ferry";
 }
 
 }  // namespace ferry::chunkstore

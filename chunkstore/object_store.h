@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "chunkstore/status.h"
+#include "chunkstore/store_url.h"
 
 namespace ferry::chunkstore {
 
@@ -65,9 +66,5 @@ bool IsValidKey(const std::string& key);
 // "fault+<URL>?<options>" wraps one in fault emulation (fault_store.h).
 // Fails with kInvalidArgument for an unknown scheme.
 Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const std::string& url);
-
-// $FERRY_STORE if set; else file:///var/lib/ferry for root and
-// file://$HOME/.local/share/ferry for other users.
-std::string DefaultStoreUrl();
 
 }  // namespace ferry::chunkstore

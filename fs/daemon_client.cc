@@ -6,39 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "chunkstore/url_options.h"
-
 namespace ferry::fs {
-
-std::string DefaultDaemonRoot() {
-  if (const char* env = std::getenv("FERRY_DAEMON"); env != nullptr && *env != '\0') return env;
-  if (geteuid() == 0) return "/var/lib/ferryd";
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "/tmp") + "/.local/share/ferryd";
-}
-
-std::string DaemonSocketPath(const std::string& root) { return root + "/ferryd.sock"; }
-
-Result<uint64_t> ParseByteSize(const std::string& text) {
-  auto bytes = chunkstore::ParseScaled(text, 1024);
-  if (!bytes.ok() || *bytes > 1.8e19) {
-    return InvalidArgumentError("'" + text + "' is not a size (examples: 10G, 512M, 65536)");
-  }
-  return static_cast<uint64_t>(*bytes);
-}
-
-std::string FormatBytes(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
 
 grpc::Status ToGrpc(const Status& st) {
   using G = grpc::StatusCode;

@@ -1,5 +1,6 @@
-// DaemonClient: how `ferry` talks to ferryd, the per-host daemon that owns
-// the node cache and serves every mount (API: fs/proto/ferryd.proto).
+// DaemonClient: a gRPC client of ferryd, the per-host daemon that owns the
+// node cache and serves every mount (API: fs/proto/ferryd.proto). The
+// `ferry` CLI uses the control socket instead (fs/control_client.h).
 //
 // The daemon listens on ROOT/ferryd.sock. Every call has a deadline; a
 // daemon that is not running (no socket, connection refused) is
@@ -12,18 +13,10 @@
 #include <string>
 
 #include "chunkstore/status.h"
+#include "fs/control_client.h"  // DefaultDaemonRoot, DaemonSocketPath
 #include "fs/proto/ferryd.grpc.pb.h"
 
 namespace ferry::fs {
-
-// $FERRY_DAEMON if set; else /var/lib/ferryd for root and
-// $HOME/.local/share/ferryd for other users.
-std::string DefaultDaemonRoot();
-std::string DaemonSocketPath(const std::string& root);
-
-// "10G", "512M", "64k", "1.5T" or plain bytes (K/M/G/T are powers of 1024).
-Result<uint64_t> ParseByteSize(const std::string& text);
-std::string FormatBytes(uint64_t bytes);  // "1.5 GiB"
 
 // gRPC status <-> ferry Status, keeping the code's meaning both ways.
 grpc::Status ToGrpc(const Status& st);

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "fs/image_fs.h"
+#include "fs/unmount.h"
 
 struct fuse_session;
 
@@ -50,8 +51,5 @@ class FuseServer {
   std::string mountpoint_;
   bool signals_ = false;
 };
-
-// Unmounts a ferry mount point: umount2 for root, fusermount3 -u otherwise.
-Status Unmount(const std::string& mountpoint);
 
 }  // namespace ferry::fs

@@ -19,6 +19,7 @@
 
 #include "chunkstore/node_cache.h"
 #include "fs/daemon_client.h"
+#include "snapshotter/control_server.h"
 #include "snapshotter/daemon_service.h"
 #include "snapshotter/mount_manager.h"
 
@@ -109,6 +110,11 @@ int Run(Flags f) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) return Fail(FailedPreconditionError("cannot listen on " + socket));
   chmod(socket.c_str(), 0600);
+  auto control = snapshotter::ControlServer::Start(fs::ControlSocketPath(root), &service);
+  if (!control.ok()) {
+    server->Shutdown();
+    return Fail(control.status());
+  }
   std::fprintf(stderr, "ferryd: ready (pid %d): root %s, socket %s, node cache %s (%s)\n",
                getpid(), root.c_str(), socket.c_str(), cache_dir.c_str(),
                fs::FormatBytes(*capacity).c_str());
@@ -117,10 +123,12 @@ int Run(Flags f) {
     int sig = 0;
     sigwait(&sigs, &sig);
     std::fprintf(stderr, "ferryd: signal %d: unmounting everything and stopping\n", sig);
+    (*control)->StopAccepting();
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   });
   server->Wait();
   waiter.join();
+  control->reset();  // waits for calls in progress
   (*mounts)->Shutdown();
   (*cache)->Flush().IgnoreError();
   unlink(socket.c_str());

@@ -23,6 +23,7 @@ namespace ferry::snapshotter {
 namespace stdfs = std::filesystem;
 
 struct MountManager::Store {
+  std::string url;  // canonical: the store's Url()
   std::unique_ptr<chunkstore::ObjectStore> store;
   std::unique_ptr<chunkstore::ChunkReader> reader;
 };
@@ -163,11 +164,19 @@ Status MountManager::SaveTable() {
   return Status::Ok();
 }
 
+// Stores are kept by canonical URL, so that every spelling of one store
+// (a trailing slash, options in another order) shares one reader and one
+// memory cache; each spelling seen is remembered as an alias.
 Result<MountManager::Store*> MountManager::GetStore(const std::string& url) {
-  auto it = stores_.find(url);
+  if (auto a = store_alias_.find(url); a != store_alias_.end()) return stores_.at(a->second).get();
+  ASSIGN_OR_RETURN(auto opened, chunkstore::OpenObjectStore(url));
+  std::string canonical = opened->Url();
+  store_alias_[url] = canonical;
+  auto it = stores_.find(canonical);
   if (it != stores_.end()) return it->second.get();
   auto s = std::make_unique<Store>();
-  ASSIGN_OR_RETURN(s->store, chunkstore::OpenObjectStore(url));
+  s->url = canonical;
+  s->store = std::move(opened);
   chunkstore::ChunkReaderOptions ro;
   ro.memory_bytes = opt_.memory_cache_bytes;
   ro.node_cache = opt_.node_cache;
@@ -175,7 +184,7 @@ Result<MountManager::Store*> MountManager::GetStore(const std::string& url) {
   ro.deadline = opt_.fetch_deadline;
   s->reader = std::make_unique<chunkstore::ChunkReader>(s->store.get(), ro);
   Store* raw = s.get();
-  stores_[url] = std::move(s);
+  stores_[canonical] = std::move(s);
   return raw;
 }
 
@@ -224,7 +233,7 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     static std::atomic<uint64_t> seq{0};
     auto im = std::make_unique<Image>();
     im->id = hex;
-    im->store_url = store_url;
+    im->store_url = store->url;
     im->store = store->store.get();
     im->digest = *id;
     im->mountpoint = opt_.root + "/mnt/" + hex + "." + std::to_string(++seq);
@@ -252,7 +261,7 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     });
     img = raw;
     images_[hex] = std::move(im);
-    Log("serving image " + hex + " from " + store_url);
+    Log("serving image " + hex + " from " + store->url);
     // A start-up profile, if the image has one, becomes prefetch at once.
     if (profile_blob.ok()) {
       auto profile = fs::DecodeProfile((*profile_blob)->bytes(),
@@ -271,7 +280,7 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
 
   // Record the target before mounting it, so a crash in between still
   // leaves a trace the next daemon cleans up.
-  TargetInfo info{target, hex, store_url, writable, ""};
+  TargetInfo info{target, hex, store->url, writable, ""};
   Status attached;
   if (writable) {
     std::string tmpl = opt_.root + "/sandboxes/XXXXXX";

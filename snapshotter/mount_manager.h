@@ -101,7 +101,8 @@ class MountManager {
 
   MountManagerOptions opt_;
   mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Store>> stores_;   // by URL
+  std::map<std::string, std::unique_ptr<Store>> stores_;   // by canonical URL
+  std::map<std::string, std::string> store_alias_;         // URL as given -> canonical
   std::map<std::string, std::unique_ptr<Image>> images_;   // by image id (hex)
   std::map<std::string, TargetInfo> targets_;              // by target path
   // Sessions whose mount was detached, waiting for their loop to end.

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include <sstream>
 #include <thread>
 
+#include "fs/control_client.h"
 #include "fs/daemon_client.h"
 #include "tests/support/daemon.h"
 #include "tests/support/ferry_cli.h"
@@ -629,6 +632,84 @@ TEST_CASE("1,000 mount/umount cycles leave no mounts, descriptors, threads or me
   CHECK(d.Threads() <= threads + 2);
   INFO("RSS before " << rss << " KiB, after " << d.RssKib() << " KiB");
   CHECK(d.RssKib() < rss + 32 * 1024);
+}
+
+// Sends `payload` as it is to ferryd's control socket; returns the answer.
+std::string RawControl(const std::string& root, const std::string& payload) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string path = fs::ControlSocketPath(root);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  // ferryd stops reading an oversized request, so a send may end early.
+  for (size_t done = 0; done < payload.size();) {
+    ssize_t n = send(fd, payload.data() + done, payload.size() - done, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  shutdown(fd, SHUT_WR);
+  std::string in;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) in.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return in;
+}
+
+TEST_CASE("the control socket: the API of the gRPC socket, one state, clear errors") {
+  Env env;
+  Image img = MakeImage(env.Dir("src"), env.store, "img", 10);
+  ScopedDaemon d(env.root);
+  fs::DaemonClient grpc_client(env.root);
+  std::string a = env.Dir("a"), b = env.Dir("b");
+  const auto minute = std::chrono::minutes(1);
+
+  // Two spellings of one store (a trailing slash; a plain path) are one
+  // store to ferryd: one session, recorded under the store's own URL.
+  auto m1 = fs::CallDaemon(env.root, "Mount",
+                           {{"store_url", "file://" + env.store + "/"}, {"image", "img"}, {"target", a}}, minute);
+  REQUIRE(m1.ok());
+  CHECK(m1->at("image_id").get<std::string>().size() == 64);
+  CHECK(m1->at("shared") == false);
+  auto m2 = fs::CallDaemon(env.root, "Mount", {{"store_url", env.store}, {"image", "img"}, {"target", b}}, minute);
+  REQUIRE(m2.ok());
+  CHECK(m2->at("shared") == true);
+  CHECK(Mismatches(img, b) == 0);
+  auto list = grpc_client.ListMounts();  // the other transport sees the same mounts
+  REQUIRE(list.ok());
+  REQUIRE(list->mounts_size() == 2);
+  for (const auto& m : list->mounts()) CHECK(m.store_url() == "file://" + env.store);
+
+  // Errors come back with a code and a message naming what is wrong.
+  auto missing = fs::CallDaemon(env.root, "Mount",
+                                {{"store_url", env.store}, {"image", "nope"}, {"target", env.Dir("c")}}, minute);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == StatusCode::kNotFound);
+  CHECK(missing.status().message().find("nope") != std::string::npos);
+  auto unknown = fs::CallDaemon(env.root, "Explode", nlohmann::json::object(), minute);
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.status().code() == StatusCode::kInvalidArgument);
+  CHECK(unknown.status().message().find("no method 'Explode'") != std::string::npos);
+  auto wrong_type = fs::CallDaemon(env.root, "Unmount", {{"target", 42}}, minute);
+  REQUIRE_FALSE(wrong_type.ok());
+  CHECK(wrong_type.status().code() == StatusCode::kInvalidArgument);
+  CHECK(wrong_type.status().message().find("UnmountRequest") != std::string::npos);
+  for (std::string junk : {std::string("not json\n"), std::string(), std::string("[1,2]\n"),
+                           std::string(2 << 20, '{')}) {
+    auto reply = nlohmann::json::parse(RawControl(env.root, junk), nullptr, false);
+    REQUIRE(reply.is_object());
+    CHECK(reply["code"] == static_cast<int>(StatusCode::kInvalidArgument));
+    CHECK_FALSE(reply.contains("reply"));
+  }
+
+  // Still serving after all that; both targets unmount through the socket.
+  for (const auto& t : {a, b}) {
+    auto u = fs::CallDaemon(env.root, "Unmount", {{"target", t}}, minute);
+    INFO(t);
+    CHECK(u.ok());
+  }
+  CHECK(MountsUnder(env.tmp.path()).empty());
 }
 
 TEST_CASE("without a daemon ferry mount says so; --start-daemon starts one") {

@@ -1,0 +1,112 @@
+// The command-line options of the `ferry` verbs that talk to ferryd, defined
+// once for both programs that parse them: the `ferry` front end
+// (ferry_front.cc, which runs these verbs itself) and the full tool
+// (ferry_main.cc, which has every verb). Header-only: CLI11 is.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "builder/daemon_cli.h"
+#include "chunkstore/store_url.h"
+
+namespace ferry::cli {
+
+struct DaemonVerbArgs {
+  std::string store_url, image, mountpoint, daemon_root, cache_size, log_file, prune_to;
+  bool writable = false, start_daemon = false, no_daemon = false, foreground = false;
+  bool debug = false, lazy = false, json = false;
+  size_t cache_mb = 256;
+};
+
+inline void AddStoreOption(CLI::App& app, DaemonVerbArgs* a) {
+  app.add_option("--store", a->store_url,
+                 "object store URL (file:///path); default $FERRY_STORE, else "
+                 "/var/lib/ferry (root) or ~/.local/share/ferry");
+}
+
+inline CLI::App* AddMountCommand(CLI::App& app, DaemonVerbArgs* a) {
+  auto* mount = app.add_subcommand(
+      "mount", "mount an image (through ferryd, or --no-daemon); returns when ready");
+  mount->add_option("IMAGE", a->image, "image name or id")->required();
+  mount->add_option("MOUNTPOINT", a->mountpoint, "an existing directory")->required();
+  mount->add_flag("--writable,-w", a->writable,
+                  "a private writable overlay on the shared image (ferryd)");
+  mount->add_flag("--start-daemon", a->start_daemon, "start ferryd if none is running");
+  mount->add_option("--cache-size", a->cache_size,
+                    "node cache size for a daemon started here (e.g. 10G)");
+  mount->add_flag("--no-daemon", a->no_daemon,
+                  "serve this one image from this process (no node cache, no ferryd)");
+  mount->add_flag("--foreground,-f", a->foreground,
+                  "with --no-daemon: serve in the foreground, logging to stderr");
+  mount->add_option("--log-file", a->log_file, "with --no-daemon: log file in the background");
+  mount->add_option("--memory-cache-mb", a->cache_mb, "with --no-daemon: in-memory chunk cache")
+      ->capture_default_str();
+  mount->add_flag("--debug", a->debug, "with --no-daemon --foreground: trace FUSE requests");
+  return mount;
+}
+
+inline CLI::App* AddUmountCommand(CLI::App& app, DaemonVerbArgs* a) {
+  auto* umount = app.add_subcommand("umount", "unmount a ferry mount");
+  umount->add_option("MOUNTPOINT", a->mountpoint, "the mount point")->required();
+  umount->add_flag("--lazy,-l", a->lazy, "detach now even if in use (MNT_DETACH)");
+  return umount;
+}
+
+struct CacheCommands {
+  CLI::App *cache, *stats, *prune;
+};
+
+inline CacheCommands AddCacheCommand(CLI::App& app, DaemonVerbArgs* a) {
+  auto* cache = app.add_subcommand("cache", "the node cache of ferryd");
+  cache->require_subcommand(1);
+  auto* stats = cache->add_subcommand("stats", "hits, misses, evictions, per image");
+  stats->add_flag("--json", a->json, "print JSON");
+  auto* prune = cache->add_subcommand("prune", "evict until the cache is at most SIZE");
+  prune->add_option("--to", a->prune_to, "target size, e.g. 1G or 0")->required();
+  return {cache, stats, prune};
+}
+
+struct ProfileOnMountCommands {
+  CLI::App *start, *stop;
+};
+
+// `ferry profile start|stop MOUNTPOINT`, under the `profile` command.
+inline ProfileOnMountCommands AddProfileOnMountCommands(CLI::App* profile, DaemonVerbArgs* a) {
+  auto* start = profile->add_subcommand(
+      "start", "record on a ferryd mount: what its image's reads touch from now on");
+  start->add_option("MOUNTPOINT", a->mountpoint, "a mount of ferryd")->required();
+  auto* stop = profile->add_subcommand("stop", "stop recording on a mount; store the profile");
+  stop->add_option("MOUNTPOINT", a->mountpoint, "a mount of ferryd")->required();
+  return {start, stop};
+}
+
+inline void AddDaemonOption(std::initializer_list<CLI::App*> subs, DaemonVerbArgs* a) {
+  for (auto* sub : subs) {
+    sub->add_option("--daemon", a->daemon_root,
+                    "ferryd's root (its socket is ROOT/ferryd.sock); default $FERRY_DAEMON, "
+                    "else /var/lib/ferryd (root) or ~/.local/share/ferryd");
+  }
+}
+
+// Runs the daemon verb that was parsed: mount through ferryd (not
+// --no-daemon or --foreground, which serve from this process), umount,
+// cache stats|prune, profile start|stop. Returns the exit code, or -1 if
+// none of them was given.
+inline int RunDaemonVerb(CLI::App* mount, CLI::App* umount, const CacheCommands& cache,
+                         const ProfileOnMountCommands& profile, const DaemonVerbArgs& a) {
+  if (*mount && !a.no_daemon && !a.foreground) {
+    std::string url = a.store_url.empty() ? chunkstore::DefaultStoreUrl() : a.store_url;
+    return MountThroughDaemon({chunkstore::AbsoluteStoreUrl(url), a.image, a.mountpoint,
+                               a.daemon_root, a.writable, a.start_daemon, a.cache_size});
+  }
+  if (*umount) return Umount(a.daemon_root, a.mountpoint, a.lazy);
+  if (*cache.stats) return CacheStats(a.daemon_root, a.json);
+  if (*cache.prune) return CachePrune(a.daemon_root, a.prune_to);
+  if (*profile.start) return ProfileOnMount(a.daemon_root, a.mountpoint, true);
+  if (*profile.stop) return ProfileOnMount(a.daemon_root, a.mountpoint, false);
+  return -1;
+}
+
+}  // namespace ferry::cli
