@@ -182,7 +182,7 @@ mkdir -p "$MNT"
 
 FERRY_SRC=$FERRY FERRYD_SRC=$FERRYD
 FERRY=$CS/bin/ferry FERRYD=$CS/bin/ferryd
-snapshot_bin "$FERRY_SRC" "$FERRY"
+snapshot_ferry "$FERRY_SRC" "$FERRY"
 snapshot_bin "$FERRYD_SRC" "$FERRYD"
 
 # s3rver takes any credentials; every ferry process (and ferryd) reads them

@@ -49,6 +49,11 @@ snapshot_bin() { # src dst
   cp "$1" "$2.tmp" && mv "$2.tmp" "$2"
   "$2" --help >/dev/null 2>&1 || die "the copy of $1 does not run (caught in the middle of a rebuild?)"
 }
+# ferry execs ferry-tool from its own directory: both are copied.
+snapshot_ferry() { # src dst
+  snapshot_bin "$(dirname "$1")/ferry-tool" "$(dirname "$2")/ferry-tool"
+  snapshot_bin "$1" "$2"
+}
 
 is_mounted() { awk -v p="$1" '$5 == p { f = 1 } END { exit !f }' /proc/self/mountinfo; }
 

@@ -197,7 +197,7 @@ ROOTFS=$WORKDIR/rootfs
 FERRY_SRC=$FERRY FERRYD_SRC=$FERRYD
 if ((!PEERS_ONLY)); then
   FERRY=$WORKDIR/bin/ferry
-  snapshot_bin "$FERRY_SRC" "$FERRY"
+  snapshot_ferry "$FERRY_SRC" "$FERRY"
 fi
 if ((DAEMON)); then
   FERRYD=$WORKDIR/bin/ferryd

@@ -193,9 +193,13 @@ bool RetryableCurl(CURLcode rc) {
 
 }  // namespace
 
-S3Transport::S3Transport(S3Config config) : config_(std::move(config)) {
-  static std::once_flag global_init;  // libcurl's global state, set up once per process
+void InitHttpClient() {
+  static std::once_flag global_init;
   std::call_once(global_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+S3Transport::S3Transport(S3Config config) : config_(std::move(config)) {
+  InitHttpClient();
   share_ = curl_share_init();
   auto lock = [](CURL*, curl_lock_data data, curl_lock_access, void* user) {
     static_cast<S3Transport*>(user)->share_mu_[data].lock();

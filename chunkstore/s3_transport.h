@@ -24,6 +24,12 @@
 
 namespace ferry::chunkstore {
 
+// Sets up libcurl's process-wide state (and OpenSSL's under it), once. The
+// first S3Transport does it if nobody has; a daemon calls it at start-up,
+// while it has one thread, so that its first mount does not pay for it
+// (~13 ms here).
+void InitHttpClient();
+
 class S3Transport {
  public:
   // The bytes of a request body: `size` bytes at `offset` of `data`, or of

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "chunkstore/node_cache.h"
+#include "chunkstore/s3_transport.h"
 #include "fs/daemon_client.h"
 #include "snapshotter/control_server.h"
 #include "snapshotter/daemon_service.h"
@@ -74,6 +75,7 @@ int Run(Flags f) {
     unlink(socket.c_str());  // left by a daemon that died
   }
   RaiseFileLimit();
+  chunkstore::InitHttpClient();
 
   // Signals are taken by one thread with sigwait; every other thread,
   // including FUSE's and gRPC's, inherits the blocked mask.
