@@ -1,12 +1,15 @@
-// Locality prefetch (ImageFs::LocalityRuns): what a miss brings in besides
-// itself, checked by which chunks are in memory or in flight and by the
-// fetch counters, never by timing. No FUSE: ImageFs is called directly.
+// Prefetch without and with a profile: what a miss brings in besides itself
+// (ImageFs::LocalityRuns), and which range reads a profile replay issues
+// (ImageFs::ReplayProfile), checked by which chunks are in memory or in
+// flight, by the fetch counters and by the requests the store sees, never
+// by timing. No FUSE: ImageFs is called directly.
 #include <catch2/catch.hpp>
 #include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "builder/image_builder.h"
@@ -35,6 +38,7 @@ struct Fixture {
   std::unique_ptr<chunkstore::FileStore> store;
   std::unique_ptr<chunkstore::ChunkReader> chunks;
   std::unique_ptr<fs::ImageFs> fs;
+  Digest image_id;
 
   Fixture() {
     const std::string src = tmp.path() + "/src";
@@ -48,6 +52,7 @@ struct Fixture {
     REQUIRE(b.AddDirectory(src).ok());
     auto sum = b.Finish("");
     REQUIRE(sum.ok());
+    image_id = sum->image;
     auto image = fs::LoadImage(*store, sum->image);
     REQUIRE(image.ok());
     chunks = std::make_unique<chunkstore::ChunkReader>(store.get(), 256u << 20);
@@ -117,6 +122,79 @@ TEST_CASE("locality: a file's first miss prefetches the rest of it, up to the wh
   before = fx.demand();
   fx.Read("data/huge", 10 << 20, 4096);
   CHECK(fx.demand() == before + 1);
+}
+
+// A file store that remembers the range reads it was asked for, in order.
+class RecordingStore : public chunkstore::ObjectStore {
+ public:
+  explicit RecordingStore(chunkstore::ObjectStore* inner) : inner_(inner) {}
+  std::string Url() const override { return inner_->Url(); }
+  Status Put(const std::string& k, std::span<const uint8_t> d) override { return inner_->Put(k, d); }
+  Status PutFile(const std::string& k, const std::string& p) override { return inner_->PutFile(k, p); }
+  Result<std::shared_ptr<const chunkstore::Blob>> Get(const std::string& k) override { return inner_->Get(k); }
+  Status GetRange(const std::string& k, uint64_t offset, std::span<uint8_t> out) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ranges_.emplace_back(offset, out.size());
+    }
+    return inner_->GetRange(k, offset, out);
+  }
+  Result<uint64_t> Size(const std::string& k) override { return inner_->Size(k); }
+  Result<std::vector<std::string>> List(const std::string& p) override { return inner_->List(p); }
+  Status Delete(const std::string& k) override { return inner_->Delete(k); }
+  std::vector<std::pair<uint64_t, uint64_t>> ranges() {
+    std::lock_guard<std::mutex> l(mu_);
+    return ranges_;
+  }
+
+ private:
+  chunkstore::ObjectStore* inner_;
+  std::mutex mu_;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges_;  // (offset, bytes)
+};
+
+TEST_CASE("profile replay: the first MiB in short reads, then long ones, in the profile's order") {
+  Fixture f;  // its own reader is not used: this one has a recording store and one thread
+  RecordingStore rec(f.store.get());
+  chunkstore::ChunkReaderOptions ro;
+  ro.fetch_threads = 1;  // requests reach the store in queue order
+  chunkstore::ChunkReader reader(&rec, ro);
+  fs::ImageFs fs(std::move(fs::LoadImage(*f.store, f.image_id).value()), &reader,
+                 [](const std::string&) {});
+  // The profile: all of data/huge (12 MiB), in file order.
+  std::vector<uint32_t> order;
+  uint64_t ino = f.Ino("data/huge");
+  for (const auto& e : fs.image().Extents(ino)) order.push_back(e.chunk);
+  REQUIRE(order.size() > 40);
+  fs.ReplayProfile(order);
+  bool all = false;
+  for (int i = 0; i < 2000 && !all; ++i) {
+    all = true;
+    for (uint32_t c : order) all = all && reader.Present(fs.image().Chunk(c).digest);
+    if (!all) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(all);
+  auto ranges = rec.ranges();
+  REQUIRE(ranges.size() >= 3);
+  // The first read starts at the profile's first chunk and is short; the
+  // reads covering the first MiB are all short; a later one is long.
+  CHECK(ranges.front().first == fs.image().Chunk(order.front()).offset);
+  uint64_t covered = 0;
+  size_t k = 0;
+  for (; k < ranges.size() && covered < (1u << 20); ++k) {
+    INFO("read " << k << ": " << ranges[k].second << " bytes");
+    CHECK(ranges[k].second <= (256u << 10) + 4096);  // frame headers on incompressible data
+    covered += ranges[k].second;
+  }
+  uint64_t longest = 0;
+  for (; k < ranges.size(); ++k) longest = std::max(longest, ranges[k].second);
+  CHECK(longest > (2u << 20));
+  // Each range was read once: no chunk twice.
+  uint64_t total = 0;
+  for (const auto& r : ranges) total += r.second;
+  uint64_t clen = 0;
+  for (uint32_t c : order) clen += fs.image().Chunk(c).clen;
+  CHECK(total == clen);
 }
 
 }  // namespace
