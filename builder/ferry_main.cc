@@ -135,7 +135,8 @@ Result<std::unique_ptr<fs::ImageReader>> OpenImage(chunkstore::ObjectStore& stor
   return fs::LoadImage(store, id);
 }
 
-int CmdInspect(const std::string& store_url, const std::string& name, bool list_chunks) {
+int CmdInspect(const std::string& store_url, const std::string& name, bool list_chunks,
+               bool list_loads) {
   auto store = OpenStore(store_url);
   if (!store.ok()) return Fail(store.status());
   Digest id;
@@ -179,6 +180,20 @@ int CmdInspect(const std::string& store_url, const std::string& name, bool list_
   std::printf("packs      %zu\n", img.packs().size());
   std::printf("dedup      %.2fx (data referenced / unique chunk data)\n",
               unique ? double(referenced) / double(unique) : 1.0);
+  size_t programs = 0;
+  for (size_t i = 0; i < img.loads().size(); ++i) {
+    programs += i == 0 || img.loads()[i].ino != img.loads()[i - 1].ino;
+  }
+  std::printf("programs   %zu with the files they load recorded (%zu records)\n", programs,
+              img.loads().size());
+  if (list_loads) {
+    auto paths = fs::InodePaths(img);
+    std::printf("\nprogram\tloads\n");
+    for (size_t i = 0; i < img.loads().size(); ++i) {
+      const auto& r = img.loads()[i];
+      std::printf("%s\t%s\n", paths[r.ino - 1].c_str(), paths[r.dep - 1].c_str());
+    }
+  }
   if (list_chunks) {
     // Layout order: chunk index = place in the packs. Each chunk is shown
     // with the first file (lowest inode, i.e. walk order) that uses it.
@@ -313,6 +328,10 @@ int main(int argc, char** argv) {
   bool list_chunks = false;
   inspect->add_flag("--chunks", list_chunks,
                     "also list every chunk in layout order: pack, offset, sizes, first file using it");
+  bool list_loads = false;
+  inspect->add_flag("--loads", list_loads,
+                    "also list, per program, the files it loads when it runs (found in its ELF "
+                    "headers at build time; fetched with its first read)");
 
   auto* exp = app.add_subcommand("export", "write an image back out as a tar archive");
   std::string out;
@@ -355,7 +374,7 @@ int main(int argc, char** argv) {
   }
   if (*build) return CmdBuild(store_url, source, layers, tag, quiet, level);
   if (*ls) return CmdLs(store_url);
-  if (*inspect) return CmdInspect(store_url, image, list_chunks);
+  if (*inspect) return CmdInspect(store_url, image, list_chunks, list_loads);
   if (*exp) return CmdExport(store_url, image, out);
   if (*mount && (d.no_daemon || d.foreground)) {
     if (d.writable) {

@@ -1,5 +1,7 @@
 #include "builder/image_builder.h"
 
+#include "builder/elf_loads.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -76,7 +78,8 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   // Inode numbers follow a sorted depth-first walk, so a directory's entries
   // sit together in the inode table. Hard links share one inode.
   std::unordered_map<const TreeNode*, uint32_t> ino_of;
-  struct Frame { const TreeNode* node; uint32_t ino; };
+  std::vector<std::pair<const TreeNode*, std::string>> programs;  // with their first path
+  struct Frame { const TreeNode* node; uint32_t ino; std::string path; };
   auto add = [&](const TreeNode& n) {
     fs::InodeSpec spec;
     spec.attr = Attr(n);
@@ -97,7 +100,7 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   };
   uint32_t root = add(tree_.root());
   writer.inode(root).attr.parent = root;
-  std::vector<Frame> stack{{&tree_.root(), root}};
+  std::vector<Frame> stack{{&tree_.root(), root, ""}};
   while (!stack.empty()) {
     Frame f = stack.back();
     stack.pop_back();
@@ -110,6 +113,7 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
         ino = it->second;  // another name of a hard-linked file
       } else {
         ino = add(*child);
+        if (child->elf != nullptr) programs.emplace_back(child.get(), f.path + "/" + name);
       }
       writer.inode(f.ino).entries.emplace_back(name, ino);
       auto& attr = writer.inode(ino).attr;
@@ -117,13 +121,20 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
         attr.parent = f.ino;
         attr.nlink = 2;
         ++nsubdirs;
-        subdirs.push_back({child.get(), ino});
+        subdirs.push_back({child.get(), ino, f.path + "/" + name});
       } else {
         ++attr.nlink;
       }
     }
     writer.inode(f.ino).attr.nlink = 2 + nsubdirs;
     for (auto it = subdirs.rbegin(); it != subdirs.rend(); ++it) stack.push_back(*it);
+  }
+  // What each program loads (builder/elf_loads.h), for prefetch on its
+  // first read.
+  for (const auto& [node, path] : programs) {
+    std::vector<uint32_t> deps;
+    for (const TreeNode* d : ResolveLoads(tree_.root(), path, *node->elf)) deps.push_back(ino_of.at(d));
+    if (!deps.empty()) writer.AddLoads(ino_of.at(node), deps);
   }
   std::vector<uint8_t> object = writer.Serialize();
   summary.metadata_bytes = object.size();

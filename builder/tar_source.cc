@@ -9,6 +9,7 @@
 
 #include <memory>
 
+#include "builder/elf_loads.h"
 #include "builder/image_builder.h"
 
 namespace ferry::builder {
@@ -124,6 +125,10 @@ Status ImageBuilder::AddTar(const std::string& path) {
         int64_t offset;
         uint64_t expect = 0;
         bool open = false;
+        // A program's bytes are kept (up to kMaxElfInspectBytes) to find
+        // what it loads once the entry is read.
+        std::vector<uint8_t> elf_bytes;
+        bool maybe_elf = node->size <= kMaxElfInspectBytes;
         for (;;) {
           int r = archive_read_data_block(a.get(), &buf, &len, &offset);
           if (r == ARCHIVE_EOF) break;
@@ -142,10 +147,20 @@ Status ImageBuilder::AddTar(const std::string& path) {
             open = true;
           }
           RETURN_IF_ERROR(ingester_->Write({static_cast<const uint8_t*>(buf), len}));
+          if (maybe_elf) {
+            const auto* p = static_cast<const uint8_t*>(buf);
+            if (offset == 0 && expect == 0) maybe_elf = LooksLikeElf(p, len);
+            if (maybe_elf && static_cast<uint64_t>(offset) == elf_bytes.size()) {
+              elf_bytes.insert(elf_bytes.end(), p, p + len);
+            } else {
+              maybe_elf = false;  // a hole, or data out of order: not worth it
+            }
+          }
           progress_->AddBytes(len);
           expect = static_cast<uint64_t>(offset) + len;
         }
         if (open) RETURN_IF_ERROR(ingester_->EndRegion());
+        if (maybe_elf && elf_bytes.size() == node->size) node->elf = ReadElfLoads(elf_bytes);
         break;
       }
       case S_IFLNK: {

@@ -20,6 +20,8 @@
 
 namespace ferry::builder {
 
+struct ElfLoads;
+
 struct TreeNode {
   uint32_t mode = 0;
   uint32_t uid = 0;
@@ -32,6 +34,7 @@ struct TreeNode {
   std::vector<PendingExtent> extents;  // regular files, once ingested
   std::map<std::string, std::shared_ptr<TreeNode>> children;  // directories
   std::string source_path;  // directory sources: path relative to the source root
+  std::shared_ptr<const ElfLoads> elf;  // a dynamically linked program or library
   int layer = 0;            // the layer that last wrote this node
 };
 

@@ -110,6 +110,53 @@ TEST_CASE("image: any damaged or truncated object is refused as corruption") {
   CHECK(s.Open(std::vector<uint8_t>(4096, 0xab)).status().code() == StatusCode::kCorruption);
 }
 
+TEST_CASE("image: LOADS (what a program loads) read back per program; bad records refused") {
+  auto build = [](std::vector<uint32_t> deps_of_prog) {
+    ImageWriter w;
+    uint32_t root = w.AddInode(Spec(S_IFDIR | 0755));
+    w.inode(root).attr.parent = root;
+    uint32_t prog = w.AddInode(Spec(S_IFREG | 0755));
+    uint32_t lib = w.AddInode(Spec(S_IFREG | 0644));
+    uint32_t cache = w.AddInode(Spec(S_IFREG | 0644));
+    auto dir = Spec(S_IFDIR | 0755);
+    dir.attr.parent = root;
+    uint32_t sub = w.AddInode(dir);
+    w.inode(root).entries = {{"prog", prog}, {"lib", lib}, {"cache", cache}, {"sub", sub}};
+    w.AddLoads(lib, {cache});  // added out of order: the writer sorts by program
+    if (!deps_of_prog.empty()) w.AddLoads(prog, deps_of_prog);
+    return w.Serialize();
+  };
+  // prog = 2, lib = 3, cache = 4, sub = 5
+  auto object = build({3, 4});
+  ImageHeader h;
+  std::memcpy(&h, object.data(), sizeof(h));
+  CHECK(h.section_count == kSectionCount + 1);
+  auto r = ImageReader::Open(chunkstore::MakeBlob(object));
+  REQUIRE(r.ok());
+  auto prog = (*r)->Loads(2);
+  REQUIRE(prog.size() == 2);
+  CHECK(prog[0].dep == 3);  // load order kept
+  CHECK(prog[1].dep == 4);
+  REQUIRE((*r)->Loads(3).size() == 1);
+  CHECK((*r)->Loads(3)[0].dep == 4);
+  CHECK((*r)->Loads(4).empty());
+  CHECK((*r)->Loads(5).empty());
+  // A directory or a missing inode as a dependency is corruption.
+  for (uint32_t bad : {5u, 0u, 99u}) {
+    INFO("dep " << bad);
+    CHECK(ImageReader::Open(chunkstore::MakeBlob(build({bad}))).status().code() == StatusCode::kCorruption);
+  }
+}
+
+TEST_CASE("image: without programs the writer keeps seven sections (images stay as they were)") {
+  SampleImage s;
+  ImageHeader h;
+  std::memcpy(&h, s.object.data(), sizeof(h));
+  CHECK(h.section_count == kSectionCount);
+  REQUIRE(s.Open(s.object).ok());
+  CHECK((*s.Open(s.object))->loads().empty());
+}
+
 TEST_CASE("image store: ids are verified when loading") {
   SampleImage s;
   Digest id = PutImage(*s.store, s.object).value();

@@ -28,7 +28,9 @@ enum SectionId : uint32_t {
   kSectionPacks = 5,
   kSectionXattrs = 6,
   kSectionStrings = 7,
+  kSectionLoads = 8,  // optional
 };
+// Sections every image has (1..7); LOADS may follow.
 inline constexpr uint32_t kSectionCount = 7;
 
 struct ImageHeader {
@@ -104,7 +106,18 @@ struct XattrRecord {
 };
 
 static_assert(sizeof(ImageHeader) == kImageHeaderSize);
+// LOADS: what a program file loads when it runs, found by the builder in
+// its ELF headers (the interpreter, /etc/ld.so.cache, the DT_NEEDED
+// libraries, transitively), so that the first read of the program can
+// fetch them before the loader asks. Sorted by `ino`; the records of one
+// `ino` are in load order.
+struct LoadRecord {
+  uint32_t ino;  // a regular file
+  uint32_t dep;  // a regular file it loads
+};
+
 static_assert(sizeof(SectionEntry) == kSectionEntrySize);
+static_assert(sizeof(LoadRecord) == 8);
 static_assert(sizeof(InodeRecord) == 104);
 static_assert(sizeof(DirentRecord) == 16);
 static_assert(sizeof(ExtentRecord) == 16);

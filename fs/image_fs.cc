@@ -231,7 +231,9 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
 // (the loader mapping a library, an interpreter loading a module), and one
 // that reads two files of a directory mostly reads more of its neighbours
 // (a package's modules, a locale's files). So on a file's first miss the
-// rest of the file is prefetched (files up to kWholeFile), and when a
+// rest of the file is prefetched (files up to kWholeFile), with the files a
+// program loads when it runs (its interpreter and libraries, which the
+// builder found in its ELF headers), and when a
 // second file of one directory misses, the directory's other small files
 // are (up to kDirBatch in all). A directory where only one file is read
 // (/usr/bin for an interpreter, a folder of plugins) costs nothing extra.
@@ -246,11 +248,16 @@ void ImageFs::LocalityRuns(uint64_t ino, Runs* runs) {
     dir_missed_.reset(new std::atomic<uint32_t>[parent_.size()]());
   });
   if (file_missed_[ino - 1].exchange(true, std::memory_order_relaxed)) return;
-  std::vector<uint32_t> batch;
-  auto add_file = [&](uint64_t file) {
-    for (const ExtentRecord& e : image_->Extents(file)) batch.push_back(e.chunk);
+  // In the order they go out: what a program loads first (the loader opens
+  // those before the program's own code runs), then the rest of the file,
+  // then its directory.
+  std::vector<uint32_t> loads, file, dir_batch;
+  auto add_file = [&](uint64_t f, std::vector<uint32_t>* batch) {
+    if (image_->inode(f).size > kWholeFile) return;
+    for (const ExtentRecord& e : image_->Extents(f)) batch->push_back(e.chunk);
   };
-  if (image_->inode(ino).size <= kWholeFile) add_file(ino);
+  for (const LoadRecord& r : image_->Loads(ino)) add_file(r.dep, &loads);
+  add_file(ino, &file);
   uint32_t dir = parent_[ino - 1];
   if (dir != 0 && dir_missed_[dir - 1].fetch_add(1, std::memory_order_relaxed) + 1 == kDirTrigger) {
     uint64_t bytes = 0;
@@ -259,13 +266,15 @@ void ImageFs::LocalityRuns(uint64_t ino, Runs* runs) {
       if (!S_ISREG(n.mode) || n.size > kSmallFile || d.ino == ino) continue;
       if (bytes + n.size > kDirBatch) break;
       bytes += n.size;
-      add_file(d.ino);
+      add_file(d.ino, &dir_batch);
     }
   }
-  std::sort(batch.begin(), batch.end());
-  batch.erase(std::unique(batch.begin(), batch.end()), batch.end());
   size_t before = runs->size();
-  AppendRuns(batch, runs);
+  for (auto* batch : {&loads, &file, &dir_batch}) {
+    std::sort(batch->begin(), batch->end());
+    batch->erase(std::unique(batch->begin(), batch->end()), batch->end());
+    AppendRuns(*batch, runs);  // a chunk already handed out is skipped
+  }
   for (size_t r = before; r < runs->size(); ++r) locality_chunks_ += (*runs)[r].size();
 }
 

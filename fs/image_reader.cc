@@ -63,6 +63,7 @@ Status ImageReader::Validate() {
   std::vector<std::pair<uint64_t, uint64_t>> covered;  // [offset, end) of sections
   std::span<const uint8_t> sec[kSectionCount + 1];
   bool seen[kSectionCount + 1] = {};
+  bool seen_loads = false;
   static constexpr uint32_t kRecordSize[kSectionCount + 1] = {
       0, sizeof(InodeRecord), sizeof(DirentRecord), sizeof(ExtentRecord), sizeof(ChunkRecord),
       sizeof(PackRecord), sizeof(XattrRecord), 1};
@@ -76,6 +77,14 @@ Status ImageReader::Validate() {
       return CorruptionError("section " + std::to_string(e.id) + " checksum mismatch");
     }
     covered.emplace_back(e.offset, e.offset + e.size);
+    if (e.id == kSectionLoads) {
+      if (seen_loads || e.record_size != sizeof(LoadRecord) || e.size % sizeof(LoadRecord) != 0) {
+        return CorruptionError("section " + std::to_string(e.id) + " malformed");
+      }
+      loads_ = AsRecords<LoadRecord>(obj.subspan(e.offset, e.size));
+      seen_loads = true;
+      continue;
+    }
     if (e.id == 0 || e.id > kSectionCount) continue;  // unknown: skip (newer minor data)
     if (seen[e.id] || e.record_size != kRecordSize[e.id] || e.size % e.record_size != 0) {
       return CorruptionError("section " + std::to_string(e.id) + " malformed");
@@ -235,6 +244,15 @@ Status ImageReader::Validate() {
       return CorruptionError("directory inode " + std::to_string(i + 1) + " is not in the tree");
     }
   }
+  // LOADS: both ends regular files, sorted by the loading file.
+  for (size_t i = 0; i < loads_.size(); ++i) {
+    const LoadRecord& r = loads_[i];
+    if (r.ino < 1 || r.ino > inodes_.size() || r.dep < 1 || r.dep > inodes_.size() ||
+        !S_ISREG(inodes_[r.ino - 1].mode) || !S_ISREG(inodes_[r.dep - 1].mode) ||
+        (i > 0 && loads_[i - 1].ino > r.ino)) {
+      return CorruptionError("load record " + std::to_string(i) + " invalid");
+    }
+  }
   return Status::Ok();
 }
 
@@ -271,6 +289,12 @@ std::span<const ExtentRecord> ImageReader::Extents(uint64_t ino) const {
   const InodeRecord& n = inode(ino);
   if (!S_ISREG(n.mode)) return {};
   return extents_.subspan(n.data_first, n.data_count);
+}
+
+std::span<const LoadRecord> ImageReader::Loads(uint64_t ino) const {
+  auto range = std::equal_range(loads_.begin(), loads_.end(), LoadRecord{static_cast<uint32_t>(ino), 0},
+                                [](const LoadRecord& a, const LoadRecord& b) { return a.ino < b.ino; });
+  return {range.first, range.second};
 }
 
 chunkstore::ChunkLocation ImageReader::Chunk(uint32_t index) const {

@@ -44,6 +44,10 @@ class ImageReader {
   std::span<const ExtentRecord> Extents(uint64_t ino) const;
   chunkstore::ChunkLocation Chunk(uint32_t index) const;
   std::span<const ChunkRecord> chunks() const { return chunks_; }
+  // What running regular file `ino` loads, in load order (LOADS section;
+  // empty for images built without it).
+  std::span<const LoadRecord> Loads(uint64_t ino) const;
+  std::span<const LoadRecord> loads() const { return loads_; }
   std::span<const PackRecord> packs() const { return packs_; }
   size_t object_size() const { return blob_->bytes().size(); }
 
@@ -61,6 +65,7 @@ class ImageReader {
   std::span<const ChunkRecord> chunks_;
   std::span<const PackRecord> packs_;
   std::span<const XattrRecord> xattrs_;
+  std::span<const LoadRecord> loads_;
   std::span<const uint8_t> strings_;
 };
 

@@ -72,6 +72,10 @@ uint32_t ImageWriter::AddChunk(const chunkstore::ChunkLocation& loc) {
   return index;
 }
 
+void ImageWriter::AddLoads(uint32_t ino, const std::vector<uint32_t>& deps) {
+  for (uint32_t d : deps) loads_.push_back({ino, d});
+}
+
 std::vector<uint8_t> ImageWriter::Serialize() const {
   StringTable strings;
   std::vector<InodeRecord> inodes;
@@ -141,8 +145,15 @@ std::vector<uint8_t> ImageWriter::Serialize() const {
   sections[5] = {kSectionXattrs, sizeof(XattrRecord), {}};
   AppendRecords(&sections[5].bytes, xattrs);
   sections[6] = {kSectionStrings, 1, strings.data()};
+  if (!loads_.empty()) {  // only then: images without programs keep 7 sections
+    auto loads = loads_;
+    std::stable_sort(loads.begin(), loads.end(),
+                     [](const LoadRecord& a, const LoadRecord& b) { return a.ino < b.ino; });
+    sections.push_back({kSectionLoads, sizeof(LoadRecord), {}});
+    AppendRecords(&sections.back().bytes, loads);
+  }
 
-  std::vector<uint8_t> out(kImageHeaderSize + kSectionCount * kSectionEntrySize, 0);
+  std::vector<uint8_t> out(kImageHeaderSize + sections.size() * kSectionEntrySize, 0);
   std::vector<SectionEntry> table;
   for (const Pending& s : sections) {
     out.resize((out.size() + 7) & ~size_t{7}, 0);
@@ -154,7 +165,7 @@ std::vector<uint8_t> ImageWriter::Serialize() const {
   ImageHeader h{};
   std::memcpy(h.magic, kImageMagic, 8);
   h.version = kImageVersion;
-  h.section_count = kSectionCount;
+  h.section_count = static_cast<uint32_t>(sections.size());
   h.inode_count = inodes.size();
   h.object_size = out.size();
   std::memcpy(out.data(), &h, sizeof(h));

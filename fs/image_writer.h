@@ -35,11 +35,15 @@ class ImageWriter {
   // Returns the chunk's index, adding it (and its pack) once per digest.
   uint32_t AddChunk(const chunkstore::ChunkLocation& loc);
 
+  // Records that running regular file `ino` loads `deps` (in that order).
+  void AddLoads(uint32_t ino, const std::vector<uint32_t>& deps);
+
   // The complete object; its SHA-256 is the image id.
   std::vector<uint8_t> Serialize() const;
 
  private:
   std::vector<InodeSpec> inodes_;
+  std::vector<LoadRecord> loads_;
   std::vector<ChunkRecord> chunks_;
   std::unordered_map<Digest, uint32_t, DigestHash> chunk_index_;
   std::vector<PackRecord> packs_;

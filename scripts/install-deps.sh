@@ -9,7 +9,7 @@ packages=(
   libfuse3-dev fuse3 libzstd-dev libxxhash-dev liburing-dev librocksdb-dev
   libssl-dev libcurl4-openssl-dev libcli11-dev nlohmann-json3-dev
   libarchive-dev libspdlog-dev libfmt-dev catch2 libtinyxml2-dev
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libelf-dev
   # tests: xattr tools, tar/zstd for fixtures, dpkg-dev for apt-get download
   attr zstd xz-utils dpkg-dev tar python3
   # tests of the s3:// store: the AWS CLI, openssl for a TLS certificate

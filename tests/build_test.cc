@@ -121,6 +121,35 @@ TEST_CASE("inspect --chunks lists every chunk in layout order with the file that
   CHECK(owners.back() == "/b/two");
 }
 
+TEST_CASE("inspect --loads: a program's interpreter and libraries, from a directory or a tar") {
+  // The host's /bin/sh, its interpreter and libc, at the paths it asks for.
+  ScopedTempDir tmp("ferry-loads");
+  std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
+  auto copy = [&](const std::string& host, const std::string& at) {
+    stdfs::create_directories(stdfs::path(src + at).parent_path());
+    stdfs::copy_file(stdfs::canonical(host), src + at);
+  };
+  copy("/bin/sh", "/usr/bin/sh");
+  auto interp = Run({"sh", "-c", "readelf -l /bin/sh | sed -n 's/.*interpreter: \\(.*\\)]/\\1/p'"});
+  REQUIRE(interp.exit_code == 0);
+  std::string ld = interp.out.substr(0, interp.out.find('\n'));
+  REQUIRE(!ld.empty());
+  copy(ld, ld);
+  std::string libc = stdfs::canonical("/lib/x86_64-linux-gnu/libc.so.6").string();
+  copy(libc, libc);
+  REQUIRE(Run({"tar", "-C", src, "-cf", tmp.path() + "/t.tar", "."}).exit_code == 0);
+  for (const std::string& from : {src, tmp.path() + "/t.tar"}) {
+    INFO("built from " << from);
+    REQUIRE(Ferry(store, {"build", from, "--tag", "t", "-q"}).exit_code == 0);
+    auto r = Ferry(store, {"inspect", "--loads", "t"});
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("programs   2 with the files they load recorded (3 records)") != std::string::npos);
+    // In the loader's order: the interpreter, then libc; libc loads the interpreter.
+    CHECK(r.out.find("/usr/bin/sh\t" + ld + "\n/usr/bin/sh\t" + libc + "\n") != std::string::npos);
+    CHECK(r.out.find(libc + "\t" + ld + "\n") != std::string::npos);
+  }
+}
+
 TEST_CASE("layers: tar layers flatten with whiteouts and opaque directories") {
   ScopedTempDir tmp("ferry-layers");
   std::string store = tmp.path() + "/store", mnt = tmp.path() + "/mnt";

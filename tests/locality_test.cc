@@ -4,14 +4,18 @@
 // flight, by the fetch counters and by the requests the store sees, never
 // by timing. No FUSE: ImageFs is called directly.
 #include <catch2/catch.hpp>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <thread>
 
+#include "builder/elf_loads.h"
 #include "builder/image_builder.h"
 #include "chunkstore/file_store.h"
 #include "fs/image_fs.h"
@@ -40,13 +44,18 @@ struct Fixture {
   std::unique_ptr<fs::ImageFs> fs;
   Digest image_id;
 
-  Fixture() {
+  // The default tree (above), or what `populate` writes into the source.
+  explicit Fixture(std::function<void(const std::string& src)> populate = nullptr) {
     const std::string src = tmp.path() + "/src";
-    for (int i = 0; i < 8; ++i) WriteFile(src + "/pkg/m" + std::to_string(i), 100'000, 10 + i);
-    WriteFile(src + "/pkg/big", 3 << 20, 2);
-    WriteFile(src + "/pkg/a_sub/x", 50'000, 3);
-    WriteFile(src + "/data/huge", 12 << 20, 4);
-    WriteFile(src + "/data/small", 20'000, 5);
+    if (populate) {
+      populate(src);
+    } else {
+      for (int i = 0; i < 8; ++i) WriteFile(src + "/pkg/m" + std::to_string(i), 100'000, 10 + i);
+      WriteFile(src + "/pkg/big", 3 << 20, 2);
+      WriteFile(src + "/pkg/a_sub/x", 50'000, 3);
+      WriteFile(src + "/data/huge", 12 << 20, 4);
+      WriteFile(src + "/data/small", 20'000, 5);
+    }
     store = std::move(chunkstore::FileStore::Open(tmp.path() + "/store").value());
     builder::ImageBuilder b(store.get(), {});
     REQUIRE(b.AddDirectory(src).ok());
@@ -122,6 +131,56 @@ TEST_CASE("locality: a file's first miss prefetches the rest of it, up to the wh
   before = fx.demand();
   fx.Read("data/huge", 10 << 20, 4096);
   CHECK(fx.demand() == before + 1);
+}
+
+// Copies host file `from` (following links) to `to`, creating directories.
+void CopyHostFile(const std::string& from, const std::string& to) {
+  std::filesystem::create_directories(std::filesystem::path(to).parent_path());
+  std::filesystem::copy_file(std::filesystem::canonical(from), to,
+                             std::filesystem::copy_options::overwrite_existing);
+}
+
+TEST_CASE("locality: a program's first miss prefetches what its loader opens (LOADS)") {
+  // The host's /bin/sh with its interpreter and libraries, each at the path
+  // the loader would find it: nothing else in their directories, and in
+  // other directories than the program.
+  std::vector<std::string> libs;
+  std::string interp;
+  Fixture fx([&](const std::string& src) {
+    CopyHostFile("/bin/sh", src + "/usr/bin/sh");
+    int fd = open("/bin/sh", O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    auto loads = builder::ReadElfLoads(fd, std::filesystem::file_size("/bin/sh"));
+    close(fd);
+    REQUIRE(loads != nullptr);
+    REQUIRE(!loads->interp.empty());
+    interp = loads->interp.substr(1);
+    CopyHostFile(loads->interp, src + loads->interp);
+    for (const std::string& name : loads->needed) {
+      for (const char* dir : {"/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/lib64", "/lib"}) {
+        std::error_code ec;
+        auto real = std::filesystem::canonical(std::string(dir) + "/" + name, ec);
+        if (ec) continue;
+        CopyHostFile(real, src + real.string());
+        libs.push_back(real.string().substr(1));
+        break;
+      }
+    }
+    REQUIRE(!libs.empty());
+  });
+  uint64_t sh = fx.Ino("usr/bin/sh");
+  CHECK(fx.fs->image().Loads(sh).size() == 1 + libs.size());  // interpreter + libraries (no ld.so.cache here)
+
+  fx.Read("usr/bin/sh", 0, 4096);  // the kernel reading the ELF header at exec
+  CHECK(fx.Arrives(interp));
+  for (const auto& lib : libs) {
+    INFO(lib);
+    CHECK(fx.Arrives(lib));
+  }
+  uint64_t before = fx.demand();
+  fx.Read(interp, 0, 4096);  // the loader, then the libraries: no more misses
+  for (const auto& lib : libs) fx.Read(lib, 0, 4096);
+  CHECK(fx.demand() == before);
 }
 
 // A file store that remembers the range reads it was asked for, in order.

@@ -1,0 +1,49 @@
+// What a dynamically linked ELF program asks the loader for: its
+// interpreter, its DT_NEEDED libraries and their search path. The builder
+// records, per program file, which files of the image those are
+// (the LOADS section of the image, docs/format.md), so that the first read
+// of a program fetches them before the loader asks, one round trip instead
+// of one per library. Parsed with libelf.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "builder/tree.h"
+
+namespace ferry::builder {
+
+struct ElfLoads {
+  std::string interp;                 // PT_INTERP, e.g. /lib64/ld-linux-x86-64.so.2
+  std::vector<std::string> needed;    // DT_NEEDED, in order
+  std::vector<std::string> runpath;   // DT_RUNPATH or DT_RPATH entries, $ORIGIN unexpanded
+};
+
+// Files larger than this are not inspected.
+inline constexpr uint64_t kMaxElfInspectBytes = 64u << 20;
+
+// Whether `head` (the first bytes of a file) starts like an ELF file.
+bool LooksLikeElf(const uint8_t* head, size_t size);
+
+// Reads the loader's view of the ELF file open at `fd` (`size` bytes).
+// Anything that is not a dynamically linked ELF program or library, or that
+// is malformed, gives nullptr: this is a hint, never an error.
+std::unique_ptr<ElfLoads> ReadElfLoads(int fd, uint64_t size);
+// The same for a whole file's bytes.
+std::unique_ptr<ElfLoads> ReadElfLoads(std::vector<uint8_t> bytes);
+
+// At most this many files are recorded for one program.
+inline constexpr size_t kMaxLoads = 64;
+
+// The regular files of the tree under `root` that the loader opens when the
+// file at absolute path `path` (with `loads`) runs, in the order it opens
+// them: the interpreter and /etc/ld.so.cache, then each library where the
+// loader finds it (RUNPATH/RPATH with $ORIGIN, then the standard library
+// directories), then the libraries those need, each once. Symbolic links
+// are followed inside the tree; what cannot be found is left out.
+std::vector<const TreeNode*> ResolveLoads(const TreeNode& root, const std::string& path,
+                                          const ElfLoads& loads);
+
+}  // namespace ferry::builder
