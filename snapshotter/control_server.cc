@@ -111,10 +111,14 @@ void ControlServer::AcceptLoop() {
   while (!stopping_.load()) {
     int conn = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (conn < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (!stopping_.load()) {
-        std::fprintf(stderr, "ferryd: control socket %s: accept: %s\n", path_.c_str(),
-                     std::strerror(errno));
+      int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (stopping_.load()) return;
+      std::fprintf(stderr, "ferryd: control socket %s: accept: %s\n", path_.c_str(), std::strerror(err));
+      // Out of descriptors or memory passes: wait a little and go on.
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
       }
       return;
     }

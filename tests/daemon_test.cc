@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -710,6 +711,39 @@ TEST_CASE("the control socket: the API of the gRPC socket, one state, clear erro
     CHECK(u.ok());
   }
   CHECK(MountsUnder(env.tmp.path()).empty());
+}
+
+TEST_CASE("the control socket keeps serving after ferryd runs out of descriptors") {
+  Env env;
+  ScopedDaemon d(env.root);
+  const auto second = std::chrono::seconds(1);
+  REQUIRE(fs::CallDaemon(env.root, "Ping", nlohmann::json::object(), second).ok());
+  struct rlimit old;
+  REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, nullptr, &old) == 0);
+  struct rlimit tight = {d.OpenFds() + 2, old.rlim_max};
+  REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, &tight, nullptr) == 0);
+  // Clients that connect and say nothing: ferryd takes two, then accept
+  // fails with EMFILE while the rest wait in the backlog.
+  std::vector<int> idle;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string path = fs::ControlSocketPath(env.root);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  for (int i = 0; i < 8; ++i) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    idle.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // ferryd hits the limit
+  for (int fd : idle) close(fd);
+  REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, &old, nullptr) == 0);
+  // Answered again (within the deadline, not after one).
+  bool answered = false;
+  for (int i = 0; i < 20 && !answered; ++i) {
+    answered = fs::CallDaemon(env.root, "Ping", nlohmann::json::object(), second).ok();
+  }
+  CHECK(answered);
 }
 
 TEST_CASE("without a daemon ferry mount says so; --start-daemon starts one") {
