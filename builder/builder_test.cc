@@ -1,7 +1,6 @@
 // Unit tests for the builder: chunking, the tree and its path rules, what
 // programs load (ELF headers, and resolving them in a tree).
 #include <catch2/catch.hpp>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -121,15 +120,17 @@ TEST_CASE("tree: whiteouts and opaque directories hide lower layers only") {
 
 // ---- what programs load
 
-std::unique_ptr<ElfLoads> LoadsOfFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  REQUIRE(fd >= 0);
-  struct stat st;
-  REQUIRE(fstat(fd, &st) == 0);
-  auto loads = ReadElfLoads(fd, static_cast<uint64_t>(st.st_size));
-  close(fd);
-  return loads;
+std::vector<uint8_t> ReadBytes(const std::string& path) {
+  std::vector<uint8_t> bytes;
+  FILE* f = std::fopen(path.c_str(), "rb");
+  REQUIRE(f != nullptr);
+  uint8_t buf[65536];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;) bytes.insert(bytes.end(), buf, buf + n);
+  std::fclose(f);
+  return bytes;
 }
+
+std::unique_ptr<ElfLoads> LoadsOfFile(const std::string& path) { return ReadElfLoads(ReadBytes(path)); }
 
 std::string WriteTemp(const std::vector<uint8_t>& bytes) {
   char path[] = "/tmp/ferry-elf-XXXXXX";
@@ -154,14 +155,7 @@ TEST_CASE("elf loads: anything else, or a damaged ELF file, gives nothing and no
   // Not ELF; the ELF magic alone; a real program cut short and with its
   // header overwritten, each at several lengths.
   std::vector<std::vector<uint8_t>> inputs = {Random(4096, 7), {0x7f, 'E', 'L', 'F'}};
-  std::vector<uint8_t> sh;
-  {
-    FILE* f = std::fopen("/bin/sh", "rb");
-    REQUIRE(f != nullptr);
-    uint8_t buf[65536];
-    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;) sh.insert(sh.end(), buf, buf + n);
-    std::fclose(f);
-  }
+  std::vector<uint8_t> sh = ReadBytes("/bin/sh");
   for (size_t len : {size_t{64}, size_t{100}, size_t{4096}, sh.size() / 2}) {
     inputs.emplace_back(sh.begin(), sh.begin() + static_cast<std::ptrdiff_t>(len));
   }

@@ -29,23 +29,20 @@ int Fail(const Status& st) {
   return st.code() == StatusCode::kNotFound ? 3 : 1;
 }
 
+// Paths go to ferryd absolute: its working directory is not ours.
+std::string Absolute(const std::string& path) {
+  return std::filesystem::absolute(path).lexically_normal().string();
+}
+
 std::string Root(const std::string& root) {
-  return std::filesystem::absolute(root.empty() ? fs::DefaultDaemonRoot() : root)
-      .lexically_normal()
-      .string();
+  return Absolute(root.empty() ? fs::DefaultDaemonRoot() : root);
 }
 
 // ferryd is installed next to ferry (the build tree puts them together);
 // otherwise it is looked up on PATH.
 std::string FerrydPath() {
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n > 0) {
-    self[n] = '\0';
-    std::string beside = std::filesystem::path(self).parent_path() / "ferryd";
-    if (access(beside.c_str(), X_OK) == 0) return beside;
-  }
-  return "ferryd";
+  std::string beside = ProgramBesideThis("ferryd");
+  return !beside.empty() && access(beside.c_str(), X_OK) == 0 ? beside : "ferryd";
 }
 
 // Starts ferryd in its own session, logging to ROOT/ferryd.log, and waits
@@ -95,9 +92,17 @@ Status StartDaemon(const std::string& root, const std::string& cache_size) {
 
 }  // namespace
 
+std::string ProgramBesideThis(const std::string& name) {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return "";
+  self[n] = '\0';
+  return std::filesystem::path(self).parent_path() / name;
+}
+
 int MountThroughDaemon(const DaemonMountArgs& args) {
   const std::string root = Root(args.daemon_root);
-  const std::string target = std::filesystem::absolute(args.mountpoint).lexically_normal().string();
+  const std::string target = Absolute(args.mountpoint);
   const json req = {{"store_url", args.store_url}, {"image", args.image}, {"target", target},
                     {"writable", args.writable}};
   auto reply = fs::CallDaemon(root, "Mount", req, kMountDeadline);
@@ -113,7 +118,7 @@ int MountThroughDaemon(const DaemonMountArgs& args) {
 }
 
 int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy) {
-  const json req = {{"target", std::filesystem::absolute(mountpoint).lexically_normal().string()},
+  const json req = {{"target", Absolute(mountpoint)},
                     {"lazy", lazy}};
   auto reply = fs::CallDaemon(Root(daemon_root), "Unmount", req, kLocalDeadline);
   if (reply.ok()) return 0;
@@ -177,7 +182,7 @@ int CachePrune(const std::string& daemon_root, const std::string& to_size) {
 }
 
 int ProfileOnMount(const std::string& daemon_root, const std::string& mountpoint, bool start) {
-  const json req = {{"target", std::filesystem::absolute(mountpoint).lexically_normal().string()}};
+  const json req = {{"target", Absolute(mountpoint)}};
   auto r = fs::CallDaemon(Root(daemon_root), start ? "ProfileStart" : "ProfileStop", req, kMountDeadline);
   if (!r.ok()) return Fail(r.status());
   const std::string id = r->value("image_id", std::string()).substr(0, 12);

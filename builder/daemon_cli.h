@@ -22,6 +22,9 @@ struct DaemonMountArgs {
 };
 
 int MountThroughDaemon(const DaemonMountArgs& args);
+// The path of program `name` in the directory of the running program ("" if
+// that cannot be read): ferry, ferry-tool and ferryd are installed together.
+std::string ProgramBesideThis(const std::string& name);
 // Unmounts a target of the daemon; a mount it does not know (one served by
 // `ferry mount --no-daemon`) is unmounted directly.
 int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy);

@@ -259,7 +259,7 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
   if (read_buffer_.size() < kBuf) read_buffer_.resize(kBuf);  // once per build
   std::vector<uint8_t>& buf = read_buffer_;
   uint64_t pos = 0, size = node.size;
-  bool elf = false;  // starts with the ELF magic
+  ElfCollector elf(size);
   while (pos < size) {
     off_t data = lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
     if (data < 0) {
@@ -280,14 +280,14 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
       }
       if (n == 0) return FailedPreconditionError(shown + " shrank while the image was being built");
       RETURN_IF_ERROR(ingester_->Write({buf.data(), static_cast<size_t>(n)}));
-      if (at == 0) elf = LooksLikeElf(buf.data(), static_cast<size_t>(n));
+      elf.Add(at, {buf.data(), static_cast<size_t>(n)});
       progress_->AddBytes(static_cast<uint64_t>(n));
       at += static_cast<uint64_t>(n);
     }
     RETURN_IF_ERROR(ingester_->EndRegion());
     pos = end;
   }
-  if (elf) node.elf = ReadElfLoads(fd, size);  // from the page cache: just read
+  node.elf = elf.Finish();
   node.source_path.clear();
   return Status::Ok();
 }

@@ -2,7 +2,6 @@
 
 #include <gelf.h>
 #include <libelf.h>
-#include <unistd.h>
 
 #include <sys/stat.h>
 
@@ -13,22 +12,23 @@
 
 namespace ferry::builder {
 
-bool LooksLikeElf(const uint8_t* head, size_t size) {
-  return size >= SELFMAG && std::memcmp(head, ELFMAG, SELFMAG) == 0;
+void ElfCollector::Add(uint64_t offset, std::span<const uint8_t> data) {
+  if (!keep_) return;
+  if (offset == 0 && bytes_.empty()) {
+    keep_ = data.size() >= SELFMAG && std::memcmp(data.data(), ELFMAG, SELFMAG) == 0;
+    if (keep_) bytes_.reserve(size_);
+  }
+  if (keep_ && offset == bytes_.size()) {
+    bytes_.insert(bytes_.end(), data.begin(), data.end());
+  } else {
+    keep_ = false;  // not ELF, a hole, or data out of order: not worth it
+    bytes_ = {};
+  }
 }
 
-std::unique_ptr<ElfLoads> ReadElfLoads(int fd, uint64_t size) {
-  if (size < sizeof(Elf64_Ehdr) || size > kMaxElfInspectBytes) return nullptr;
-  // A private copy, not a mapping: a file that changes under the build cannot
-  // fault the builder (IngestFile notices the change and fails the build).
-  std::vector<uint8_t> bytes(size);
-  for (size_t done = 0; done < size;) {
-    ssize_t n = pread(fd, bytes.data() + done, size - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return nullptr;
-    done += static_cast<size_t>(n);
-  }
-  return ReadElfLoads(std::move(bytes));
+std::unique_ptr<ElfLoads> ElfCollector::Finish() {
+  if (!keep_ || bytes_.size() != size_) return nullptr;
+  return ReadElfLoads(std::move(bytes_));
 }
 
 std::unique_ptr<ElfLoads> ReadElfLoads(std::vector<uint8_t> bytes) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,15 +25,26 @@ struct ElfLoads {
 // Files larger than this are not inspected.
 inline constexpr uint64_t kMaxElfInspectBytes = 64u << 20;
 
-// Whether `head` (the first bytes of a file) starts like an ELF file.
-bool LooksLikeElf(const uint8_t* head, size_t size);
-
-// Reads the loader's view of the ELF file open at `fd` (`size` bytes).
-// Anything that is not a dynamically linked ELF program or library, or that
-// is malformed, gives nullptr: this is a hint, never an error.
-std::unique_ptr<ElfLoads> ReadElfLoads(int fd, uint64_t size);
-// The same for a whole file's bytes.
+// Reads the loader's view of an ELF file from its bytes. Anything that is
+// not a dynamically linked ELF program or library, or that is malformed,
+// gives nullptr: this is a hint, never an error.
 std::unique_ptr<ElfLoads> ReadElfLoads(std::vector<uint8_t> bytes);
+
+// Keeps a file's bytes as a source reads them (in order, from offset 0) for
+// as long as they may be an ELF file of at most kMaxElfInspectBytes, so
+// that each file is read once: directory and tar sources both feed it.
+class ElfCollector {
+ public:
+  explicit ElfCollector(uint64_t size) : size_(size), keep_(size <= kMaxElfInspectBytes) {}
+  void Add(uint64_t offset, std::span<const uint8_t> data);
+  // What the file loads, if all of it came in and it is such a program.
+  std::unique_ptr<ElfLoads> Finish();
+
+ private:
+  uint64_t size_;
+  bool keep_;
+  std::vector<uint8_t> bytes_;
+};
 
 // At most this many files are recorded for one program.
 inline constexpr size_t kMaxLoads = 64;

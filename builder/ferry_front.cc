@@ -10,7 +10,6 @@
 // links libc, libstdc++ and header-only libraries, and speaks to ferryd's
 // control socket (fs/control_client.h). The options are defined once, in
 // cli_options.h, for both programs.
-#include <limits.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,14 +23,8 @@
 namespace {
 
 [[noreturn]] void ExecTool(char** argv) {
-  std::string tool = "ferry-tool";
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n > 0) {
-    self[n] = '\0';
-    std::string dir(self);
-    tool = dir.substr(0, dir.rfind('/') + 1) + "ferry-tool";
-  }
+  std::string tool = ferry::cli::ProgramBesideThis("ferry-tool");
+  if (tool.empty()) tool = "ferry-tool";
   // argv[0] stays what the user typed, so usage lines read "ferry ...".
   execv(tool.c_str(), argv);
   std::fprintf(stderr, "ferry: cannot run %s: %s\n", tool.c_str(), std::strerror(errno));

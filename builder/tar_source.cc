@@ -125,10 +125,7 @@ Status ImageBuilder::AddTar(const std::string& path) {
         int64_t offset;
         uint64_t expect = 0;
         bool open = false;
-        // A program's bytes are kept (up to kMaxElfInspectBytes) to find
-        // what it loads once the entry is read.
-        std::vector<uint8_t> elf_bytes;
-        bool maybe_elf = node->size <= kMaxElfInspectBytes;
+        ElfCollector elf(node->size);
         for (;;) {
           int r = archive_read_data_block(a.get(), &buf, &len, &offset);
           if (r == ARCHIVE_EOF) break;
@@ -147,20 +144,12 @@ Status ImageBuilder::AddTar(const std::string& path) {
             open = true;
           }
           RETURN_IF_ERROR(ingester_->Write({static_cast<const uint8_t*>(buf), len}));
-          if (maybe_elf) {
-            const auto* p = static_cast<const uint8_t*>(buf);
-            if (offset == 0 && expect == 0) maybe_elf = LooksLikeElf(p, len);
-            if (maybe_elf && static_cast<uint64_t>(offset) == elf_bytes.size()) {
-              elf_bytes.insert(elf_bytes.end(), p, p + len);
-            } else {
-              maybe_elf = false;  // a hole, or data out of order: not worth it
-            }
-          }
+          elf.Add(static_cast<uint64_t>(offset), {static_cast<const uint8_t*>(buf), len});
           progress_->AddBytes(len);
           expect = static_cast<uint64_t>(offset) + len;
         }
         if (open) RETURN_IF_ERROR(ingester_->EndRegion());
-        if (maybe_elf && elf_bytes.size() == node->size) node->elf = ReadElfLoads(elf_bytes);
+        node->elf = elf.Finish();
         break;
       }
       case S_IFLNK: {
