@@ -1,11 +1,13 @@
 // Unit tests for the builder: chunking, the tree and its path rules, what
 // programs load (ELF headers, and resolving them in a tree).
 #include <catch2/catch.hpp>
+#include <elf.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <set>
+#include <sstream>
 
 #include "builder/chunker.h"
 #include "builder/elf_loads.h"
@@ -149,6 +151,43 @@ TEST_CASE("elf loads: a dynamically linked program names its interpreter and lib
   bool libc = false;
   for (const auto& n : loads->needed) libc = libc || n.rfind("libc.so", 0) == 0;
   CHECK(libc);
+}
+
+TEST_CASE("elf loads: the early ranges are the first segment if not executable and the writable ones") {
+  // Expected from binutils' readelf, not from libelf: each LOAD line's
+  // offset, file size and flags.
+  std::vector<std::pair<uint64_t, uint64_t>> expected;
+  FILE* p = popen("readelf -lW /bin/sh", "r");
+  REQUIRE(p != nullptr);
+  char line[512];
+  bool first = true;
+  while (std::fgets(line, sizeof(line), p) != nullptr) {
+    std::istringstream in(line);
+    std::string type, off, vaddr, paddr, filesz, memsz, flags, rest;
+    if (!(in >> type) || type != "LOAD") continue;
+    in >> off >> vaddr >> paddr >> filesz >> memsz;
+    std::getline(in, rest);  // the flags, e.g. "R E 0x1000" or "RW  0x1000"
+    bool exec = rest.find('E') != std::string::npos, write = rest.find('W') != std::string::npos;
+    if ((first && !exec) || write) expected.emplace_back(std::stoull(off, nullptr, 16), std::stoull(filesz, nullptr, 16));
+    first = false;
+  }
+  REQUIRE(pclose(p) == 0);
+  REQUIRE(!expected.empty());
+  auto loads = LoadsOfFile("/bin/sh");
+  REQUIRE(loads != nullptr);
+  CHECK(loads->early == expected);
+  // A segment that says it lies past the end of the file is left out.
+  std::vector<uint8_t> sh = ReadBytes("/bin/sh");
+  auto* eh = reinterpret_cast<Elf64_Ehdr*>(sh.data());
+  REQUIRE(eh->e_phoff + eh->e_phnum * sizeof(Elf64_Phdr) <= sh.size());
+  auto* ph = reinterpret_cast<Elf64_Phdr*>(sh.data() + eh->e_phoff);
+  for (int i = 0; i < eh->e_phnum; ++i) {
+    if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_W)) ph[i].p_filesz = sh.size();
+  }
+  auto damaged = ReadElfLoads(std::move(sh));
+  REQUIRE(damaged != nullptr);
+  CHECK(damaged->early.size() == expected.size() - 1);
+  for (auto [offset, length] : damaged->early) CHECK(offset + length <= ReadBytes("/bin/sh").size());
 }
 
 TEST_CASE("elf loads: anything else, or a damaged ELF file, gives nothing and no crash") {

@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -52,9 +53,20 @@ std::unique_ptr<ElfLoads> ReadElfLoads(std::vector<uint8_t> bytes) {
   auto out = std::make_unique<ElfLoads>();
   size_t phnum = 0;
   if (elf_getphdrnum(elf, &phnum) != 0) return nullptr;
+  bool first_load = true;
   for (size_t i = 0; i < phnum; ++i) {
     GElf_Phdr ph;
-    if (gelf_getphdr(elf, static_cast<int>(i), &ph) == nullptr || ph.p_type != PT_INTERP) continue;
+    if (gelf_getphdr(elf, static_cast<int>(i), &ph) == nullptr) continue;
+    if (ph.p_type == PT_LOAD) {
+      bool early = (first_load && (ph.p_flags & PF_X) == 0) || (ph.p_flags & PF_W) != 0;
+      first_load = false;
+      // Only ranges inside the file; a damaged header is no reason to fail.
+      if (early && ph.p_filesz > 0 && ph.p_offset < size && ph.p_filesz <= size - ph.p_offset) {
+        out->early.emplace_back(ph.p_offset, ph.p_filesz);
+      }
+      continue;
+    }
+    if (ph.p_type != PT_INTERP) continue;
     if (ph.p_offset >= size || ph.p_filesz == 0 || ph.p_filesz > 4096 || ph.p_filesz > size - ph.p_offset) {
       return nullptr;
     }
@@ -89,6 +101,17 @@ std::unique_ptr<ElfLoads> ReadElfLoads(std::vector<uint8_t> bytes) {
     break;  // one dynamic section
   }
   if (out->interp.empty() && out->needed.empty()) return nullptr;
+  // In file order, overlapping segments (a damaged or odd file) merged.
+  std::sort(out->early.begin(), out->early.end());
+  std::vector<std::pair<uint64_t, uint64_t>> merged;
+  for (auto [offset, length] : out->early) {
+    if (!merged.empty() && offset <= merged.back().first + merged.back().second) {
+      merged.back().second = std::max(merged.back().second, offset + length - merged.back().first);
+    } else {
+      merged.emplace_back(offset, length);
+    }
+  }
+  out->early = std::move(merged);
   return out;
 }
 

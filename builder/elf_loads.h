@@ -20,6 +20,13 @@ struct ElfLoads {
   std::string interp;                 // PT_INTERP, e.g. /lib64/ld-linux-x86-64.so.2
   std::vector<std::string> needed;    // DT_NEEDED, in order
   std::vector<std::string> runpath;   // DT_RUNPATH or DT_RPATH entries, $ORIGIN unexpanded
+  // The file ranges (offset, length) the loader touches as soon as it maps
+  // the file, before any of its code runs: the first PT_LOAD segment when
+  // it is not executable (the headers and the dynamic linking tables: symbol
+  // hash, symbols, strings, relocations), and every writable PT_LOAD
+  // segment (relocated at once; the kernel and ld.so also zero the tail of
+  // its last file page for .bss). In file order.
+  std::vector<std::pair<uint64_t, uint64_t>> early;
 };
 
 // Files larger than this are not inspected.

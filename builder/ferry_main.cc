@@ -186,6 +186,14 @@ int CmdInspect(const std::string& store_url, const std::string& name, bool list_
   }
   std::printf("programs   %zu with the files they load recorded (%zu records)\n", programs,
               img.loads().size());
+  size_t elf_files = 0;
+  uint64_t early_bytes = 0;
+  for (size_t i = 0; i < img.early().size(); ++i) {
+    elf_files += i == 0 || img.early()[i].ino != img.early()[i - 1].ino;
+    early_bytes += img.early()[i].length;
+  }
+  std::printf("early      %zu ranges of %zu ELF files, %s, fetched first on a file's first read\n",
+              img.early().size(), elf_files, Mb(early_bytes).c_str());
   if (list_loads) {
     auto paths = fs::InodePaths(img);
     std::printf("\nprogram\tloads\n");

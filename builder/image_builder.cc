@@ -129,12 +129,13 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
     writer.inode(f.ino).attr.nlink = 2 + nsubdirs;
     for (auto it = subdirs.rbegin(); it != subdirs.rend(); ++it) stack.push_back(*it);
   }
-  // What each program loads (builder/elf_loads.h), for prefetch on its
-  // first read.
+  // What each program loads and which of its bytes the loader touches
+  // first (builder/elf_loads.h), for prefetch on its first read.
   for (const auto& [node, path] : programs) {
     std::vector<uint32_t> deps;
     for (const TreeNode* d : ResolveLoads(tree_.root(), path, *node->elf)) deps.push_back(ino_of.at(d));
     if (!deps.empty()) writer.AddLoads(ino_of.at(node), deps);
+    for (auto [offset, length] : node->elf->early) writer.AddEarly(ino_of.at(node), offset, length);
   }
   std::vector<uint8_t> object = writer.Serialize();
   summary.metadata_bytes = object.size();

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <filesystem>
 
@@ -148,6 +149,52 @@ TEST_CASE("image: LOADS (what a program loads) read back per program; bad record
   }
 }
 
+TEST_CASE("image: EARLY (what a loader touches first) read back per file, sorted; bad records refused") {
+  // prog = 2 (10,000 bytes), lib = 3 (5,000 bytes), sub = 4 (a directory)
+  auto build = [](std::vector<std::array<uint64_t, 3>> extra) {
+    ImageWriter w;
+    uint32_t root = w.AddInode(Spec(S_IFDIR | 0755));
+    w.inode(root).attr.parent = root;
+    uint32_t prog = w.AddInode(Spec(S_IFREG | 0755, 10000));
+    uint32_t lib = w.AddInode(Spec(S_IFREG | 0644, 5000));
+    auto dir = Spec(S_IFDIR | 0755);
+    dir.attr.parent = root;
+    uint32_t sub = w.AddInode(dir);
+    w.inode(root).entries = {{"prog", prog}, {"lib", lib}, {"sub", sub}};
+    w.AddEarly(prog, 8000, 2000);  // out of order: the writer sorts by file, then offset
+    w.AddEarly(lib, 0, 100);
+    w.AddEarly(prog, 0, 500);
+    w.AddEarly(prog, 600, 0);  // empty: not recorded
+    for (auto [ino, off, len] : extra) w.AddEarly(static_cast<uint32_t>(ino), off, len);
+    return w.Serialize();
+  };
+  auto object = build({});
+  ImageHeader h;
+  std::memcpy(&h, object.data(), sizeof(h));
+  CHECK(h.section_count == kSectionCount + 1);  // EARLY without LOADS
+  auto r = ImageReader::Open(chunkstore::MakeBlob(object));
+  REQUIRE(r.ok());
+  auto prog = (*r)->Early(2);
+  REQUIRE(prog.size() == 2);
+  CHECK(prog[0].offset == 0);
+  CHECK(prog[0].length == 500);
+  CHECK(prog[1].offset == 8000);
+  CHECK(prog[1].length == 2000);
+  REQUIRE((*r)->Early(3).size() == 1);
+  CHECK((*r)->Early(3)[0].length == 100);
+  CHECK((*r)->Early(4).empty());
+  CHECK((*r)->Loads(2).empty());
+  // Past the end of the file, overlapping another range, on a directory or
+  // a missing inode: corruption.
+  for (auto bad : std::vector<std::array<uint64_t, 3>>{
+           {2, 9000, 1001}, {2, 400, 200}, {2, 7999, 2}, {4, 0, 1}, {99, 0, 1}, {3, ~0ull, 2}}) {
+    INFO("ino " << bad[0] << " offset " << bad[1] << " length " << bad[2]);
+    CHECK(ImageReader::Open(chunkstore::MakeBlob(build({bad}))).status().code() == StatusCode::kCorruption);
+  }
+  // Up to the last byte is fine.
+  CHECK(ImageReader::Open(chunkstore::MakeBlob(build({{3, 4000, 1000}}))).ok());
+}
+
 TEST_CASE("image: without programs the writer keeps seven sections (images stay as they were)") {
   SampleImage s;
   ImageHeader h;
@@ -155,6 +202,7 @@ TEST_CASE("image: without programs the writer keeps seven sections (images stay 
   CHECK(h.section_count == kSectionCount);
   REQUIRE(s.Open(s.object).ok());
   CHECK((*s.Open(s.object))->loads().empty());
+  CHECK((*s.Open(s.object))->early().empty());
 }
 
 TEST_CASE("image store: ids are verified when loading") {

@@ -29,8 +29,9 @@ enum SectionId : uint32_t {
   kSectionXattrs = 6,
   kSectionStrings = 7,
   kSectionLoads = 8,  // optional
+  kSectionEarly = 9,  // optional
 };
-// Sections every image has (1..7); LOADS may follow.
+// Sections every image has (1..7); LOADS and EARLY may follow.
 inline constexpr uint32_t kSectionCount = 7;
 
 struct ImageHeader {
@@ -116,8 +117,20 @@ struct LoadRecord {
   uint32_t dep;  // a regular file it loads
 };
 
+// EARLY: byte ranges of a program or library that its loader touches as
+// soon as it maps the file, before any code runs (builder/elf_loads.h), so
+// that a first miss fetches them ahead of the rest of the file. Sorted by
+// (`ino`, `offset`); ranges of one file do not overlap.
+struct EarlyRecord {
+  uint32_t ino;       // a regular file
+  uint32_t reserved;  // 0
+  uint64_t offset;
+  uint64_t length;    // > 0; offset + length <= the file's size
+};
+
 static_assert(sizeof(SectionEntry) == kSectionEntrySize);
 static_assert(sizeof(LoadRecord) == 8);
+static_assert(sizeof(EarlyRecord) == 24);
 static_assert(sizeof(InodeRecord) == 104);
 static_assert(sizeof(DirentRecord) == 16);
 static_assert(sizeof(ExtentRecord) == 16);

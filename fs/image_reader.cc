@@ -63,7 +63,7 @@ Status ImageReader::Validate() {
   std::vector<std::pair<uint64_t, uint64_t>> covered;  // [offset, end) of sections
   std::span<const uint8_t> sec[kSectionCount + 1];
   bool seen[kSectionCount + 1] = {};
-  bool seen_loads = false;
+  bool seen_loads = false, seen_early = false;
   static constexpr uint32_t kRecordSize[kSectionCount + 1] = {
       0, sizeof(InodeRecord), sizeof(DirentRecord), sizeof(ExtentRecord), sizeof(ChunkRecord),
       sizeof(PackRecord), sizeof(XattrRecord), 1};
@@ -83,6 +83,14 @@ Status ImageReader::Validate() {
       }
       loads_ = AsRecords<LoadRecord>(obj.subspan(e.offset, e.size));
       seen_loads = true;
+      continue;
+    }
+    if (e.id == kSectionEarly) {
+      if (seen_early || e.record_size != sizeof(EarlyRecord) || e.size % sizeof(EarlyRecord) != 0) {
+        return CorruptionError("section " + std::to_string(e.id) + " malformed");
+      }
+      early_ = AsRecords<EarlyRecord>(obj.subspan(e.offset, e.size));
+      seen_early = true;
       continue;
     }
     if (e.id == 0 || e.id > kSectionCount) continue;  // unknown: skip (newer minor data)
@@ -253,6 +261,18 @@ Status ImageReader::Validate() {
       return CorruptionError("load record " + std::to_string(i) + " invalid");
     }
   }
+  // EARLY: inside a regular file, sorted, not overlapping.
+  for (size_t i = 0; i < early_.size(); ++i) {
+    const EarlyRecord& r = early_[i];
+    bool ok = r.ino >= 1 && r.ino <= inodes_.size() && S_ISREG(inodes_[r.ino - 1].mode) &&
+              r.reserved == 0 && r.length > 0 && r.offset <= inodes_[r.ino - 1].size &&
+              r.length <= inodes_[r.ino - 1].size - r.offset;
+    if (ok && i > 0) {
+      const EarlyRecord& p = early_[i - 1];
+      ok = p.ino < r.ino || (p.ino == r.ino && p.offset + p.length <= r.offset);
+    }
+    if (!ok) return CorruptionError("early record " + std::to_string(i) + " invalid");
+  }
   return Status::Ok();
 }
 
@@ -294,6 +314,13 @@ std::span<const ExtentRecord> ImageReader::Extents(uint64_t ino) const {
 std::span<const LoadRecord> ImageReader::Loads(uint64_t ino) const {
   auto range = std::equal_range(loads_.begin(), loads_.end(), LoadRecord{static_cast<uint32_t>(ino), 0},
                                 [](const LoadRecord& a, const LoadRecord& b) { return a.ino < b.ino; });
+  return {range.first, range.second};
+}
+
+std::span<const EarlyRecord> ImageReader::Early(uint64_t ino) const {
+  auto range = std::equal_range(
+      early_.begin(), early_.end(), EarlyRecord{static_cast<uint32_t>(ino), 0, 0, 0},
+      [](const EarlyRecord& a, const EarlyRecord& b) { return a.ino < b.ino; });
   return {range.first, range.second};
 }
 

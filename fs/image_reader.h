@@ -48,6 +48,9 @@ class ImageReader {
   // empty for images built without it).
   std::span<const LoadRecord> Loads(uint64_t ino) const;
   std::span<const LoadRecord> loads() const { return loads_; }
+  // The ranges of `ino` its loader touches first (EARLY), by offset.
+  std::span<const EarlyRecord> Early(uint64_t ino) const;
+  std::span<const EarlyRecord> early() const { return early_; }
   std::span<const PackRecord> packs() const { return packs_; }
   size_t object_size() const { return blob_->bytes().size(); }
 
@@ -66,6 +69,7 @@ class ImageReader {
   std::span<const PackRecord> packs_;
   std::span<const XattrRecord> xattrs_;
   std::span<const LoadRecord> loads_;
+  std::span<const EarlyRecord> early_;
   std::span<const uint8_t> strings_;
 };
 

@@ -76,6 +76,10 @@ void ImageWriter::AddLoads(uint32_t ino, const std::vector<uint32_t>& deps) {
   for (uint32_t d : deps) loads_.push_back({ino, d});
 }
 
+void ImageWriter::AddEarly(uint32_t ino, uint64_t offset, uint64_t length) {
+  if (length > 0) early_.push_back({ino, 0, offset, length});
+}
+
 std::vector<uint8_t> ImageWriter::Serialize() const {
   StringTable strings;
   std::vector<InodeRecord> inodes;
@@ -151,6 +155,14 @@ std::vector<uint8_t> ImageWriter::Serialize() const {
                      [](const LoadRecord& a, const LoadRecord& b) { return a.ino < b.ino; });
     sections.push_back({kSectionLoads, sizeof(LoadRecord), {}});
     AppendRecords(&sections.back().bytes, loads);
+  }
+  if (!early_.empty()) {
+    auto early = early_;
+    std::sort(early.begin(), early.end(), [](const EarlyRecord& a, const EarlyRecord& b) {
+      return a.ino != b.ino ? a.ino < b.ino : a.offset < b.offset;
+    });
+    sections.push_back({kSectionEarly, sizeof(EarlyRecord), {}});
+    AppendRecords(&sections.back().bytes, early);
   }
 
   std::vector<uint8_t> out(kImageHeaderSize + sections.size() * kSectionEntrySize, 0);

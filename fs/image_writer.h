@@ -37,6 +37,9 @@ class ImageWriter {
 
   // Records that running regular file `ino` loads `deps` (in that order).
   void AddLoads(uint32_t ino, const std::vector<uint32_t>& deps);
+  // Records that the loader touches bytes [offset, offset + length) of
+  // regular file `ino` first (ranges of one file must not overlap).
+  void AddEarly(uint32_t ino, uint64_t offset, uint64_t length);
 
   // The complete object; its SHA-256 is the image id.
   std::vector<uint8_t> Serialize() const;
@@ -44,6 +47,7 @@ class ImageWriter {
  private:
   std::vector<InodeSpec> inodes_;
   std::vector<LoadRecord> loads_;
+  std::vector<EarlyRecord> early_;
   std::vector<ChunkRecord> chunks_;
   std::unordered_map<Digest, uint32_t, DigestHash> chunk_index_;
   std::vector<PackRecord> packs_;

@@ -114,6 +114,33 @@ TEST_CASE("locality: a second file missing in a directory prefetches its other s
   CHECK(fx.demand() == before);  // every module was there before it was read
 }
 
+// Copies host file `from` (following links) to `to`, creating directories.
+void CopyHostFile(const std::string& from, const std::string& to) {
+  std::filesystem::create_directories(std::filesystem::path(to).parent_path());
+  std::filesystem::copy_file(std::filesystem::canonical(from), to,
+                             std::filesystem::copy_options::overwrite_existing);
+}
+
+TEST_CASE("locality: a directory batch leaves out programs and libraries") {
+  // d/: a copy of the host's /bin/sh (an ELF program: it has EARLY
+  // records), first in pack order, then three small data files, read so
+  // that nothing after a read (its neighbours, a readahead) is the program.
+  Fixture fx([](const std::string& src) {
+    CopyHostFile("/bin/sh", src + "/d/0prog");
+    for (const char* name : {"a", "b", "c", "d"}) WriteFile(src + "/d/" + name, 20'000, name[0]);
+  });
+  REQUIRE(!fx.fs->image().Early(fx.Ino("d/0prog")).empty());
+  REQUIRE(fx.fs->image().inode(fx.Ino("d/0prog")).size <= (256u << 10));  // small enough for a batch
+  size_t prog_chunks = fx.fs->image().Extents(fx.Ino("d/0prog")).size();
+  fx.Read("d/d", 0, 4096);
+  fx.Read("d/c", 0, 4096);  // the second miss in d/: its other small files
+  CHECK(fx.Arrives("d/a"));
+  CHECK(fx.Arrives("d/b"));
+  // Had the program been in the batch, it would be in flight with a and b
+  // (the batch's chunks go out in runs of pack neighbours, first to last).
+  CHECK(fx.Absent("d/0prog") == prog_chunks);
+}
+
 TEST_CASE("locality: a file's first miss prefetches the rest of it, up to the whole-file bound") {
   Fixture fx;
   fx.Read("pkg/big", 0, 4096);
@@ -133,20 +160,15 @@ TEST_CASE("locality: a file's first miss prefetches the rest of it, up to the wh
   CHECK(fx.demand() == before + 1);
 }
 
-// Copies host file `from` (following links) to `to`, creating directories.
-void CopyHostFile(const std::string& from, const std::string& to) {
-  std::filesystem::create_directories(std::filesystem::path(to).parent_path());
-  std::filesystem::copy_file(std::filesystem::canonical(from), to,
-                             std::filesystem::copy_options::overwrite_existing);
-}
 
-TEST_CASE("locality: a program's first miss prefetches what its loader opens (LOADS)") {
-  // The host's /bin/sh with its interpreter and libraries, each at the path
-  // the loader would find it: nothing else in their directories, and in
-  // other directories than the program.
-  std::vector<std::string> libs;
-  std::string interp;
-  Fixture fx([&](const std::string& src) {
+// The host's /bin/sh with its interpreter and libraries, each at the path
+// the loader would find it: nothing else in their directories, and in
+// other directories than the program. Sets `interp` and `libs` (image
+// paths, without the leading '/').
+std::function<void(const std::string&)> HostShell(std::string* interp_out, std::vector<std::string>* libs_out) {
+  return [interp_out, libs_out](const std::string& src) {
+    auto& interp = *interp_out;
+    auto& libs = *libs_out;
     CopyHostFile("/bin/sh", src + "/usr/bin/sh");
     std::ifstream in("/bin/sh", std::ios::binary);
     std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -166,7 +188,13 @@ TEST_CASE("locality: a program's first miss prefetches what its loader opens (LO
       }
     }
     REQUIRE(!libs.empty());
-  });
+  };
+}
+
+TEST_CASE("locality: a program's first miss prefetches what its loader opens (LOADS)") {
+  std::vector<std::string> libs;
+  std::string interp;
+  Fixture fx(HostShell(&interp, &libs));
   uint64_t sh = fx.Ino("usr/bin/sh");
   CHECK(fx.fs->image().Loads(sh).size() == 1 + libs.size());  // interpreter + libraries (no ld.so.cache here)
 
@@ -194,6 +222,7 @@ class RecordingStore : public chunkstore::ObjectStore {
     {
       std::lock_guard<std::mutex> l(mu_);
       ranges_.emplace_back(offset, out.size());
+      keys_.push_back(k);
     }
     return inner_->GetRange(k, offset, out);
   }
@@ -204,11 +233,23 @@ class RecordingStore : public chunkstore::ObjectStore {
     std::lock_guard<std::mutex> l(mu_);
     return ranges_;
   }
+  // Which request (its index) fetched `loc`, or -1.
+  int RequestOf(const chunkstore::ChunkLocation& loc) {
+    std::lock_guard<std::mutex> l(mu_);
+    for (size_t i = 0; i < ranges_.size(); ++i) {
+      if (keys_[i] == chunkstore::PackKey(loc.pack) && loc.offset >= ranges_[i].first &&
+          loc.offset + loc.clen <= ranges_[i].first + ranges_[i].second) {
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
 
  private:
   chunkstore::ObjectStore* inner_;
   std::mutex mu_;
   std::vector<std::pair<uint64_t, uint64_t>> ranges_;  // (offset, bytes)
+  std::vector<std::string> keys_;
 };
 
 TEST_CASE("profile replay: the first MiB in short reads, then long ones, in the profile's order") {
@@ -253,6 +294,77 @@ TEST_CASE("profile replay: the first MiB in short reads, then long ones, in the 
   uint64_t clen = 0;
   for (uint32_t c : order) clen += fs.image().Chunk(c).clen;
   CHECK(total == clen);
+}
+
+TEST_CASE("locality: a program's first miss fetches what its loader touches first (EARLY) before the rest") {
+  std::vector<std::string> libs;
+  std::string interp;
+  Fixture f(HostShell(&interp, &libs));
+  RecordingStore rec(f.store.get());
+  chunkstore::ChunkReaderOptions ro;
+  ro.fetch_threads = 1;  // requests reach the store in queue order
+  chunkstore::ChunkReader reader(&rec, ro);
+  fs::ImageFs fs(std::move(fs::LoadImage(*f.store, f.image_id).value()), &reader,
+                 [](const std::string&) {});
+  const fs::ImageReader& image = fs.image();
+  auto ino = [&](const std::string& path) {
+    uint64_t i = fs::kRootIno;
+    for (const auto& part : std::filesystem::path(path)) i = fs.Lookup(i, part.string()).value();
+    return i;
+  };
+  uint64_t sh = ino("usr/bin/sh");
+  // The builder recorded /bin/sh's early ranges (builder_test checks them
+  // against readelf); the last one is its writable segment, far from the
+  // start of the file.
+  auto early = image.Early(sh);
+  REQUIRE(!early.empty());
+  REQUIRE(early.back().offset > (64u << 10));
+  REQUIRE(fs.Read(sh, 0, 4096).ok());  // the kernel reading the ELF header at exec
+  // Everything comes in, one request after another.
+  // A chunk is early if it overlaps an early range, other if it lies
+  // farther than the read-around (64 KiB, which goes with the early ranges)
+  // from all of them.
+  std::vector<std::pair<uint32_t, int>> all;  // (chunk, 1 early, 0 neither, -1 other)
+  auto collect = [&](uint64_t file) {
+    constexpr uint64_t kAround = 64u << 10;
+    for (const auto& e : image.Extents(file)) {
+      uint64_t end = e.file_offset + image.Chunk(e.chunk).ulen;
+      int kind = -1;
+      for (const auto& r : image.Early(file)) {
+        if (e.file_offset < r.offset + r.length && end > r.offset) kind = 1;
+        if (kind < 0 && e.file_offset < r.offset + r.length + kAround && end + kAround > r.offset) kind = 0;
+      }
+      all.emplace_back(e.chunk, kind);
+    }
+  };
+  collect(sh);
+  for (const auto& lib : libs) collect(ino(lib));
+  collect(ino(interp));
+  bool done = false;
+  for (int i = 0; i < 2000 && !done; ++i) {
+    done = true;
+    for (auto [c, e] : all) done = done && rec.RequestOf(image.Chunk(c)) >= 0;
+    if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(done);
+  // Request 0 is the read's own. Every early chunk (the program's and its
+  // libraries') went out before any other chunk of these files that the
+  // first request did not bring.
+  int last_early = 0, first_other = 1 << 30;
+  size_t early_chunks = 0;
+  for (auto [c, kind] : all) {
+    int req = rec.RequestOf(image.Chunk(c));
+    if (req == 0) continue;
+    if (kind > 0) {
+      last_early = std::max(last_early, req);
+      ++early_chunks;
+    } else if (kind < 0) {
+      first_other = std::min(first_other, req);
+    }
+  }
+  CHECK(early_chunks > 0);
+  CHECK(first_other < (1 << 30));
+  CHECK(last_early < first_other);
 }
 
 }  // namespace
