@@ -77,20 +77,22 @@ Status ImageReader::Validate() {
       return CorruptionError("section " + std::to_string(e.id) + " checksum mismatch");
     }
     covered.emplace_back(e.offset, e.offset + e.size);
-    if (e.id == kSectionLoads) {
-      if (seen_loads || e.record_size != sizeof(LoadRecord) || e.size % sizeof(LoadRecord) != 0) {
+    // An optional section: at most once, records of its size.
+    auto optional = [&](bool* seen_it, size_t record_size) {
+      bool ok = !*seen_it && e.record_size == record_size && e.size % record_size == 0;
+      *seen_it = true;
+      return ok;
+    };
+    if (e.id == kSectionLoads || e.id == kSectionEarly) {
+      bool early = e.id == kSectionEarly;
+      if (!optional(early ? &seen_early : &seen_loads, early ? sizeof(EarlyRecord) : sizeof(LoadRecord))) {
         return CorruptionError("section " + std::to_string(e.id) + " malformed");
       }
-      loads_ = AsRecords<LoadRecord>(obj.subspan(e.offset, e.size));
-      seen_loads = true;
-      continue;
-    }
-    if (e.id == kSectionEarly) {
-      if (seen_early || e.record_size != sizeof(EarlyRecord) || e.size % sizeof(EarlyRecord) != 0) {
-        return CorruptionError("section " + std::to_string(e.id) + " malformed");
+      if (early) {
+        early_ = AsRecords<EarlyRecord>(obj.subspan(e.offset, e.size));
+      } else {
+        loads_ = AsRecords<LoadRecord>(obj.subspan(e.offset, e.size));
       }
-      early_ = AsRecords<EarlyRecord>(obj.subspan(e.offset, e.size));
-      seen_early = true;
       continue;
     }
     if (e.id == 0 || e.id > kSectionCount) continue;  // unknown: skip (newer minor data)

@@ -252,14 +252,27 @@ class RecordingStore : public chunkstore::ObjectStore {
   std::vector<std::string> keys_;
 };
 
+// A fixture's image served again through a recording store by one fetch
+// thread, so that requests reach the store in queue order (the fixture's
+// own reader is not used).
+struct Recorded {
+  explicit Recorded(Fixture& f)
+      : rec(f.store.get()),
+        reader(&rec, [] {
+          chunkstore::ChunkReaderOptions ro;
+          ro.fetch_threads = 1;
+          return ro;
+        }()),
+        fs(std::move(fs::LoadImage(*f.store, f.image_id).value()), &reader, [](const std::string&) {}) {}
+  RecordingStore rec;
+  chunkstore::ChunkReader reader;
+  fs::ImageFs fs;
+};
+
 TEST_CASE("profile replay: the first MiB in short reads, then long ones, in the profile's order") {
-  Fixture f;  // its own reader is not used: this one has a recording store and one thread
-  RecordingStore rec(f.store.get());
-  chunkstore::ChunkReaderOptions ro;
-  ro.fetch_threads = 1;  // requests reach the store in queue order
-  chunkstore::ChunkReader reader(&rec, ro);
-  fs::ImageFs fs(std::move(fs::LoadImage(*f.store, f.image_id).value()), &reader,
-                 [](const std::string&) {});
+  Fixture f;
+  Recorded r(f);
+  auto& [rec, reader, fs] = r;
   // The profile: all of data/huge (12 MiB), in file order.
   std::vector<uint32_t> order;
   uint64_t ino = f.Ino("data/huge");
@@ -300,12 +313,8 @@ TEST_CASE("locality: a program's first miss fetches what its loader touches firs
   std::vector<std::string> libs;
   std::string interp;
   Fixture f(HostShell(&interp, &libs));
-  RecordingStore rec(f.store.get());
-  chunkstore::ChunkReaderOptions ro;
-  ro.fetch_threads = 1;  // requests reach the store in queue order
-  chunkstore::ChunkReader reader(&rec, ro);
-  fs::ImageFs fs(std::move(fs::LoadImage(*f.store, f.image_id).value()), &reader,
-                 [](const std::string&) {});
+  Recorded r(f);
+  auto& [rec, reader, fs] = r;
   const fs::ImageReader& image = fs.image();
   auto ino = [&](const std::string& path) {
     uint64_t i = fs::kRootIno;
