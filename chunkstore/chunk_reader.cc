@@ -1,5 +1,8 @@
 #include "chunkstore/chunk_reader.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <random>
 
 #include "chunkstore/sha256_mb.h"
@@ -8,6 +11,7 @@ namespace ferry::chunkstore {
 
 namespace {
 constexpr size_t kMaxQueuedPrefetch = 256;  // beyond this, prefetch hints are dropped
+constexpr int kPrefetchNice = 10;            // CPU priority of the prefetch threads
 constexpr uint64_t kMaxSpanBytes = 16u << 20;
 
 void Add(std::atomic<uint64_t> FetchCounters::*field, FetchCounters* c, uint64_t n = 1) {
@@ -31,7 +35,8 @@ ChunkReader::~ChunkReader() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
-  work_cv_.notify_all();
+  demand_cv_.notify_all();
+  prefetch_cv_.notify_all();
   for (auto& t : threads_) t.join();
 }
 
@@ -156,35 +161,46 @@ void ChunkReader::Enqueue(Job job, bool demand, bool keep) {
     return;
   }
   if (!demand && !keep && prefetch_queue_.size() >= kMaxQueuedPrefetch) return;
-  if (threads_.empty()) {
-    for (unsigned i = 0; i < std::max(1u, opt_.fetch_threads); ++i) {
-      threads_.emplace_back([this] { FetchLoop(); });
-    }
-  }
   (demand ? demand_queue_ : prefetch_queue_).push_back(std::move(job));
   ++(demand ? stats_.demand_requests : stats_.prefetch_requests);
-  work_cv_.notify_one();
+  // Each pool grows by one thread when more work waits than it has idle
+  // threads (woken ones count until they take a job), up to fetch_threads:
+  // a reader's first request starts at once, not after a whole pool has
+  // been created (32 threads took 10-40 ms of a first read on 2 vCPUs).
+  Pool& pool = demand ? demand_pool_ : prefetch_pool_;
+  size_t waiting = (demand ? demand_queue_ : prefetch_queue_).size();
+  if (waiting > pool.idle && pool.threads < std::max(1u, opt_.fetch_threads)) {
+    ++pool.threads;
+    threads_.emplace_back([this, demand] { FetchLoop(!demand); });
+  }
+  (demand ? demand_cv_ : prefetch_cv_).notify_one();
 }
 
-void ChunkReader::FetchLoop() {
+void ChunkReader::FetchLoop(bool prefetch) {
+  // Prefetch runs at a lower CPU priority (nice +10): decompressing and
+  // verifying what nobody waits for yet must not slow the reads that
+  // someone waits for, nor the workload itself, on a host with few cores.
+  if (prefetch) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kPrefetchNice);
+  Pool& pool = prefetch ? prefetch_pool_ : demand_pool_;
   for (;;) {
     Job job;
-    bool prefetch = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] {
-        return stopping_ || !demand_queue_.empty() || !prefetch_queue_.empty();
+      ++pool.idle;
+      (prefetch ? prefetch_cv_ : demand_cv_).wait(lock, [&] {
+        return stopping_ || !(prefetch ? prefetch_queue_ : demand_queue_).empty();
       });
-      // Demand requests go first; queued ones are failed on shutdown.
-      if (!demand_queue_.empty()) {
+      --pool.idle;
+      // Demand requests queued at shutdown are still taken (their fetch
+      // gives up after one attempt); queued prefetch is dropped.
+      if (!prefetch) {
+        if (demand_queue_.empty()) return;
         job = std::move(demand_queue_.front());
         demand_queue_.pop_front();
-      } else if (stopping_) {
-        return;
       } else {
+        if (stopping_) return;
         job = std::move(prefetch_queue_.front());
         prefetch_queue_.pop_front();
-        prefetch = true;
         for (const ChunkLocation& loc : job.run) {  // claim what is still missing
           if (map_.count(loc.digest) || flights_.count(loc.digest)) continue;
           auto flight = std::make_shared<Flight>();

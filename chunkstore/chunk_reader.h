@@ -7,8 +7,10 @@
 // a node cache (ferryd), a memory miss looks there (in the calling thread)
 // before the store, and every chunk verified from the store is offered to it.
 //
-// Store requests are made by a pool of fetch threads (bounded parallelism)
-// fed by two queues: demand reads always go before prefetch. One chunk is in
+// Store requests are made by two pools of fetch threads (bounded
+// parallelism, each up to fetch_threads, started as work arrives): one for
+// demand reads and one, at a lower CPU priority, for prefetch, so that
+// demand reads never wait for a thread or a core behind prefetch. One chunk is in
 // flight at most once however many callers wait for it (single flight), and
 // neighbouring chunks of one pack are fetched with one range read.
 // Retryable store errors (kUnavailable, kDeadlineExceeded) and chunks that
@@ -67,7 +69,7 @@ struct ChunkReaderStats {
 struct ChunkReaderOptions {
   size_t memory_bytes = 256u << 20;  // bound of the in-memory cache
   ChunkCache* node_cache = nullptr;  // optional; outlives the reader
-  unsigned fetch_threads = 8;        // store requests in parallel
+  unsigned fetch_threads = 8;        // store requests in parallel, per pool
   std::chrono::milliseconds deadline{30000};  // longest wait for the store
   int max_attempts = 4;              // per store request
   std::chrono::milliseconds backoff{25};      // first retry delay, doubling
@@ -121,7 +123,7 @@ class ChunkReader {
   // Waits for a flight, at most the deadline.
   Result<ChunkData> Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight);
   void Enqueue(Job job, bool demand, bool keep = false);
-  void FetchLoop();
+  void FetchLoop(bool prefetch);
   // Fetches claimed chunks from the store with one range read (retried),
   // each verified; completes every flight.
   void FetchClaimed(Claimed mine, FetchCounters* c);
@@ -147,8 +149,13 @@ class ChunkReader {
   size_t cached_bytes_ = 0;
   ChunkReaderStats stats_;
   std::deque<Job> demand_queue_, prefetch_queue_;
-  std::vector<std::thread> threads_;
-  std::condition_variable work_cv_;
+  struct Pool {
+    unsigned threads = 0;  // started
+    unsigned idle = 0;     // waiting for work
+  };
+  std::vector<std::thread> threads_;  // both pools
+  Pool demand_pool_, prefetch_pool_;
+  std::condition_variable demand_cv_, prefetch_cv_;  // work queued
   bool stopping_ = false;
 };
 

@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
   app.add_option("--cache-size", f.cache_size, "node cache capacity (e.g. 10G, 512M)")->capture_default_str();
   app.add_option("--cache-dir", f.cache_dir, "node cache directory (default ROOT/cache)");
   app.add_option("--memory-cache-mb", f.memory_mb, "in-memory chunk cache per store")->capture_default_str();
-  app.add_option("--fetch-threads", f.fetch_threads, "store requests in parallel, per store")
+  app.add_option("--fetch-threads", f.fetch_threads, "store requests in parallel, per store, for demand reads and again for prefetch")
       ->capture_default_str()->check(CLI::Range(1, 256));
   app.add_option("--fetch-deadline", f.fetch_deadline_s,
                  "seconds a read waits for the store before it fails with EIO")
