@@ -1,8 +1,5 @@
 #include "chunkstore/chunk_reader.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <random>
 
 #include "chunkstore/sha256_mb.h"
@@ -11,7 +8,6 @@ namespace ferry::chunkstore {
 
 namespace {
 constexpr size_t kMaxQueuedPrefetch = 256;  // beyond this, prefetch hints are dropped
-constexpr int kPrefetchNice = 10;            // CPU priority of the prefetch threads
 constexpr uint64_t kMaxSpanBytes = 16u << 20;
 
 void Add(std::atomic<uint64_t> FetchCounters::*field, FetchCounters* c, uint64_t n = 1) {
@@ -163,24 +159,28 @@ void ChunkReader::Enqueue(Job job, bool demand, bool keep) {
   if (!demand && !keep && prefetch_queue_.size() >= kMaxQueuedPrefetch) return;
   (demand ? demand_queue_ : prefetch_queue_).push_back(std::move(job));
   ++(demand ? stats_.demand_requests : stats_.prefetch_requests);
-  // Each pool grows by one thread when more work waits than it has idle
-  // threads (woken ones count until they take a job), up to fetch_threads:
-  // a reader's first request starts at once, not after a whole pool has
-  // been created (32 threads took 10-40 ms of a first read on 2 vCPUs).
-  Pool& pool = demand ? demand_pool_ : prefetch_pool_;
-  size_t waiting = (demand ? demand_queue_ : prefetch_queue_).size();
-  if (waiting > pool.idle && pool.threads < std::max(1u, opt_.fetch_threads)) {
-    ++pool.threads;
-    threads_.emplace_back([this, demand] { FetchLoop(!demand); });
-  }
+  // A demand reader starts a thread if its request needs one. Prefetch
+  // that finds its pool busy starts one only for the first job waiting:
+  // for a burst, each thread that takes a job starts the next (Grow), so
+  // a reader queueing a burst of prefetch does not spend its time creating
+  // threads before it can wait for its own read.
+  if (demand || prefetch_queue_.size() == 1) Grow(!demand);
   (demand ? demand_cv_ : prefetch_cv_).notify_one();
 }
 
+// A pool grows by one thread when more of its work waits than it has idle
+// threads (woken ones count until they take a job), up to fetch_threads:
+// the first request starts at once, not after a whole pool has been
+// created (32 threads took 10-40 ms of a first read on 2 vCPUs).
+void ChunkReader::Grow(bool prefetch) {
+  Pool& pool = prefetch ? prefetch_pool_ : demand_pool_;
+  size_t waiting = (prefetch ? prefetch_queue_ : demand_queue_).size();
+  if (stopping_ || waiting <= pool.idle || pool.threads >= std::max(1u, opt_.fetch_threads)) return;
+  ++pool.threads;
+  threads_.emplace_back([this, prefetch] { FetchLoop(prefetch); });
+}
+
 void ChunkReader::FetchLoop(bool prefetch) {
-  // Prefetch runs at a lower CPU priority (nice +10): decompressing and
-  // verifying what nobody waits for yet must not slow the reads that
-  // someone waits for, nor the workload itself, on a host with few cores.
-  if (prefetch) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kPrefetchNice);
   Pool& pool = prefetch ? prefetch_pool_ : demand_pool_;
   for (;;) {
     Job job;
@@ -197,10 +197,12 @@ void ChunkReader::FetchLoop(bool prefetch) {
         if (demand_queue_.empty()) return;
         job = std::move(demand_queue_.front());
         demand_queue_.pop_front();
+        Grow(false);
       } else {
         if (stopping_) return;
         job = std::move(prefetch_queue_.front());
         prefetch_queue_.pop_front();
+        Grow(true);
         for (const ChunkLocation& loc : job.run) {  // claim what is still missing
           if (map_.count(loc.digest) || flights_.count(loc.digest)) continue;
           auto flight = std::make_shared<Flight>();

@@ -9,8 +9,8 @@
 //
 // Store requests are made by two pools of fetch threads (bounded
 // parallelism, each up to fetch_threads, started as work arrives): one for
-// demand reads and one, at a lower CPU priority, for prefetch, so that
-// demand reads never wait for a thread or a core behind prefetch. One chunk is in
+// demand reads and one for prefetch, so that a demand read never waits for
+// a thread behind prefetch. One chunk is in
 // flight at most once however many callers wait for it (single flight), and
 // neighbouring chunks of one pack are fetched with one range read.
 // Retryable store errors (kUnavailable, kDeadlineExceeded) and chunks that
@@ -124,6 +124,8 @@ class ChunkReader {
   Result<ChunkData> Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight);
   void Enqueue(Job job, bool demand, bool keep = false);
   void FetchLoop(bool prefetch);
+  // Starts another thread for a pool if its queue needs one (mu_ held).
+  void Grow(bool prefetch);
   // Fetches claimed chunks from the store with one range read (retried),
   // each verified; completes every flight.
   void FetchClaimed(Claimed mine, FetchCounters* c);

@@ -1,12 +1,10 @@
 // Unit tests for chunkstore: the file store, packs and the chunk reader.
 #include <catch2/catch.hpp>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
-#include <map>
 #include <mutex>
 #include <thread>
 
@@ -377,49 +375,6 @@ TEST_CASE("fetch engine: a burst of prefetch starts as many threads as it needs,
   counting.held = false;
   for (int i = 1; i < 6; ++i) CHECK(reader.Read(locs[i]).ok());
   CHECK(counting.range_reads == 6);
-}
-
-TEST_CASE("fetch engine: prefetch threads run at a lower CPU priority than demand threads") {
-  TempStore t;
-  auto locs = WritePack(*t.store, {Random(20000, 60), Random(20000, 61)});
-  // A store that notes the nice value of the thread each request runs on.
-  class NiceStore final : public ObjectStore {
-   public:
-    explicit NiceStore(ObjectStore* inner) : inner_(inner) {}
-    std::string Url() const override { return inner_->Url(); }
-    Status Put(const std::string& k, std::span<const uint8_t> d) override { return inner_->Put(k, d); }
-    Status PutFile(const std::string& k, const std::string& p) override { return inner_->PutFile(k, p); }
-    Result<std::shared_ptr<const Blob>> Get(const std::string& k) override { return inner_->Get(k); }
-    Status GetRange(const std::string& k, uint64_t off, std::span<uint8_t> out) override {
-      errno = 0;
-      int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        nice_at[off] = nice;
-      }
-      return inner_->GetRange(k, off, out);
-    }
-    Result<uint64_t> Size(const std::string& k) override { return inner_->Size(k); }
-    Result<std::vector<std::string>> List(const std::string& p) override { return inner_->List(p); }
-    Status Delete(const std::string& k) override { return inner_->Delete(k); }
-    std::mutex mu;
-    std::map<uint64_t, int> nice_at;
-
-   private:
-    ObjectStore* inner_;
-  } store(t.store.get());
-  ChunkReader reader(&store, ChunkReaderOptions{});
-  int own = getpriority(PRIO_PROCESS, 0);
-  REQUIRE(reader.Read(locs[0]).ok());
-  reader.Prefetch({locs[1]});
-  for (int i = 0; i < 5000 && !reader.Present(locs[1].digest); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  REQUIRE(reader.Read(locs[1]).ok());  // in memory once the prefetch is done
-  std::lock_guard<std::mutex> lock(store.mu);
-  REQUIRE(store.nice_at.size() == 2);
-  CHECK(store.nice_at[locs[0].offset] == own);
-  CHECK(store.nice_at[locs[1].offset] == std::min(own + 10, 19));
 }
 
 TEST_CASE("url options: sizes and durations with units") {
