@@ -321,15 +321,30 @@ TEST_CASE("fetch engine: a read waits at most the deadline; the fetch still land
   CHECK(counting.range_reads == 1);  // the held request was not sent twice
 }
 
-TEST_CASE("fetch engine: demand requests go before queued prefetch, on threads of their own") {
+// Six 20 KB chunks in one pack, read through a counting store by a reader
+// with `threads` fetch threads per pool.
+struct SixChunks {
+  explicit SixChunks(unsigned threads)
+      : locs(WritePack(*t.store, [] {
+          std::vector<std::vector<uint8_t>> chunks;
+          for (int i = 0; i < 6; ++i) chunks.push_back(Random(20000, 50 + i));
+          return chunks;
+        }())),
+        counting(t.store.get()),
+        reader(&counting, [threads] {
+          ChunkReaderOptions o;
+          o.fetch_threads = threads;
+          return o;
+        }()) {}
   TempStore t;
-  std::vector<std::vector<uint8_t>> chunks;
-  for (int i = 0; i < 6; ++i) chunks.push_back(Random(20000, 50 + i));
-  auto locs = WritePack(*t.store, chunks);
-  CountingStore counting(t.store.get());
-  ChunkReaderOptions o;
-  o.fetch_threads = 1;  // one thread per pool
-  ChunkReader reader(&counting, o);
+  std::vector<ChunkLocation> locs;
+  CountingStore counting;
+  ChunkReader reader;
+};
+
+TEST_CASE("fetch engine: demand requests go before queued prefetch, on threads of their own") {
+  SixChunks f(1);  // one thread per pool
+  auto& [t, locs, counting, reader] = f;
   counting.held = true;
   reader.Prefetch({locs[0]});  // occupies the only prefetch thread, held at the store
   while (counting.range_reads == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -348,14 +363,8 @@ TEST_CASE("fetch engine: demand requests go before queued prefetch, on threads o
 }
 
 TEST_CASE("fetch engine: a burst of prefetch starts as many threads as it needs, no more than fetch_threads") {
-  TempStore t;
-  std::vector<std::vector<uint8_t>> chunks;
-  for (int i = 0; i < 6; ++i) chunks.push_back(Random(20000, 80 + i));
-  auto locs = WritePack(*t.store, chunks);
-  CountingStore counting(t.store.get());
-  ChunkReaderOptions o;
-  o.fetch_threads = 4;
-  ChunkReader reader(&counting, o);
+  SixChunks f(4);
+  auto& [t, locs, counting, reader] = f;
   // One prefetch first, so that the pool has a thread waiting for work:
   // woken for the burst, it must not count as idle for the jobs after it.
   reader.Prefetch({locs[0]});
