@@ -258,9 +258,10 @@ void ImageFs::LocalityRuns(uint64_t ino, Runs* runs) {
     dir_missed_.reset(new std::atomic<uint32_t>[parent_.size()]());
   });
   if (file_missed_[ino - 1].exchange(true, std::memory_order_relaxed)) return;
-  // In the order they go out: what a program loads first (the loader opens
-  // those before the program's own code runs), then the rest of the file,
-  // then its directory.
+  // In the order they go out: the file's early ranges and those of what it
+  // loads (the loader touches them before any code runs), what it loads
+  // (opened before the program's own code runs), the rest of the file, its
+  // directory.
   std::vector<uint32_t> early, loads_early, loads, file, dir_batch;
   auto add_file = [&](uint64_t f, std::vector<uint32_t>* batch) {
     if (image_->inode(f).size > kWholeFile) return;
