@@ -180,20 +180,18 @@ int CmdInspect(const std::string& store_url, const std::string& name, bool list_
   std::printf("packs      %zu\n", img.packs().size());
   std::printf("dedup      %.2fx (data referenced / unique chunk data)\n",
               unique ? double(referenced) / double(unique) : 1.0);
-  size_t programs = 0;
-  for (size_t i = 0; i < img.loads().size(); ++i) {
-    programs += i == 0 || img.loads()[i].ino != img.loads()[i - 1].ino;
-  }
-  std::printf("programs   %zu with the files they load recorded (%zu records)\n", programs,
+  // Records are sorted by inode: count the distinct ones.
+  auto inodes_in = [](const auto& records) {
+    size_t n = 0;
+    for (size_t i = 0; i < records.size(); ++i) n += i == 0 || records[i].ino != records[i - 1].ino;
+    return n;
+  };
+  std::printf("programs   %zu with the files they load recorded (%zu records)\n", inodes_in(img.loads()),
               img.loads().size());
-  size_t elf_files = 0;
   uint64_t early_bytes = 0;
-  for (size_t i = 0; i < img.early().size(); ++i) {
-    elf_files += i == 0 || img.early()[i].ino != img.early()[i - 1].ino;
-    early_bytes += img.early()[i].length;
-  }
+  for (const auto& r : img.early()) early_bytes += r.length;
   std::printf("early      %zu ranges of %zu ELF files, %s, fetched first on a file's first read\n",
-              img.early().size(), elf_files, Mb(early_bytes).c_str());
+              img.early().size(), inodes_in(img.early()), Mb(early_bytes).c_str());
   if (list_loads) {
     auto paths = fs::InodePaths(img);
     std::printf("\nprogram\tloads\n");

@@ -15,6 +15,24 @@ std::span<const T> AsRecords(std::span<const uint8_t> bytes) {
   return {reinterpret_cast<const T*>(bytes.data()), bytes.size() / sizeof(T)};
 }
 
+// An optional section (LOADS, EARLY): at most once, records of its size.
+template <typename T>
+bool TakeOptional(const SectionEntry& e, std::span<const uint8_t> obj, bool* seen, std::span<const T>* out) {
+  if (*seen || e.record_size != sizeof(T) || e.size % sizeof(T) != 0) return false;
+  *seen = true;
+  *out = AsRecords<T>(obj.subspan(e.offset, e.size));
+  return true;
+}
+
+// The records of `ino` in a section sorted by `ino`.
+template <typename T>
+std::span<const T> RecordsOf(std::span<const T> records, uint64_t ino) {
+  auto lo = std::lower_bound(records.begin(), records.end(), ino,
+                             [](const T& r, uint64_t i) { return r.ino < i; });
+  auto hi = std::upper_bound(lo, records.end(), ino, [](uint64_t i, const T& r) { return i < r.ino; });
+  return {lo, hi};
+}
+
 bool ValidName(std::string_view name) {
   if (name.empty() || name.size() > 255 || name == "." || name == "..") return false;
   return name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
@@ -77,22 +95,10 @@ Status ImageReader::Validate() {
       return CorruptionError("section " + std::to_string(e.id) + " checksum mismatch");
     }
     covered.emplace_back(e.offset, e.offset + e.size);
-    // An optional section: at most once, records of its size.
-    auto optional = [&](bool* seen_it, size_t record_size) {
-      bool ok = !*seen_it && e.record_size == record_size && e.size % record_size == 0;
-      *seen_it = true;
-      return ok;
-    };
     if (e.id == kSectionLoads || e.id == kSectionEarly) {
-      bool early = e.id == kSectionEarly;
-      if (!optional(early ? &seen_early : &seen_loads, early ? sizeof(EarlyRecord) : sizeof(LoadRecord))) {
-        return CorruptionError("section " + std::to_string(e.id) + " malformed");
-      }
-      if (early) {
-        early_ = AsRecords<EarlyRecord>(obj.subspan(e.offset, e.size));
-      } else {
-        loads_ = AsRecords<LoadRecord>(obj.subspan(e.offset, e.size));
-      }
+      bool ok = e.id == kSectionLoads ? TakeOptional(e, obj, &seen_loads, &loads_)
+                                      : TakeOptional(e, obj, &seen_early, &early_);
+      if (!ok) return CorruptionError("section " + std::to_string(e.id) + " malformed");
       continue;
     }
     if (e.id == 0 || e.id > kSectionCount) continue;  // unknown: skip (newer minor data)
@@ -313,18 +319,9 @@ std::span<const ExtentRecord> ImageReader::Extents(uint64_t ino) const {
   return extents_.subspan(n.data_first, n.data_count);
 }
 
-std::span<const LoadRecord> ImageReader::Loads(uint64_t ino) const {
-  auto range = std::equal_range(loads_.begin(), loads_.end(), LoadRecord{static_cast<uint32_t>(ino), 0},
-                                [](const LoadRecord& a, const LoadRecord& b) { return a.ino < b.ino; });
-  return {range.first, range.second};
-}
+std::span<const LoadRecord> ImageReader::Loads(uint64_t ino) const { return RecordsOf(loads_, ino); }
 
-std::span<const EarlyRecord> ImageReader::Early(uint64_t ino) const {
-  auto range = std::equal_range(
-      early_.begin(), early_.end(), EarlyRecord{static_cast<uint32_t>(ino), 0, 0, 0},
-      [](const EarlyRecord& a, const EarlyRecord& b) { return a.ino < b.ino; });
-  return {range.first, range.second};
-}
+std::span<const EarlyRecord> ImageReader::Early(uint64_t ino) const { return RecordsOf(early_, ino); }
 
 chunkstore::ChunkLocation ImageReader::Chunk(uint32_t index) const {
   const ChunkRecord& c = chunks_[index];
