@@ -15,8 +15,21 @@ void Add(std::atomic<uint64_t> FetchCounters::*field, FetchCounters* c, uint64_t
 }
 }  // namespace
 
+namespace {
+
+ChunkReaderOptions WithPoolLimits(const ObjectStore& store, ChunkReaderOptions opt) {
+  opt.fetch_threads = std::max(1u, opt.fetch_threads);
+  if (opt.prefetch_threads == 0) {
+    opt.prefetch_threads =
+        store.IsLocal() ? std::max(1u, std::thread::hardware_concurrency() / 2) : opt.fetch_threads;
+  }
+  return opt;
+}
+
+}  // namespace
+
 ChunkReader::ChunkReader(ObjectStore* store, ChunkReaderOptions opt)
-    : store_(store), opt_(opt), node_cache_(opt.node_cache) {}
+    : store_(store), opt_(WithPoolLimits(*store, opt)), node_cache_(opt.node_cache) {}
 
 ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes, ChunkCache* node_cache)
     : ChunkReader(store, [&] {
@@ -170,12 +183,13 @@ void ChunkReader::Enqueue(Job job, bool demand, bool keep) {
 
 // A pool grows by as many threads as more of its work waits than it has
 // idle threads (woken ones count until they take a job), up to
-// fetch_threads: the first request starts at once, not after a whole pool
+// its limit: the first request starts at once, not after a whole pool
 // has been created (32 threads took 10-40 ms of a first read on 2 vCPUs).
 void ChunkReader::Grow(bool prefetch) {
   Pool& pool = prefetch ? prefetch_pool_ : demand_pool_;
   size_t waiting = (prefetch ? prefetch_queue_ : demand_queue_).size();
-  while (!stopping_ && waiting > pool.idle && pool.threads < std::max(1u, opt_.fetch_threads)) {
+  const unsigned limit = prefetch ? opt_.prefetch_threads : opt_.fetch_threads;
+  while (!stopping_ && waiting > pool.idle && pool.threads < limit) {
     ++pool.threads;
     --waiting;
     threads_.emplace_back([this, prefetch] { FetchLoop(prefetch); });

@@ -36,7 +36,7 @@ using testing::Random;
 // Wraps a store to count and optionally slow or corrupt ranged reads.
 class CountingStore final : public ObjectStore {
  public:
-  explicit CountingStore(ObjectStore* inner) : inner_(inner) {}
+  explicit CountingStore(ObjectStore* inner, bool local = false) : local(local), inner_(inner) {}
   std::string Url() const override { return inner_->Url(); }
   Status Put(const std::string& k, std::span<const uint8_t> d) override { return inner_->Put(k, d); }
   Status PutFile(const std::string& k, const std::string& p) override { return inner_->PutFile(k, p); }
@@ -60,7 +60,9 @@ class CountingStore final : public ObjectStore {
   Result<uint64_t> Size(const std::string& k) override { return inner_->Size(k); }
   Result<std::vector<std::string>> List(const std::string& p) override { return inner_->List(p); }
   Status Delete(const std::string& k) override { return inner_->Delete(k); }
+  bool IsLocal() const override { return local; }
   std::atomic<int> range_reads{0};
+  const bool local;  // what IsLocal answers
   int delay_ms = 0;
   bool flip_bit = false;
   std::atomic<bool> held{false};  // range reads wait while set
@@ -322,15 +324,16 @@ TEST_CASE("fetch engine: a read waits at most the deadline; the fetch still land
 }
 
 // Six 20 KB chunks in one pack, read through a counting store by a reader
-// with `threads` fetch threads per pool.
+// with `threads` fetch threads per pool (a remote store), or `threads` for
+// demand and the default prefetch pool of a local store.
 struct SixChunks {
-  explicit SixChunks(unsigned threads)
+  explicit SixChunks(unsigned threads, bool local = false)
       : locs(WritePack(*t.store, [] {
           std::vector<std::vector<uint8_t>> chunks;
           for (int i = 0; i < 6; ++i) chunks.push_back(Random(20000, 50 + i));
           return chunks;
         }())),
-        counting(t.store.get()),
+        counting(t.store.get(), local),
         reader(&counting, [threads] {
           ChunkReaderOptions o;
           o.fetch_threads = threads;
@@ -383,6 +386,56 @@ TEST_CASE("fetch engine: a burst of prefetch starts as many threads as it needs,
   CHECK(counting.range_reads == 5);
   counting.held = false;
   for (int i = 1; i < 6; ++i) CHECK(reader.Read(locs[i]).ok());
+  CHECK(counting.range_reads == 6);
+}
+
+TEST_CASE("fetch engine: prefetch from a local store uses half the CPUs, a remote one fetch_threads") {
+  const unsigned half = std::max(1u, std::thread::hardware_concurrency() / 2);
+  {
+    SixChunks remote(4);
+    CHECK(remote.reader.fetch_threads() == 4);
+    CHECK(remote.reader.prefetch_threads() == 4);
+  }
+  TempStore t;
+  ChunkReaderOptions o;
+  o.fetch_threads = 16;
+  CHECK(ChunkReader(t.store.get(), o).prefetch_threads() == half);  // file://
+  CHECK(ChunkReader(t.store.get(), o).fetch_threads() == 16);
+  o.prefetch_threads = 3;  // an explicit limit wins
+  CHECK(ChunkReader(t.store.get(), o).prefetch_threads() == 3);
+  for (const char* url : {"fault+file://%s", "fault+file://%s?fail=0.1", "fault+file://%s?latency=1ms",
+                          "fault+file://%s?bandwidth=10MB"}) {
+    char buf[512];
+    std::snprintf(buf, sizeof(buf), url, t.root.c_str());
+    auto s = OpenObjectStore(buf);
+    REQUIRE(s.ok());
+    // Emulated latency or bandwidth stands for a network: remote.
+    bool net = std::string(url).find("latency") != std::string::npos ||
+               std::string(url).find("bandwidth") != std::string::npos;
+    INFO(buf);
+    CHECK((*s)->IsLocal() == !net);
+  }
+
+  // The limit holds for a burst: with the store held, only `half` of five
+  // queued prefetch runs reach it, while a demand read still gets through.
+  SixChunks f(4, /*local=*/true);
+  auto& [t2, locs, counting, reader] = f;
+  REQUIRE(reader.prefetch_threads() == half);
+  counting.held = true;
+  for (int i = 0; i < 5; ++i) reader.Prefetch({locs[i]});
+  for (int i = 0; i < 5000 && counting.range_reads < static_cast<int>(std::min(half, 5u)); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // one more would show up
+  CHECK(counting.range_reads == static_cast<int>(std::min(half, 5u)));
+  std::thread demand([&] { CHECK(reader.Read(locs[5]).ok()); });
+  for (int i = 0; i < 5000 && counting.range_reads < static_cast<int>(std::min(half, 5u)) + 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CHECK(counting.range_reads == static_cast<int>(std::min(half, 5u)) + 1);
+  counting.held = false;
+  demand.join();
+  for (int i = 0; i < 5; ++i) CHECK(reader.Read(locs[i]).ok());
   CHECK(counting.range_reads == 6);
 }
 

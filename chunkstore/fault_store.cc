@@ -30,6 +30,10 @@ class FaultStore final : public ObjectStore {
   FaultStore(std::unique_ptr<ObjectStore> inner, FaultOptions opt, std::string query)
       : inner_(std::move(inner)), opt_(std::move(opt)), query_(std::move(query)), rng_(opt_.seed) {}
 
+  // With a latency or a bandwidth limit it stands for a remote store.
+  bool IsLocal() const override {
+    return inner_->IsLocal() && opt_.latency_s == 0 && opt_.jitter_s == 0 && opt_.bandwidth_bps == 0;
+  }
   std::string Url() const override { return "fault+" + inner_->Url() + "?" + query_; }
   Status Put(const std::string& key, std::span<const uint8_t> data) override {
     RETURN_IF_ERROR(Before(data.size(), key));

@@ -23,6 +23,7 @@ class FileStore final : public ObjectStore {
   ~FileStore() override;
 
   std::string Url() const override { return "file://" + root_; }
+  bool IsLocal() const override { return true; }
   Status Put(const std::string& key, std::span<const uint8_t> data) override;
   Status PutFile(const std::string& key, const std::string& path) override;
   Result<std::shared_ptr<const Blob>> Get(const std::string& key) override;

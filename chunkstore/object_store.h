@@ -55,6 +55,11 @@ class ObjectStore {
   virtual Result<std::vector<std::string>> List(const std::string& prefix) = 0;
   // Removes the object; OK if it did not exist.
   virtual Status Delete(const std::string& key) = 0;
+  // Whether requests are served by this machine's own disk and CPU (a
+  // local directory), not across a network: a request then costs no round
+  // trip, and many in parallel only queue at the disk. The fetch engine
+  // sizes its prefetch by it (ChunkReaderOptions::prefetch_threads).
+  virtual bool IsLocal() const { return false; }
 };
 
 // Whether `key` is a well-formed object key (see above).

@@ -42,7 +42,7 @@ void RaiseFileLimit() {
 
 struct Flags {
   std::string root, cache_size = "10G", cache_dir;
-  unsigned memory_mb = 64, fetch_threads = 32;
+  unsigned memory_mb = 64, fetch_threads = 32, prefetch_threads = 0;
   double fetch_deadline_s = 30;
 };
 
@@ -101,6 +101,7 @@ int Run(Flags f) {
   mopt.node_cache = cache->get();
   mopt.memory_cache_bytes = static_cast<size_t>(f.memory_mb) << 20;
   mopt.fetch_threads = f.fetch_threads;
+  mopt.prefetch_threads = f.prefetch_threads;
   mopt.fetch_deadline = std::chrono::milliseconds(static_cast<int64_t>(f.fetch_deadline_s * 1000));
   auto mounts = snapshotter::MountManager::Create(mopt);
   if (!mounts.ok()) return Fail(mounts.status());
@@ -149,8 +150,11 @@ int main(int argc, char** argv) {
   app.add_option("--cache-size", f.cache_size, "node cache capacity (e.g. 10G, 512M)")->capture_default_str();
   app.add_option("--cache-dir", f.cache_dir, "node cache directory (default ROOT/cache)");
   app.add_option("--memory-cache-mb", f.memory_mb, "in-memory chunk cache per store")->capture_default_str();
-  app.add_option("--fetch-threads", f.fetch_threads, "store requests in parallel, per store, for demand reads and again for prefetch")
+  app.add_option("--fetch-threads", f.fetch_threads, "store requests in parallel, per store, for demand reads")
       ->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("--prefetch-threads", f.prefetch_threads,
+                 "store requests in parallel, per store, for prefetch (0: as --fetch-threads for a remote store, half the CPUs for a local file:// one)")
+      ->capture_default_str()->check(CLI::Range(0, 256));
   app.add_option("--fetch-deadline", f.fetch_deadline_s,
                  "seconds a read waits for the store before it fails with EIO")
       ->capture_default_str()->check(CLI::Range(0.01, 3600.0));

@@ -37,6 +37,7 @@ struct MountManagerOptions {
   size_t memory_cache_bytes = 64u << 20;     // per store, shared by its images
   unsigned fuse_threads = 8;                 // per image
   unsigned fetch_threads = 32;               // store requests in parallel, per store
+  unsigned prefetch_threads = 0;             // and for prefetch (0: chosen by the store)
   std::chrono::milliseconds fetch_deadline{30000};  // a read fails (EIO) after this
 };
 
