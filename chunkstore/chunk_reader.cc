@@ -278,10 +278,13 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c) {
     one_span = mine[i].first.offset >= prev.offset + prev.clen &&
                mine[i].first.pack == mine.front().first.pack;
   }
-  std::vector<uint8_t> span;
+  // Not zero-filled first: the store overwrites every byte.
+  std::unique_ptr<uint8_t[]> span_bytes;
+  std::span<uint8_t> span;
   Status st = one_span ? Status::Ok() : InvalidArgumentError("not one span");
   if (one_span) {
-    span.resize(end - begin);
+    span_bytes = std::make_unique_for_overwrite<uint8_t[]>(end - begin);
+    span = {span_bytes.get(), static_cast<size_t>(end - begin)};
     st = WithRetries([&] {
       Add(&FetchCounters::store_fetches, c);
       Add(&FetchCounters::store_bytes, c, span.size());
@@ -309,7 +312,7 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c) {
   for (size_t i = 0; i < mine.size(); ++i) {
     const ChunkLocation& loc = mine[i].first;
     data[i] = std::make_shared<std::vector<uint8_t>>();
-    status[i] = DecompressFrame(std::span<const uint8_t>(span).subspan(loc.offset - begin, loc.clen),
+    status[i] = DecompressFrame(span.subspan(loc.offset - begin, loc.clen),
                                 loc.ulen, loc.digest, data[i].get());
     if (status[i].ok()) {
       msgs.emplace_back(*data[i]);
@@ -349,9 +352,9 @@ Result<ChunkData> ChunkReader::FetchFromStore(const ChunkLocation& loc, FetchCou
       ++stats_.fetches;
       stats_.fetched_bytes += loc.clen;
     }
-    std::vector<uint8_t> frame(loc.clen);
-    RETURN_IF_ERROR(store_->GetRange(PackKey(loc.pack), loc.offset, frame));
-    Status v = DecompressAndVerify(frame, loc.ulen, loc.digest, data.get());
+    auto frame = std::make_unique_for_overwrite<uint8_t[]>(loc.clen);
+    RETURN_IF_ERROR(store_->GetRange(PackKey(loc.pack), loc.offset, {frame.get(), loc.clen}));
+    Status v = DecompressAndVerify({frame.get(), loc.clen}, loc.ulen, loc.digest, data.get());
     if (v.code() == StatusCode::kCorruption) {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.corrupt;
