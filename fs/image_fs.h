@@ -78,7 +78,7 @@ class ImageFs {
   void ReplayProfile(const std::vector<uint32_t>& chunks);
   uint64_t profile_chunks() const { return profile_chunks_; }
   // Chunks handed to prefetch by locality (whole files and directories
-  // fetched on a miss, see LocalityRuns).
+  // fetched on a first read, see LocalityRuns).
   uint64_t locality_chunks() const { return locality_chunks_; }
   // What this image's reads cost in the fetch path (memory, node cache, store).
   const chunkstore::FetchCounters& fetch_counters() const { return *fetch_; }
@@ -88,8 +88,9 @@ class ImageFs {
   std::vector<chunkstore::ChunkLocation> DemandNeighbours(uint32_t chunk);
   using Runs = std::vector<std::vector<chunkstore::ChunkLocation>>;
   void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes, uint64_t window_bytes, Runs* runs);
-  // What a miss in file `ino` prefetches besides its own request.
-  void LocalityRuns(uint64_t ino, Runs* runs);
+  // What the first read of file `ino` prefetches besides its own request;
+  // `missed`: its first chunk was neither in memory nor in flight.
+  void LocalityRuns(uint64_t ino, bool missed, Runs* runs);
   // Appends `chunks` (ascending indices) not yet handed to prefetch, cut
   // into runs of neighbours in one pack.
   void AppendRuns(const std::vector<uint32_t>& chunks, Runs* runs);

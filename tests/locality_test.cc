@@ -210,6 +210,35 @@ TEST_CASE("locality: a program's first miss prefetches what its loader opens (LO
   CHECK(fx.demand() == before);
 }
 
+TEST_CASE("locality: a program whose first chunk came with a neighbour's read still prefetches what it loads") {
+  std::vector<std::string> libs;
+  std::string interp;
+  auto shell = HostShell(&interp, &libs);
+  // usr/bin/a0 lies just before the program in pack order: its demand
+  // read brings the program's first chunk along as a neighbour.
+  Fixture fx([&](const std::string& src) {
+    shell(src);
+    WriteFile(src + "/usr/bin/a0", 1000, 7);
+  });
+  const auto& image = fx.fs->image();
+  const uint32_t sh_first = image.Extents(fx.Ino("usr/bin/sh"))[0].chunk;
+  REQUIRE(sh_first == image.Extents(fx.Ino("usr/bin/a0"))[0].chunk + 1);
+  fx.Read("usr/bin/a0", 0, 1000);
+  REQUIRE(fx.chunks->Present(image.Chunk(sh_first).digest));
+  for (const auto& lib : libs) REQUIRE(fx.Absent(lib) > 0);
+
+  fx.Read("usr/bin/sh", 0, 4096);  // no miss of its own, but its first read
+  CHECK(fx.Arrives(interp));
+  for (const auto& lib : libs) {
+    INFO(lib);
+    CHECK(fx.Arrives(lib));
+  }
+  uint64_t before = fx.demand();
+  fx.Read(interp, 0, 4096);
+  for (const auto& lib : libs) fx.Read(lib, 0, 4096);
+  CHECK(fx.demand() == before);
+}
+
 // A file store that remembers the range reads it was asked for, in order.
 class RecordingStore : public chunkstore::ObjectStore {
  public:
