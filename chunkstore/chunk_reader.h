@@ -96,6 +96,8 @@ class ChunkReader {
   // The pools' limits in effect (prefetch_threads resolved for the store).
   unsigned fetch_threads() const { return opt_.fetch_threads; }
   unsigned prefetch_threads() const { return opt_.prefetch_threads; }
+  // Whether the store is local (ObjectStore::IsLocal).
+  bool store_is_local() const { return store_->IsLocal(); }
 
   // `counters` (optional) are charged with what this call costs.
   Result<ChunkData> Read(const ChunkLocation& loc, const CountersPtr& counters = nullptr);

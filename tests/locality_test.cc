@@ -242,8 +242,10 @@ TEST_CASE("locality: a program whose first chunk came with a neighbour's read st
 // A file store that remembers the range reads it was asked for, in order.
 class RecordingStore : public chunkstore::ObjectStore {
  public:
-  explicit RecordingStore(chunkstore::ObjectStore* inner) : inner_(inner) {}
+  explicit RecordingStore(chunkstore::ObjectStore* inner, bool local = false)
+      : inner_(inner), local_(local) {}
   std::string Url() const override { return inner_->Url(); }
+  bool IsLocal() const override { return local_; }
   Status Put(const std::string& k, std::span<const uint8_t> d) override { return inner_->Put(k, d); }
   Status PutFile(const std::string& k, const std::string& p) override { return inner_->PutFile(k, p); }
   Result<std::shared_ptr<const chunkstore::Blob>> Get(const std::string& k) override { return inner_->Get(k); }
@@ -276,17 +278,18 @@ class RecordingStore : public chunkstore::ObjectStore {
 
  private:
   chunkstore::ObjectStore* inner_;
+  const bool local_;
   std::mutex mu_;
   std::vector<std::pair<uint64_t, uint64_t>> ranges_;  // (offset, bytes)
   std::vector<std::string> keys_;
 };
 
-// A fixture's image served again through a recording store by one fetch
-// thread per pool, so that prefetch requests reach the store in queue
-// order (the fixture's own reader is not used).
+// A fixture's image served again through a recording store (remote unless
+// `local`) by one fetch thread per pool, so that prefetch requests reach
+// the store in queue order (the fixture's own reader is not used).
 struct Recorded {
-  explicit Recorded(Fixture& f)
-      : rec(f.store.get()),
+  explicit Recorded(Fixture& f, bool local = false)
+      : rec(f.store.get(), local),
         reader(&rec, [] {
           chunkstore::ChunkReaderOptions ro;
           ro.fetch_threads = 1;
@@ -297,6 +300,36 @@ struct Recorded {
   chunkstore::ChunkReader reader;
   fs::ImageFs fs;
 };
+
+TEST_CASE("locality: prefetch runs are up to 1 MiB from a remote store, 256 KiB from a local one") {
+  Fixture f;
+  uint64_t max_clen = 0;
+  {
+    auto image = fs::LoadImage(*f.store, f.image_id).value();
+    for (uint32_t i = 0; i < image->chunks().size(); ++i) max_clen = std::max<uint64_t>(max_clen, image->Chunk(i).clen);
+  }
+  auto longest_read = [&](bool local) {
+    Recorded r(f, local);
+    auto& [rec, reader, fs] = r;
+    uint64_t ino = f.Ino("pkg/big");  // 3 MiB: fetched whole on its first read
+    REQUIRE(fs.Read(ino, 0, 4096).ok());
+    bool all = false;
+    for (int i = 0; i < 2000 && !all; ++i) {
+      all = true;
+      for (const auto& e : fs.image().Extents(ino)) all = all && reader.Present(fs.image().Chunk(e.chunk).digest);
+      if (!all) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(all);
+    uint64_t longest = 0;
+    for (const auto& [off, len] : rec.ranges()) longest = std::max(longest, len);
+    return longest;
+  };
+  // A run closes at the first chunk that takes it to the limit.
+  uint64_t remote = longest_read(false), local = longest_read(true);
+  CHECK(remote > (256u << 10) + max_clen);
+  CHECK(remote <= (1u << 20) + max_clen);
+  CHECK(local <= (256u << 10) + max_clen);
+}
 
 TEST_CASE("profile replay: the first MiB in short reads, then long ones, in the profile's order") {
   Fixture f;
