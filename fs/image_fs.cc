@@ -260,10 +260,10 @@ void ImageFs::LocalityRuns(uint64_t ino, bool missed, Runs* runs) {
   constexpr uint32_t kDirTrigger = 2;
   std::call_once(locality_once_, [this] {
     parent_ = FirstParents(*image_);
-    file_missed_.reset(new std::atomic<bool>[parent_.size()]());
+    file_read_.reset(new std::atomic<bool>[parent_.size()]());
     dir_missed_.reset(new std::atomic<uint32_t>[parent_.size()]());
   });
-  if (file_missed_[ino - 1].exchange(true, std::memory_order_relaxed)) return;
+  if (file_read_[ino - 1].exchange(true, std::memory_order_relaxed)) return;
   // In the order they go out: the file's early ranges and those of what it
   // loads (the loader touches them before any code runs), what it loads
   // (opened before the program's own code runs), the rest of the file, its

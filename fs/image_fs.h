@@ -114,12 +114,12 @@ class ImageFs {
   std::atomic<uint64_t> window_{0};       // readahead: current window in bytes
   std::unique_ptr<std::atomic<uint8_t>[]> prefetched_;  // per chunk: handed to prefetch
   std::unique_ptr<std::atomic<bool>[]> in_profile_;     // per chunk: in the start-up profile
-  // Locality state, made on the first miss (a fully cached image never
-  // pays for it): each inode's first directory, whether a file has missed,
-  // and per directory how many of its files have.
+  // Locality state, made on the first read: each inode's first directory,
+  // whether a file has been
+  // read, and per directory how many of its files have missed.
   std::once_flag locality_once_;
   std::vector<uint32_t> parent_;
-  std::unique_ptr<std::atomic<bool>[]> file_missed_;
+  std::unique_ptr<std::atomic<bool>[]> file_read_;
   std::unique_ptr<std::atomic<uint32_t>[]> dir_missed_;
   std::atomic<uint64_t> locality_chunks_{0};
 };
