@@ -12,6 +12,7 @@ CMDLINE=$(typed_command "$0" "$@")
 
 WORKDIR=/var/tmp/ferry-bench
 RUNS=3
+PY_RUNS=9
 MIRROR=""
 PEERS_ONLY=0
 NO_DAEMON=0
@@ -72,6 +73,9 @@ Options:
                        filesystem and the big file are made there once and
                        reused
   --runs N             timed repetitions per item (default: $RUNS)
+  --py-runs N          timed repetitions of the python items, which take
+                       a fraction of a second and vary most from run to
+                       run on a shared VM (default: $PY_RUNS)
   --mirror URL         Debian mirror for debootstrap (default: from
                        /etc/apt sources, else http://deb.debian.org/debian)
   --peers-only         skip ferry (measure native, erofs, squashfuse only)
@@ -120,6 +124,8 @@ while (($#)); do
     --workdir=*) WORKDIR=${1#*=}; shift ;;
     --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
     --runs=*) RUNS=${1#*=}; shift ;;
+    --py-runs) PY_RUNS=${2:?--py-runs needs a value}; shift 2 ;;
+    --py-runs=*) PY_RUNS=${1#*=}; shift ;;
     --mirror) MIRROR=${2:?--mirror needs a value}; shift 2 ;;
     --mirror=*) MIRROR=${1#*=}; shift ;;
     --peers-only) PEERS_ONLY=1; shift ;;
@@ -149,6 +155,7 @@ while (($#)); do
 done
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+[[ $PY_RUNS =~ ^[1-9][0-9]*$ ]] || die "--py-runs must be a positive integer"
 [[ $ITEM_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer"
 [[ $BIG_MIB =~ ^[1-9][0-9]*$ ]] || die "--big-mib must be a positive integer"
 [[ $RAND_MIB =~ ^[1-9][0-9]*$ ]] || die "--rand-mib must be a positive integer"
@@ -424,13 +431,13 @@ cold() {
   fi
 }
 
-warm() {
-  local measure=$1 fs=$2 fn=$3 i
+warm() { # measure fs fn [runs]
+  local measure=$1 fs=$2 fn=$3 runs=${4:-$RUNS} i
   if [[ $fs != native ]] && ! is_mounted "${MNT[$fs]}"; then
     mount_fs "$fs" || { add "$measure" "$fs" err; return 0; }
   fi
   "$fn" "${MNT[$fs]}" 2>>"$LOGS/$fs.err" || true   # warm-up, not timed
-  for ((i = 1; i <= RUNS; i++)); do
+  for ((i = 1; i <= runs; i++)); do
     if timed "$fn" "${MNT[$fs]}" 2>>"$LOGS/$fs.err"; then
       add "$measure" "$fs" "$ELAPSED"
     else
@@ -550,17 +557,19 @@ for measure in readall walk_cold py_cold; do
   case $measure in
     readall) fn=read_all ;; walk_cold) fn=walk ;; py_cold) fn=py_start ;;
   esac
-  section "$measure: $RUNS cold run(s) each"
-  for ((r = 1; r <= RUNS; r++)); do
+  runs=$RUNS
+  [[ $measure == py_cold ]] && runs=$PY_RUNS
+  section "$measure: $runs cold run(s) each"
+  for ((r = 1; r <= runs; r++)); do
     for fs in "${FSES[@]}"; do cold "$measure" "$fs" "$fn"; done
   done
 done
 
 # ---- warm measures: one untimed warm-up, then RUNS timed runs
 for measure in walk_warm py_warm; do
-  case $measure in walk_warm) fn=walk ;; py_warm) fn=py_start ;; esac
-  section "$measure: $RUNS warm run(s) each"
-  for fs in "${FSES[@]}"; do warm "$measure" "$fs" "$fn"; done
+  case $measure in walk_warm) fn=walk runs=$RUNS ;; py_warm) fn=py_start runs=$PY_RUNS ;; esac
+  section "$measure: $runs warm run(s) each"
+  for fs in "${FSES[@]}"; do warm "$measure" "$fs" "$fn" "$runs"; done
 done
 
 if ((!PEERS_ONLY)) && is_mounted "${MNT[ferry]}"; then
@@ -571,13 +580,13 @@ fi
 # by ferryd on every fresh mount; removed afterwards so later runs stay lazy.
 PROFILE_NOTE=""
 if ((DAEMON)); then
-  section "py_prof: recording a start-up profile, then $RUNS cold run(s)"
+  section "py_prof: recording a start-up profile, then $PY_RUNS cold run(s)"
   umount_fs ferry
   if timeout -k 5 "$ITEM_TIMEOUT" "$FERRY" --store "file://$STORE" profile record "$TAG" -- \
        env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 \
        python3 -c "$PY_IMPORTS" >>"$LOGS/ferry-profile.log" 2>&1; then
     PROFILE_NOTE="Profile row: \`ferry profile record\` of the same python3 imports, once, untimed; $(tail -1 "$LOGS/ferry-profile.log" | cut -c1-120)."
-    for ((r = 1; r <= RUNS; r++)); do
+    for ((r = 1; r <= PY_RUNS; r++)); do
       for fs in native ferry; do cold py_prof "$fs" py_start; done
     done
   else
@@ -835,7 +844,7 @@ fi
   echo "Command (as root, in $CMD_CWD): \`$CMDLINE\`"
   echo
   echo "Tree: Debian 12 minbase + python3, $NENTRIES entries, $NFILES regular files, $INPUT_MB MB (apparent)."
-  echo "Host: $(uname -r), $(nproc) cores, load average $LOAD_START at start, $LOAD_END at end$( ((BUSY)) && echo ' (BUSY: numbers are noisy)'). Runs per item: $RUNS (median)."
+  echo "Host: $(uname -r), $(nproc) cores, load average $LOAD_START at start, $LOAD_END at end$( ((BUSY)) && echo ' (BUSY: numbers are noisy)'). Runs per item: $RUNS, python items $PY_RUNS (median)."
   echo "Peers: erofs = mkfs.erofs ${EROFS_OPTS:-(uncompressed)} + kernel loop mount;" \
        "squashfuse = mksquashfs -comp $SQUASH_COMP + squashfuse $(squashfuse --version 2>&1 | awk 'NR == 1 { print $2 }')."
   if ((!PEERS_ONLY)); then
