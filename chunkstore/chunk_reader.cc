@@ -13,23 +13,22 @@ constexpr uint64_t kMaxSpanBytes = 16u << 20;
 void Add(std::atomic<uint64_t> FetchCounters::*field, FetchCounters* c, uint64_t n = 1) {
   if (c != nullptr) (c->*field) += n;
 }
-}  // namespace
 
-namespace {
-
-ChunkReaderOptions WithPoolLimits(const ObjectStore& store, ChunkReaderOptions opt) {
+// The options with the prefetch sizes left to the store (0) chosen for it.
+ChunkReaderOptions ForStore(const ObjectStore& store, ChunkReaderOptions opt) {
   opt.fetch_threads = std::max(1u, opt.fetch_threads);
+  const bool local = store.IsLocal();
   if (opt.prefetch_threads == 0) {
-    opt.prefetch_threads =
-        store.IsLocal() ? std::max(1u, std::thread::hardware_concurrency() / 2) : opt.fetch_threads;
+    opt.prefetch_threads = local ? std::max(1u, std::thread::hardware_concurrency() / 2) : opt.fetch_threads;
   }
+  if (opt.prefetch_run_bytes == 0) opt.prefetch_run_bytes = local ? 256u << 10 : 1u << 20;
   return opt;
 }
 
 }  // namespace
 
 ChunkReader::ChunkReader(ObjectStore* store, ChunkReaderOptions opt)
-    : store_(store), opt_(WithPoolLimits(*store, opt)), node_cache_(opt.node_cache) {}
+    : store_(store), opt_(ForStore(*store, opt)), node_cache_(opt.node_cache) {}
 
 ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes, ChunkCache* node_cache)
     : ChunkReader(store, [&] {

@@ -33,7 +33,6 @@ int ErrnoFor(const Status& st) {
 ImageFs::ImageFs(std::unique_ptr<ImageReader> image, chunkstore::ChunkReader* chunks, Logger log)
     : image_(std::move(image)),
       chunks_(chunks),
-      max_run_bytes_(chunks->store_is_local() ? 256u << 10 : 1u << 20),
       log_(std::move(log)),
       prefetched_(new std::atomic<uint8_t>[image_->chunks().size()]()),
       in_profile_(new std::atomic<bool>[image_->chunks().size()]()) {
@@ -206,10 +205,11 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
     run.clear();
     run_bytes = 0;
   };
+  const uint64_t max_run = chunks_->prefetch_run_bytes();
   for (uint32_t i = first + 1; i < chunks.size(); ++i) {
     // Past the window, only finish the run already started: issuing at
     // least a full run at a time keeps batches large as the window slides.
-    if (total >= request_bytes + window_bytes && (run.empty() || run_bytes >= max_run_bytes_)) break;
+    if (total >= request_bytes + window_bytes && (run.empty() || run_bytes >= max_run)) break;
     const ChunkRecord& c = chunks[i];
     if (c.pack != chunks[first].pack || c.pack_offset < next_offset) break;
     total += c.ulen;
@@ -222,7 +222,7 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
     }
     run.push_back(image_->Chunk(i));
     run_bytes += c.ulen;
-    if (run_bytes >= max_run_bytes_) flush();
+    if (run_bytes >= max_run) flush();
   }
   flush();
 }
@@ -328,7 +328,7 @@ void ImageFs::AppendRuns(const std::vector<uint32_t>& batch, Runs* runs) {
     if (prefetched_[i].exchange(1, std::memory_order_relaxed) != 0) continue;
     const ChunkRecord& c = chunks[i];
     bool joins = !run.empty() && i == prev + 1 && c.pack == chunks[prev].pack &&
-                 c.pack_offset == next_offset && run_bytes < max_run_bytes_;
+                 c.pack_offset == next_offset && run_bytes < chunks_->prefetch_run_bytes();
     if (!joins && !run.empty()) {
       runs->push_back(std::move(run));
       run.clear();

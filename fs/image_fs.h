@@ -97,13 +97,6 @@ class ImageFs {
 
   std::unique_ptr<ImageReader> image_;
   chunkstore::ChunkReader* chunks_;
-  // Longest prefetch run (one range read): 1 MiB from a remote store, where
-  // each request is a round trip; 256 KiB from a local one, where a read
-  // that needs one chunk of a run in flight waits for the whole run to be
-  // read, decompressed and verified (bench/run.sh from file:// on 2 vCPUs,
-  // medians of 20 interleaved runs: python3 start 0.341 -> 0.317 s;
-  // read-all, 4 runs: 1.97 -> 1.72 s).
-  const uint64_t max_run_bytes_;
   Logger log_;
   FsCounters counters_;
   chunkstore::CountersPtr fetch_ = std::make_shared<chunkstore::FetchCounters>();
