@@ -16,7 +16,7 @@ namespace ferry::cli {
 struct DaemonVerbArgs {
   std::string store_url, image, mountpoint, daemon_root, cache_size, log_file, prune_to;
   bool writable = false, start_daemon = false, no_daemon = false, foreground = false;
-  bool debug = false, lazy = false, json = false;
+  bool debug = false, lazy = false, json = false, flush = false;
   size_t cache_mb = 256;
 };
 
@@ -63,6 +63,9 @@ inline CacheCommands AddCacheCommand(CLI::App& app, DaemonVerbArgs* a) {
   cache->require_subcommand(1);
   auto* stats = cache->add_subcommand("stats", "hits, misses, evictions, per image");
   stats->add_flag("--json", a->json, "print JSON");
+  stats->add_flag("--flush", a->flush,
+                  "first write the chunks waiting for admission (the cache writes them once "
+                  "reads pause)");
   auto* prune = cache->add_subcommand("prune", "evict until the cache is at most SIZE");
   prune->add_option("--to", a->prune_to, "target size, e.g. 1G or 0")->required();
   return {cache, stats, prune};
@@ -102,7 +105,7 @@ inline int RunDaemonVerb(CLI::App* mount, CLI::App* umount, const CacheCommands&
                                a.daemon_root, a.writable, a.start_daemon, a.cache_size});
   }
   if (*umount) return Umount(a.daemon_root, a.mountpoint, a.lazy);
-  if (*cache.stats) return CacheStats(a.daemon_root, a.json);
+  if (*cache.stats) return CacheStats(a.daemon_root, a.json, a.flush);
   if (*cache.prune) return CachePrune(a.daemon_root, a.prune_to);
   if (*profile.start) return ProfileOnMount(a.daemon_root, a.mountpoint, true);
   if (*profile.stop) return ProfileOnMount(a.daemon_root, a.mountpoint, false);

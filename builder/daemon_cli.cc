@@ -129,8 +129,10 @@ int Umount(const std::string& daemon_root, const std::string& mountpoint, bool l
   return 0;
 }
 
-int CacheStats(const std::string& daemon_root, bool as_json) {
-  auto reply = fs::CallDaemon(Root(daemon_root), "CacheStats", json::object(), kLocalDeadline);
+int CacheStats(const std::string& daemon_root, bool as_json, bool flush) {
+  json req = json::object();
+  if (flush) req["flush"] = true;
+  auto reply = fs::CallDaemon(Root(daemon_root), "CacheStats", req, kLocalDeadline);
   if (!reply.ok()) return Fail(reply.status());
   if (as_json) {
     std::printf("%s\n", reply->dump(-1, ' ', false, json::error_handler_t::replace).c_str());

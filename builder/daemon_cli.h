@@ -28,7 +28,7 @@ std::string ProgramBesideThis(const std::string& name);
 // Unmounts a target of the daemon; a mount it does not know (one served by
 // `ferry mount --no-daemon`) is unmounted directly.
 int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy);
-int CacheStats(const std::string& daemon_root, bool json);
+int CacheStats(const std::string& daemon_root, bool json, bool flush);
 int CachePrune(const std::string& daemon_root, const std::string& to_size);
 // Starts or stops (and stores) recording a start-up profile on a mount.
 int ProfileOnMount(const std::string& daemon_root, const std::string& mountpoint, bool start);

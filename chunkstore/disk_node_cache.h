@@ -127,6 +127,9 @@ class DiskNodeCache final : public ChunkCache {
   uint64_t queued_bytes_ = 0;           // data of Puts taken but not written
   std::vector<Digest> corrupt_;         // dropped by Get; writer deletes them
   uint64_t put_seq_ = 0;
+  std::chrono::steady_clock::time_point last_put_{};      // the latest Put queued
+  std::chrono::steady_clock::time_point first_queued_{};  // the oldest Put still queued
+  int flushing_ = 0;  // Flush calls waiting: the writer writes at once
   uint64_t done_seq_ = 0;
   std::chrono::steady_clock::time_point paused_until_{};  // Puts dropped until then
   bool stop_ = false;

@@ -266,7 +266,7 @@ Result<ChunkData> DiskNodeCache::Get(const Digest& d) {
 
 bool DiskNodeCache::Contains(const Digest& d) {
   std::lock_guard<std::mutex> l(mu_);
-  return index_.contains(d);
+  return index_.contains(d) || pending_.contains(d);  // queued ones are served from memory
 }
 
 void DiskNodeCache::Put(const Digest& d, ChunkData data) {
@@ -281,19 +281,30 @@ void DiskNodeCache::Put(const Digest& d, ChunkData data) {
   }
   pending_.emplace(d, PendingChunk{data, false});
   queued_bytes_ += data->size();
+  last_put_ = std::chrono::steady_clock::now();
+  const bool first = queue_.empty();
+  if (first) first_queued_ = last_put_;
   queue_.push_back(QueuedChunk{d, std::move(data), false});
   ++put_seq_;
-  work_cv_.notify_one();
+  // The writer, waiting for a quiet moment, wakes by itself when it may be
+  // over; it is woken only for a first chunk or a full batch.
+  if (first || queued_bytes_ >= opt_.admission_batch_bytes) work_cv_.notify_one();
 }
 
 Status DiskNodeCache::Flush() {
   std::unique_lock<std::mutex> l(mu_);
   uint64_t target = put_seq_;
+  ++flushing_;  // the writer stops waiting for a quiet moment
+  work_cv_.notify_one();
   done_cv_.wait(l, [&] { return done_seq_ >= target; });
+  --flushing_;
   return Status::Ok();
 }
 
 Status DiskNodeCache::Prune(uint64_t bytes) {
+  // What was offered before the prune is written first, so that it is
+  // pruned too rather than admitted afterwards.
+  RETURN_IF_ERROR(Flush());
   std::lock_guard<std::mutex> w(writer_mu_);
   bool freed = false;
   for (;;) {

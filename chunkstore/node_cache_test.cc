@@ -228,6 +228,56 @@ TEST_CASE("node cache: everything admitted is a hit after reopening", "[node_cac
   for (int i = 0; i < 50; ++i) REQUIRE(Holds(*cache, MakeChunk(i)));
 }
 
+TEST_CASE("node cache: admission waits for a quiet moment; queued chunks are served meanwhile",
+          "[node_cache]") {
+  TempDir dir;
+  NodeCacheOptions opt{dir.path, 64u << 20, 256 * kKiB};
+  opt.admission_quiet = std::chrono::hours(1);  // never quiet during the test
+  opt.admission_max_delay = std::chrono::hours(1);
+  opt.admission_batch_bytes = 1u << 20;
+  {
+    auto r = OpenNodeCache(opt);
+    REQUIRE(r.ok());
+    auto& cache = **r;
+    for (int i = 0; i < 10; ++i) cache.Put(MakeChunk(i).digest, MakeChunk(i).data);
+    // Nothing can have been written: no condition for writing holds.
+    CHECK(cache.Stats().admitted == 0);
+    CHECK(SegmentFileBytes(dir.path) == 0);
+    for (int i = 0; i < 10; ++i) {
+      CHECK(cache.Contains(MakeChunk(i).digest));
+      CHECK(Holds(cache, MakeChunk(i)));  // from memory
+    }
+    REQUIRE(cache.Flush().ok());  // Flush does not wait for quiet
+    CHECK(cache.Stats().admitted == 10);
+
+    // More than admission_batch_bytes queued: written without a Flush.
+    for (int i = 100; i < 120; ++i) {
+      TestChunk c = MakeChunk(i, 64 * kKiB, 64 * kKiB);
+      cache.Put(c.digest, c.data);
+    }
+    // The 16th makes 1 MiB; the writer takes what is queued when it wakes.
+    for (int spin = 0; spin < 3000 && cache.Stats().admitted < 26; ++spin) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(cache.Stats().admitted >= 26);
+    REQUIRE(cache.Flush().ok());
+    CHECK(cache.Stats().admitted == 30);
+
+    // Prune writes what is queued first, so it is pruned too.
+    cache.Put(MakeChunk(200).digest, MakeChunk(200).data);
+    REQUIRE(cache.Prune(0).ok());
+    CHECK(cache.Stats().chunks == 0);
+    REQUIRE(cache.Flush().ok());
+    CHECK(cache.Stats().used_bytes == 0);
+
+    cache.Put(MakeChunk(300).digest, MakeChunk(300).data);  // closing writes it
+  }
+  auto r = OpenNodeCache(opt);
+  REQUIRE(r.ok());
+  CHECK((*r)->Stats().chunks == 1);
+  CHECK(Holds(**r, MakeChunk(300)));
+}
+
 TEST_CASE("node cache: a flipped byte is dropped, then admitted again", "[node_cache]") {
   TempDir dir;
   TestChunk c = MakeChunk(1, 1000, 1000);

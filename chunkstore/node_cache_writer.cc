@@ -40,6 +40,16 @@ void DiskNodeCache::WriterLoop() {
       std::unique_lock<std::mutex> l(mu_);
       work_cv_.wait(l, [&] { return stop_ || !queue_.empty() || !corrupt_.empty(); });
       if (queue_.empty() && corrupt_.empty()) return;  // stopping, and drained
+      // Admission waits for a quiet moment (NodeCacheOptions): no Put for
+      // admission_quiet, enough queued, the oldest queued long enough, a
+      // Flush, or closing.
+      while (corrupt_.empty() && !stop_ && flushing_ == 0 && !queue_.empty() &&
+             queued_bytes_ < opt_.admission_batch_bytes) {
+        auto until = std::min(last_put_ + opt_.admission_quiet,
+                              first_queued_ + opt_.admission_max_delay);
+        if (std::chrono::steady_clock::now() >= until) break;
+        work_cv_.wait_until(l, until);
+      }
       batch.swap(queue_);
       corrupt.swap(corrupt_);
       taken = put_seq_;

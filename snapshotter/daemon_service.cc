@@ -37,8 +37,9 @@ grpc::Status DaemonService::ListMounts(grpc::ServerContext*, const daemon::ListM
   return grpc::Status::OK;
 }
 
-grpc::Status DaemonService::CacheStats(grpc::ServerContext*, const daemon::CacheStatsRequest*,
+grpc::Status DaemonService::CacheStats(grpc::ServerContext*, const daemon::CacheStatsRequest* req,
                                        daemon::CacheStatsReply* reply) {
+  if (req->flush()) cache_->Flush().IgnoreError();  // a failed write is counted as dropped
   chunkstore::NodeCacheStats s = cache_->Stats();
   reply->set_cache_dir(cache_dir_);
   reply->set_capacity_bytes(s.capacity_bytes);

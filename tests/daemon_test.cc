@@ -95,8 +95,9 @@ uint64_t U64(const nlohmann::json& j, const char* key) {
   return v.is_string() ? std::stoull(v.get<std::string>()) : v.get<uint64_t>();
 }
 
+// With the chunks waiting for admission written first (--flush).
 nlohmann::json CacheStats(const std::string& root) {
-  auto r = Ferry("/unused", {"cache", "stats", "--json", "--daemon", root});
+  auto r = Ferry("/unused", {"cache", "stats", "--json", "--flush", "--daemon", root});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   return nlohmann::json::parse(r.out);
