@@ -64,7 +64,16 @@ umount_below() {
     sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
 }
 
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# Before every sample: a running ferryd first writes the chunks waiting for
+# node cache admission (it defers them to a quiet moment, which would
+# otherwise fall in the next sample, of whatever filesystem), then the page
+# cache is written back and dropped.
+drop_caches() {
+  if [[ -n ${FERRYD_PID:-} ]] && proc_alive "$FERRYD_PID"; then
+    timeout -k 5 120 "$FERRY" cache stats --flush --daemon "$FERRYD_ROOT" >/dev/null 2>&1 || true
+  fi
+  sync; echo 3 >/proc/sys/vm/drop_caches
+}
 
 # True while process $1 exists and is not a zombie.
 proc_alive() {
