@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <set>
 #include <sstream>
@@ -271,6 +272,54 @@ TEST_CASE("elf loads: resolved in the tree as the loader searches, through symli
   lib.needed = {"libmissing.so", "libm.so.6"};
   CHECK(ResolveLoads(*root, "/usr/lib/x86_64-linux-gnu/libx.so", lib) ==
         std::vector<const TreeNode*>{libm.get()});
+}
+
+TEST_CASE("elf loads: the absolute paths in a library's read-only data are recorded") {
+  // glibc opens these by fixed names; libelf finds them in .rodata.
+  std::string libc = "/lib/x86_64-linux-gnu/libc.so.6";
+  if (access(libc.c_str(), R_OK) != 0) libc = "/lib/aarch64-linux-gnu/libc.so.6";
+  auto loads = LoadsOfFile(libc);
+  REQUIRE(loads != nullptr);
+  auto has = [&](const std::string& p) {
+    return std::find(loads->named.begin(), loads->named.end(), p) != loads->named.end();
+  };
+  CHECK(has("/etc/nsswitch.conf"));
+  CHECK(has("/etc/localtime"));
+  CHECK(has("/usr/lib/locale"));
+  CHECK(loads->named.size() <= kMaxNamed);
+  for (const auto& p : loads->named) CHECK(p[0] == '/');
+}
+
+TEST_CASE("elf loads: named files are added after the libraries, small files and small directories only") {
+  auto root = Dir();
+  auto etc = Dir(), usr = Dir(), share = Dir(), small = Dir(), sub = Dir(), huge = Dir(), zone = Dir();
+  auto conf = File(), big = File(), a = File(), b = File(), utc = File(), cache = File();
+  conf->size = 500;
+  big->size = kMaxNamedFileBytes + 1;
+  a->size = 1000;
+  b->size = 2000;
+  utc->size = 114;
+  root->children = {{"etc", etc}, {"usr", usr}};
+  etc->children = {{"app.conf", conf}, {"big.conf", big}, {"localtime", Link("/usr/share/zone/UTC")},
+                   {"ld.so.cache", cache}};
+  usr->children = {{"share", share}};
+  share->children = {{"small", small}, {"huge", huge}, {"zone", zone}};
+  small->children = {{"a", a}, {"sub", sub}};
+  sub->children = {{"b", b}};
+  zone->children = {{"UTC", utc}};
+  for (int i = 0; i < static_cast<int>(kMaxNamedDirFiles) + 1; ++i) {
+    auto f = File();
+    f->size = 1;
+    huge->children["f" + std::to_string(i)] = f;
+  }
+  ElfLoads loads;
+  loads.named = {"/etc/app.conf", "/etc/big.conf", "/usr/share/small", "/usr/share/huge",
+                 "/nonexistent", "/etc/localtime", "/etc/app.conf", "/"};
+  auto got = ResolveLoads(*root, "/usr/bin/prog", loads);
+  // A program without libraries: its named files in order, each once, the
+  // symlink followed; too large a file, directory or the root left out.
+  std::vector<const TreeNode*> want = {conf.get(), a.get(), b.get(), utc.get()};
+  CHECK(got == want);
 }
 
 }  // namespace

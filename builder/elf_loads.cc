@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -31,6 +32,28 @@ std::unique_ptr<ElfLoads> ElfCollector::Finish() {
   if (!keep_ || bytes_.size() != size_) return nullptr;
   return ReadElfLoads(std::move(bytes_));
 }
+
+namespace {
+
+// Appends the NUL-terminated strings of `data` that look like absolute
+// paths ("/x...", at most 255 bytes of [A-Za-z0-9._+-/]), each once.
+void AbsolutePaths(std::span<const uint8_t> data, std::vector<std::string>* out) {
+  auto path_char = [](uint8_t c) {
+    return std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-' || c == '+';
+  };
+  std::set<std::string> seen(out->begin(), out->end());
+  for (size_t i = 0; i < data.size() && out->size() < kMaxNamed; ++i) {
+    if (data[i] != '/' || (i > 0 && data[i - 1] != '\0')) continue;
+    size_t end = i;
+    while (end < data.size() && end - i < 256 && path_char(data[end])) ++end;
+    if (end == data.size() || data[end] != '\0' || end - i > 255 || end - i < 2) continue;
+    std::string p(reinterpret_cast<const char*>(data.data()) + i, end - i);
+    if (seen.insert(p).second) out->push_back(std::move(p));
+    i = end;
+  }
+}
+
+}  // namespace
 
 std::unique_ptr<ElfLoads> ReadElfLoads(std::vector<uint8_t> bytes) {
   const uint64_t size = bytes.size();
@@ -101,6 +124,17 @@ std::unique_ptr<ElfLoads> ReadElfLoads(std::vector<uint8_t> bytes) {
     break;  // one dynamic section
   }
   if (out->interp.empty() && out->needed.empty()) return nullptr;
+  size_t shstrndx = 0;
+  if (elf_getshdrstrndx(elf, &shstrndx) == 0) {
+    for (scn = nullptr; (scn = elf_nextscn(elf, scn)) != nullptr;) {
+      GElf_Shdr sh;
+      if (gelf_getshdr(scn, &sh) == nullptr || sh.sh_type != SHT_PROGBITS) continue;
+      const char* name = elf_strptr(elf, shstrndx, sh.sh_name);
+      if (name == nullptr || std::strcmp(name, ".rodata") != 0) continue;
+      if (sh.sh_offset >= size || sh.sh_size > size - sh.sh_offset) continue;
+      AbsolutePaths({bytes.data() + sh.sh_offset, static_cast<size_t>(sh.sh_size)}, &out->named);
+    }
+  }
   // In file order, overlapping segments (a damaged or odd file) merged.
   std::sort(out->early.begin(), out->early.end());
   std::vector<std::pair<uint64_t, uint64_t>> merged;
@@ -159,6 +193,32 @@ const TreeNode* Walk(const TreeNode& root, const std::string& path) {
   return dirs.back();
 }
 
+// The regular files under `dir` (depth first, by name; symbolic links not
+// followed) if they are at most kMaxNamedDirFiles of kMaxNamedDirBytes in
+// all; false (and stops looking) as soon as they are not.
+bool SmallSubtree(const TreeNode& dir, std::vector<const TreeNode*>* files) {
+  uint64_t bytes = 0;
+  size_t visited = 0;
+  std::vector<const TreeNode*> stack{&dir};
+  while (!stack.empty()) {
+    const TreeNode* d = stack.back();
+    stack.pop_back();
+    // Reversed, so that the stack pops children in name order.
+    for (auto it = d->children.rbegin(); it != d->children.rend(); ++it) {
+      const TreeNode* n = it->second.get();
+      if (++visited > 4 * kMaxNamedDirFiles) return false;
+      if (S_ISDIR(n->mode)) stack.push_back(n);
+    }
+    for (const auto& [name, child] : d->children) {
+      if (!S_ISREG(child->mode)) continue;
+      bytes += child->size;
+      files->push_back(child.get());
+      if (files->size() > kMaxNamedDirFiles || bytes > kMaxNamedDirBytes) return false;
+    }
+  }
+  return true;
+}
+
 std::string Dirname(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
@@ -185,9 +245,11 @@ std::vector<const TreeNode*> ResolveLoads(const TreeNode& root, const std::strin
   }
   // Breadth first, as the loader maps them.
   std::deque<std::pair<const ElfLoads*, std::string>> queue{{&loads, path}};
+  std::vector<const ElfLoads*> mapped;  // the program, then its libraries
   while (!queue.empty() && out.size() < kMaxLoads) {
     auto [elf, from] = queue.front();
     queue.pop_front();
+    mapped.push_back(elf);
     std::vector<std::string> dirs;
     for (std::string d : elf->runpath) {
       for (const char* origin : {"${ORIGIN}", "$ORIGIN"}) {
@@ -210,6 +272,23 @@ std::vector<const TreeNode*> ResolveLoads(const TreeNode& root, const std::strin
         if (n == nullptr || !S_ISREG(n->mode)) continue;
         if (add(n) && n->elf != nullptr) queue.emplace_back(n->elf.get(), c);
         break;  // the loader takes the first one it finds
+      }
+    }
+  }
+  for (const auto& [elf, from] : queue) mapped.push_back(elf);
+  // Then the files they open by name, small files and small directories.
+  for (const ElfLoads* elf : mapped) {
+    for (const std::string& p : elf->named) {
+      if (out.size() >= kMaxLoads) return out;
+      const TreeNode* n = Walk(root, p);
+      if (n == nullptr) continue;
+      if (S_ISREG(n->mode)) {
+        if (n->size <= kMaxNamedFileBytes) add(n);
+      } else if (S_ISDIR(n->mode)) {
+        std::vector<const TreeNode*> files;
+        if (SmallSubtree(*n, &files)) {
+          for (const TreeNode* f : files) add(f);
+        }
       }
     }
   }

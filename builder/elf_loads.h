@@ -27,7 +27,20 @@ struct ElfLoads {
   // segment (relocated at once; the kernel and ld.so also zero the tail of
   // its last file page for .bss). In file order.
   std::vector<std::pair<uint64_t, uint64_t>> early;
+  // Absolute paths spelled out in its read-only data (.rodata), in order,
+  // each once: the files a program or library opens by a fixed name when it
+  // runs (glibc: /etc/nsswitch.conf, /etc/localtime, its gconv module cache,
+  // /usr/lib/locale). At most kMaxNamed.
+  std::vector<std::string> named;
 };
+
+inline constexpr size_t kMaxNamed = 256;
+// A named regular file is recorded if at most this large; a named directory
+// if its subtree holds at most kMaxNamedDirFiles regular files of at most
+// kMaxNamedDirBytes in all (a locale's files, not a time zone database).
+inline constexpr uint64_t kMaxNamedFileBytes = 64u << 10;
+inline constexpr uint64_t kMaxNamedDirBytes = 512u << 10;
+inline constexpr size_t kMaxNamedDirFiles = 16;
 
 // Files larger than this are not inspected.
 inline constexpr uint64_t kMaxElfInspectBytes = 64u << 20;
@@ -60,8 +73,10 @@ inline constexpr size_t kMaxLoads = 64;
 // file at absolute path `path` (with `loads`) runs, in the order it opens
 // them: the interpreter and /etc/ld.so.cache, then each library where the
 // loader finds it (RUNPATH/RPATH with $ORIGIN, then the standard library
-// directories), then the libraries those need, each once. Symbolic links
-// are followed inside the tree; what cannot be found is left out.
+// directories), then the libraries those need, each once; then the files
+// the program and those libraries name (ElfLoads::named, within the size
+// bounds above), in the same order. Symbolic links are followed inside the
+// tree; what cannot be found is left out.
 std::vector<const TreeNode*> ResolveLoads(const TreeNode& root, const std::string& path,
                                           const ElfLoads& loads);
 

@@ -234,7 +234,8 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
 // (a package's modules, a locale's files). So on a file's first read the
 // rest of the file is prefetched (files up to kWholeFile), with the files a
 // program loads when it runs (its interpreter and libraries, which the
-// builder found in its ELF headers), and when a
+// builder found in its ELF headers, and the small files they open by a
+// name spelled out in their read-only data), and when a
 // second file of one directory misses, the directory's other small files
 // are (up to kDirBatch in all). A directory where only one file is read
 // (/usr/bin for an interpreter, a folder of plugins) costs nothing extra.
