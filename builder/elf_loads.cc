@@ -275,8 +275,8 @@ std::vector<const TreeNode*> ResolveLoads(const TreeNode& root, const std::strin
       }
     }
   }
-  for (const auto& [elf, from] : queue) mapped.push_back(elf);
-  // Then the files they open by name, small files and small directories.
+  // Then the files they open by name, small files and small directories
+  // (libraries still queued were cut off by kMaxLoads: no room for more).
   for (const ElfLoads* elf : mapped) {
     for (const std::string& p : elf->named) {
       if (out.size() >= kMaxLoads) return out;
