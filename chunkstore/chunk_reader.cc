@@ -169,6 +169,7 @@ void ChunkReader::Enqueue(Job job, bool demand, bool keep) {
     return;
   }
   if (!demand && !keep && prefetch_queue_.size() >= kMaxQueuedPrefetch) return;
+  if (demand) ++demand_unsent_;
   (demand ? demand_queue_ : prefetch_queue_).push_back(std::move(job));
   ++(demand ? stats_.demand_requests : stats_.prefetch_requests);
   // A demand reader starts a thread if its request needs one. Prefetch
@@ -203,7 +204,8 @@ void ChunkReader::FetchLoop(bool prefetch) {
       std::unique_lock<std::mutex> lock(mu_);
       ++pool.idle;
       (prefetch ? prefetch_cv_ : demand_cv_).wait(lock, [&] {
-        return stopping_ || !(prefetch ? prefetch_queue_ : demand_queue_).empty();
+        if (stopping_) return true;
+        return prefetch ? !prefetch_queue_.empty() && demand_unsent_ == 0 : !demand_queue_.empty();
       });
       --pool.idle;
       // Demand requests queued at shutdown are still taken (their fetch
@@ -240,7 +242,9 @@ void ChunkReader::FetchLoop(bool prefetch) {
       }
       job.claimed = std::move(missing);
     }
-    if (!job.claimed.empty()) FetchClaimed(std::move(job.claimed), c);
+    bool unsent = !prefetch;
+    if (!job.claimed.empty()) FetchClaimed(std::move(job.claimed), c, &unsent);
+    Sending(&unsent);  // a demand job that sent nothing still lets prefetch go
   }
 }
 
@@ -267,7 +271,14 @@ Status ChunkReader::WithRetries(const std::function<Status()>& op, FetchCounters
   }
 }
 
-void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c) {
+void ChunkReader::Sending(bool* unsent) {
+  if (!*unsent) return;
+  *unsent = false;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--demand_unsent_ == 0) prefetch_cv_.notify_all();
+}
+
+void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent) {
   Add(&FetchCounters::cache_misses, c, mine.size());
   uint64_t begin = mine.front().first.offset;
   uint64_t end = mine.back().first.offset + mine.back().first.clen;
@@ -292,6 +303,7 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c) {
         ++stats_.fetches;
         stats_.fetched_bytes += span.size();
       }
+      Sending(unsent);
       return store_->GetRange(PackKey(mine.front().first.pack), begin, span);
     }, c);
   }
@@ -299,7 +311,7 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c) {
     // Not one span, or it could not be read as a whole (a neighbour's range
     // may be what is wrong): each chunk on its own, so that one bad chunk
     // fails only the reads that need it.
-    for (auto& [loc, flight] : mine) Complete(loc, flight, FetchFromStore(loc, c), true, c);
+    for (auto& [loc, flight] : mine) Complete(loc, flight, FetchFromStore(loc, c, unsent), true, c);
     return;
   }
   // Decompress every chunk, then verify them together: the multi-buffer
@@ -337,11 +349,11 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c) {
       ++stats_.corrupt;
     }
     Add(&FetchCounters::corrupt, c);
-    Complete(loc, mine[i].second, FetchFromStore(loc, c), true, c);
+    Complete(loc, mine[i].second, FetchFromStore(loc, c, unsent), true, c);
   }
 }
 
-Result<ChunkData> ChunkReader::FetchFromStore(const ChunkLocation& loc, FetchCounters* c) {
+Result<ChunkData> ChunkReader::FetchFromStore(const ChunkLocation& loc, FetchCounters* c, bool* unsent) {
   auto data = std::make_shared<std::vector<uint8_t>>();
   Status st = WithRetries([&] {
     Add(&FetchCounters::store_fetches, c);
@@ -352,6 +364,7 @@ Result<ChunkData> ChunkReader::FetchFromStore(const ChunkLocation& loc, FetchCou
       stats_.fetched_bytes += loc.clen;
     }
     auto frame = std::make_unique_for_overwrite<uint8_t[]>(loc.clen);
+    Sending(unsent);
     RETURN_IF_ERROR(store_->GetRange(PackKey(loc.pack), loc.offset, {frame.get(), loc.clen}));
     Status v = DecompressAndVerify({frame.get(), loc.clen}, loc.ulen, loc.digest, data.get());
     if (v.code() == StatusCode::kCorruption) {

@@ -365,6 +365,33 @@ TEST_CASE("fetch engine: demand requests go before queued prefetch, on threads o
   CHECK(counting.range_reads == 6);  // each chunk fetched once
 }
 
+TEST_CASE("fetch engine: prefetch queued after a demand request never reaches the store before it") {
+  SixChunks f(1);  // one thread per pool
+  auto& [t, locs, counting, reader] = f;
+  counting.held = true;
+  std::thread first([&] { CHECK(reader.Read(locs[0]).ok()); });  // the demand thread, held
+  while (counting.range_reads == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::thread second([&] { CHECK(reader.Read(locs[1]).ok()); });  // queued: the pool is busy
+  for (int i = 0; i < 5000 && reader.stats().demand_requests < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  REQUIRE(reader.stats().demand_requests == 2);
+  // The prefetch pool is idle, but the queued demand request has not gone
+  // out yet: the prefetch waits for it.
+  reader.Prefetch({locs[2]});
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // time for a prefetch to start
+  CHECK(counting.range_reads == 1);
+  counting.held = false;
+  first.join();
+  second.join();
+  for (int i = 0; i < 5000 && !reader.Present(locs[2].digest); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  REQUIRE(reader.Read(locs[2]).ok());
+  std::lock_guard<std::mutex> lock(counting.mu);
+  CHECK(counting.offsets == std::vector<uint64_t>{locs[0].offset, locs[1].offset, locs[2].offset});
+}
+
 TEST_CASE("fetch engine: a burst of prefetch starts as many threads as it needs, no more than fetch_threads") {
   SixChunks f(4);
   auto& [t, locs, counting, reader] = f;
