@@ -1,5 +1,6 @@
 // Unit tests for the builder: chunking, the tree and its path rules, what
-// programs load (ELF headers, and resolving them in a tree).
+// programs load (ELF headers, and resolving them in a tree), what Python
+// modules import (their source, and resolving it in a tree).
 #include <catch2/catch.hpp>
 #include <elf.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 
 #include "builder/chunker.h"
 #include "builder/elf_loads.h"
+#include "builder/python_imports.h"
 #include "builder/tree.h"
 
 namespace ferry::builder {
@@ -320,6 +322,168 @@ TEST_CASE("elf loads: named files are added after the libraries, small files and
   // symlink followed; too large a file, directory or the root left out.
   std::vector<const TreeNode*> want = {conf.get(), a.get(), b.get(), utc.get()};
   CHECK(got == want);
+}
+
+
+// "level:module:name,name" for each import, to compare in one line.
+std::vector<std::string> Show(const std::vector<PyImport>& imports) {
+  std::vector<std::string> out;
+  for (const PyImport& i : imports) {
+    std::string s = std::to_string(i.level) + ":" + i.module + ":";
+    for (size_t k = 0; k < i.names.size(); ++k) s += (k ? "," : "") + i.names[k];
+    out.push_back(s);
+  }
+  return out;
+}
+
+TEST_CASE("python imports: the statements that run at import time, in order") {
+  const std::string source = R"PY(#!/usr/bin/python3
+"""Module docstring: import not_a_module
+import also_not
+"""
+from __future__ import annotations
+import os, sys as system
+import xml.etree.ElementTree as ET
+from . import sibling
+from ..parent import (a,
+    b as bee)  # import in_comment
+from .pkg.mod import *
+x = "import in_string"; import json
+try:
+    import _json
+except ImportError:
+    _json = None
+if TYPE_CHECKING:
+    import typing_only
+else:
+    import runtime_else
+def f():
+    import lazy
+    if x:
+        import lazy2
+class C:
+    import in_class
+    def m(self):
+        import lazy3
+    import after_method
+async def g():
+    import lazy4
+if __name__ == "__main__":
+    import main_only
+import \
+    continued
+s = '''
+import in_triple
+'''
+t = r"\"import in_raw"
+if True:
+	import tabbed
+import last
+)PY";
+  std::vector<std::string> want = {
+      "0:__future__:annotations", "0:os:", "0:sys:", "0:xml.etree.ElementTree:", "1::sibling", "2:parent:a,b",
+      "1:pkg.mod:*", "0:json:", "0:_json:", "0:runtime_else:", "0:in_class:", "0:after_method:",
+      "0:continued:", "0:tabbed:", "0:last:"};
+  CHECK(Show(ParsePythonImports(source)) == want);
+}
+
+TEST_CASE("python imports: any bytes parse to something bounded, and no crash") {
+  CHECK(ParsePythonImports("").empty());
+  CHECK(ParsePythonImports("import").empty());
+  CHECK(ParsePythonImports("from import x").empty());
+  CHECK(ParsePythonImports("from . import").empty());
+  CHECK(ParsePythonImports("import 3x, .y").empty());
+  CHECK(ParsePythonImports("'''unterminated\nimport x").empty());
+  CHECK(Show(ParsePythonImports("s = 'open\nimport y")) == std::vector<std::string>{"0:y:"});
+  CHECK(ParsePythonImports("(((\nimport z").empty());  // inside brackets: not a statement
+  std::string many;
+  for (int i = 0; i < 1000; ++i) many += "import m" + std::to_string(i) + "\n";
+  CHECK(ParsePythonImports(many).size() == kMaxPyImports);
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    auto bytes = Random(4096, seed);
+    for (auto& b : bytes) {
+      if (b % 7 == 0) b = '\n';
+      if (b % 11 == 0) b = ' ';
+    }
+    auto got = ParsePythonImports({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+    CHECK(got.size() <= kMaxPyImports);
+  }
+  const std::string text = "import os\n";
+  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  PyCollector not_python("x.txt", text.size());
+  not_python.Add(0, bytes);
+  CHECK(not_python.Finish() == nullptr);
+  PyCollector module("a/b.py", text.size());
+  module.Add(0, bytes);
+  auto got = module.Finish();
+  REQUIRE(got != nullptr);
+  CHECK(Show(*got) == std::vector<std::string>{"0:os:"});
+  PyCollector holey("a/c.py", 100);  // data that does not start at 0 (a sparse file)
+  holey.Add(50, bytes);
+  CHECK(holey.Finish() == nullptr);
+}
+
+TEST_CASE("python imports: resolved as the interpreter finds them, as the files it reads") {
+  // /usr/lib/python3.11: json (a package, compiled for 3.11 and 3.9), re,
+  // os.py without a compiled file, lib-dynload/_json, ns (a namespace
+  // package); /usr/lib/python3/dist-packages/pkg.
+  auto root = Dir(), usr = Dir(), lib = Dir(), py311 = Dir(), json = Dir(), json_cache = Dir(), re = Dir(),
+       re_cache = Dir(), dynload = Dir(), py3 = Dir(), dist = Dir(), pkg = Dir(), pkg_cache = Dir(),
+       ns = Dir();
+  auto json_init = File(), json_init_311 = File(), json_init_39 = File(), decoder = File(), decoder_311 = File(),
+       re_init = File(), re_init_311 = File(), os_py = File(), json_so = File(), pkg_init = File(),
+       pkg_init_311 = File(), thing = File(), thing_311 = File(), ns_mod = File();
+  root->children = {{"usr", usr}};
+  usr->children = {{"lib", lib}};
+  lib->children = {{"python3.11", py311}, {"python3", py3}};
+  py311->children = {{"json", json}, {"re", re}, {"os.py", os_py}, {"lib-dynload", dynload}, {"ns", ns}};
+  json->children = {{"__init__.py", json_init}, {"decoder.py", decoder}, {"__pycache__", json_cache}};
+  json_cache->children = {{"__init__.cpython-311.pyc", json_init_311}, {"__init__.cpython-39.pyc", json_init_39},
+                          {"decoder.cpython-311.pyc", decoder_311}};
+  re->children = {{"__init__.py", re_init}, {"__pycache__", re_cache}};
+  re_cache->children = {{"__init__.cpython-311.pyc", re_init_311}};
+  dynload->children = {{"_json.cpython-311-x86_64-linux-gnu.so", json_so}};
+  ns->children = {{"mod.py", ns_mod}};
+  py3->children = {{"dist-packages", dist}};
+  dist->children = {{"pkg", pkg}};
+  pkg->children = {{"__init__.py", pkg_init}, {"thing.py", thing}, {"__pycache__", pkg_cache}};
+  pkg_cache->children = {{"__init__.cpython-311.pyc", pkg_init_311}, {"thing.cpython-311.pyc", thing_311}};
+
+  PyModuleIndex index(*root);
+  index.AddDirectory("/usr", *usr);
+  index.AddDirectory("/usr/lib", *lib);
+  index.AddDirectory("/usr/lib/python3.11", *py311);
+  index.AddDirectory("/usr/lib/python3.11/json", *json);
+  index.AddDirectory("/usr/lib/python3.11/lib-dynload", *dynload);
+  index.AddDirectory("/usr/lib/python3/dist-packages", *dist);
+  index.AddDirectory("/usr/lib/python3/dist-packages/pkg", *pkg);
+
+  auto imports = ParsePythonImports(
+      "from .decoder import JSONDecoder\nimport re\nimport _json\nimport os\nimport sys\n"
+      "import nonexistent.sub\nfrom pkg import thing, not_a_module\nimport ns.mod\nimport re\n");
+  auto records = index.Resolve("/usr/lib/python3.11/json/__init__.py", imports);
+  REQUIRE(records.size() == 2);  // one per compiled file, in name order
+  CHECK(records[0].file == json_init_311.get());
+  // The 3.11 interpreter reads 3.11 files; sys is built in, nonexistent is
+  // not in the image; ns is a namespace package (nothing to read) holding
+  // a module; re is imported twice but listed once.
+  std::vector<const TreeNode*> want311 = {decoder_311.get(), re_init_311.get(), json_so.get(), os_py.get(),
+                                          pkg_init_311.get(), thing_311.get(), ns_mod.get()};
+  CHECK(records[0].deps == want311);
+  // The 3.9 one finds no 3.9 files here: it reads the sources.
+  CHECK(records[1].file == json_init_39.get());
+  std::vector<const TreeNode*> want39 = {decoder.get(), re_init.get(), json_so.get(), os_py.get(),
+                                         pkg_init.get(), thing.get(), ns_mod.get()};
+  CHECK(records[1].deps == want39);
+
+  // A module without compiled files: recorded on its source, and reads the
+  // only compiled file of what it imports (json has two: its source).
+  auto plain = index.Resolve("/usr/lib/python3.11/os.py", ParsePythonImports("import re\nfrom json import decoder\n"));
+  REQUIRE(plain.size() == 1);
+  CHECK(plain[0].file == os_py.get());
+  CHECK(plain[0].deps == std::vector<const TreeNode*>{re_init_311.get(), json_init.get(), decoder_311.get()});
+  // Relative imports above the top-level package, or nothing found: no record.
+  CHECK(index.Resolve("/usr/lib/python3.11/os.py", ParsePythonImports("from .. import x\nimport nope\n")).empty());
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "builder/elf_loads.h"
+#include "builder/python_imports.h"
 #include "builder/image_builder.h"
 
 namespace ferry::builder {
@@ -260,6 +261,7 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
   std::vector<uint8_t>& buf = read_buffer_;
   uint64_t pos = 0, size = node.size;
   ElfCollector elf(size);
+  PyCollector py(node.source_path, size);
   while (pos < size) {
     off_t data = lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
     if (data < 0) {
@@ -281,6 +283,7 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
       if (n == 0) return FailedPreconditionError(shown + " shrank while the image was being built");
       RETURN_IF_ERROR(ingester_->Write({buf.data(), static_cast<size_t>(n)}));
       elf.Add(at, {buf.data(), static_cast<size_t>(n)});
+      py.Add(at, {buf.data(), static_cast<size_t>(n)});
       progress_->AddBytes(static_cast<uint64_t>(n));
       at += static_cast<uint64_t>(n);
     }
@@ -288,6 +291,7 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
     pos = end;
   }
   node.elf = elf.Finish();
+  node.py = py.Finish();
   node.source_path.clear();
   return Status::Ok();
 }

@@ -1,12 +1,14 @@
 #include "builder/image_builder.h"
 
 #include "builder/elf_loads.h"
+#include "builder/python_imports.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <unordered_map>
 
 #include "chunkstore/file_store.h"
@@ -79,6 +81,8 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   // sit together in the inode table. Hard links share one inode.
   std::unordered_map<const TreeNode*, uint32_t> ino_of;
   std::vector<std::pair<const TreeNode*, std::string>> programs;  // with their first path
+  std::vector<std::pair<const TreeNode*, std::string>> py_modules;  // NAME.py with imports
+  PyModuleIndex py_index(tree_.root());
   struct Frame { const TreeNode* node; uint32_t ino; std::string path; };
   auto add = [&](const TreeNode& n) {
     fs::InodeSpec spec;
@@ -114,6 +118,7 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
       } else {
         ino = add(*child);
         if (child->elf != nullptr) programs.emplace_back(child.get(), f.path + "/" + name);
+        if (child->py != nullptr) py_modules.emplace_back(child.get(), f.path + "/" + name);
       }
       writer.inode(f.ino).entries.emplace_back(name, ino);
       auto& attr = writer.inode(ino).attr;
@@ -122,6 +127,7 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
         attr.nlink = 2;
         ++nsubdirs;
         subdirs.push_back({child.get(), ino, f.path + "/" + name});
+        py_index.AddDirectory(f.path + "/" + name, *child);
       } else {
         ++attr.nlink;
       }
@@ -136,6 +142,18 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
     for (const TreeNode* d : ResolveLoads(tree_.root(), path, *node->elf)) deps.push_back(ino_of.at(d));
     if (!deps.empty()) writer.AddLoads(ino_of.at(node), deps);
     for (auto [offset, length] : node->elf->early) writer.AddEarly(ino_of.at(node), offset, length);
+  }
+  // What each Python module imports (builder/python_imports.h), recorded
+  // on the files the interpreter reads for it: its first read then
+  // brings the modules it imports, and ferry follows their records in turn.
+  std::set<const TreeNode*> recorded;
+  for (const auto& [node, path] : py_modules) {
+    for (const PyModuleIndex::Record& r : py_index.Resolve(path, *node->py)) {
+      if (r.file->elf != nullptr || !recorded.insert(r.file).second) continue;
+      std::vector<uint32_t> deps;
+      for (const TreeNode* d : r.deps) deps.push_back(ino_of.at(d));
+      writer.AddLoads(ino_of.at(r.file), deps);
+    }
   }
   std::vector<uint8_t> object = writer.Serialize();
   summary.metadata_bytes = object.size();

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "builder/elf_loads.h"
+#include "builder/python_imports.h"
 #include "builder/image_builder.h"
 
 namespace ferry::builder {
@@ -126,6 +127,7 @@ Status ImageBuilder::AddTar(const std::string& path) {
         uint64_t expect = 0;
         bool open = false;
         ElfCollector elf(node->size);
+        PyCollector py(name, node->size);
         for (;;) {
           int r = archive_read_data_block(a.get(), &buf, &len, &offset);
           if (r == ARCHIVE_EOF) break;
@@ -145,11 +147,13 @@ Status ImageBuilder::AddTar(const std::string& path) {
           }
           RETURN_IF_ERROR(ingester_->Write({static_cast<const uint8_t*>(buf), len}));
           elf.Add(static_cast<uint64_t>(offset), {static_cast<const uint8_t*>(buf), len});
+          py.Add(static_cast<uint64_t>(offset), {static_cast<const uint8_t*>(buf), len});
           progress_->AddBytes(len);
           expect = static_cast<uint64_t>(offset) + len;
         }
         if (open) RETURN_IF_ERROR(ingester_->EndRegion());
         node->elf = elf.Finish();
+        node->py = py.Finish();
         break;
       }
       case S_IFLNK: {

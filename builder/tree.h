@@ -21,6 +21,7 @@
 namespace ferry::builder {
 
 struct ElfLoads;
+struct PyImport;
 
 struct TreeNode {
   uint32_t mode = 0;
@@ -35,6 +36,7 @@ struct TreeNode {
   std::map<std::string, std::shared_ptr<TreeNode>> children;  // directories
   std::string source_path;  // directory sources: path relative to the source root
   std::shared_ptr<const ElfLoads> elf;  // a dynamically linked program or library
+  std::shared_ptr<const std::vector<PyImport>> py;  // a Python module's imports (NAME.py)
   int layer = 0;            // the layer that last wrote this node
 };
 

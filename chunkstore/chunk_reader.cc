@@ -22,6 +22,7 @@ ChunkReaderOptions ForStore(const ObjectStore& store, ChunkReaderOptions opt) {
     opt.prefetch_threads = local ? std::max(1u, std::thread::hardware_concurrency() / 2) : opt.fetch_threads;
   }
   if (opt.prefetch_run_bytes == 0) opt.prefetch_run_bytes = local ? 256u << 10 : 1u << 20;
+  if (opt.prefetch_gap_bytes < 0) opt.prefetch_gap_bytes = local ? 0 : 64 << 10;
   return opt;
 }
 

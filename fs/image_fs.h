@@ -91,8 +91,11 @@ class ImageFs {
   // What the first read of file `ino` prefetches besides its own request;
   // `missed`: its first chunk was neither in memory nor in flight.
   void LocalityRuns(uint64_t ino, bool missed, Runs* runs);
+  // The files `ino` loads, transitively (see image_fs.cc).
+  std::vector<uint32_t> LoadsClosure(uint64_t ino);
   // Appends `chunks` (ascending indices) not yet handed to prefetch, cut
-  // into runs of neighbours in one pack.
+  // into runs of one pack each (one range read), gaps of at most the
+  // reader's prefetch_gap_bytes bridged, up to its prefetch_run_bytes.
   void AppendRuns(const std::vector<uint32_t>& chunks, Runs* runs);
 
   std::unique_ptr<ImageReader> image_;
@@ -113,6 +116,7 @@ class ImageFs {
   std::once_flag locality_once_;
   std::vector<uint32_t> parent_;
   std::unique_ptr<std::atomic<bool>[]> file_read_;
+  std::unique_ptr<std::atomic<bool>[]> loads_expanded_;  // its LOADS were followed
   std::unique_ptr<std::atomic<uint32_t>[]> dir_missed_;
   std::atomic<uint64_t> locality_chunks_{0};
 };

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "builder/elf_loads.h"
@@ -329,6 +330,86 @@ TEST_CASE("locality: prefetch runs are up to 1 MiB from a remote store, 256 KiB 
   CHECK(remote > (256u << 10) + max_clen);
   CHECK(remote <= (1u << 20) + max_clen);
   CHECK(local <= (256u << 10) + max_clen);
+}
+
+// usr/lib/python3.11 with compiled modules: top imports pkg_a (whose
+// __init__ imports .sub, which imports pkg_b) and pkg_c.mod_c at module
+// level, and aaa_lazy inside a function. A 300 KB file follows top's
+// compiled file in pack order, so that a read of it brings no module as
+// a neighbour.
+void PythonTree(const std::string& src) {
+  const std::string lib = src + "/usr/lib/python3.11";
+  auto text = [](const std::string& path, const std::string& body) {
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    std::ofstream(path) << body;
+  };
+  text(lib + "/top.py", "import pkg_a\nfrom pkg_c import mod_c\ndef later():\n    import aaa_lazy\n");
+  text(lib + "/aaa_lazy.py", "LAZY = 1\n");
+  text(lib + "/pkg_a/__init__.py", "from . import sub\n");
+  text(lib + "/pkg_a/sub.py", "import pkg_b\n");
+  text(lib + "/pkg_b/__init__.py", "B = 2\n");
+  text(lib + "/pkg_c/__init__.py", "C = 3\n");
+  text(lib + "/pkg_c/mod_c.py", "MOD_C = 4\n");
+  uint32_t seed = 100;
+  for (const char* pyc : {"__pycache__/top", "__pycache__/aaa_lazy", "pkg_a/__pycache__/__init__",
+                          "pkg_a/__pycache__/sub", "pkg_b/__pycache__/__init__", "pkg_c/__pycache__/__init__",
+                          "pkg_c/__pycache__/mod_c"}) {
+    WriteFile(lib + "/" + pyc + ".cpython-311.pyc", 60'000, ++seed);
+  }
+  WriteFile(lib + "/__pycache__/zz_pad.bin", 300'000, 99);
+}
+
+const char* const kPyc = "usr/lib/python3.11/__pycache__/top.cpython-311.pyc";
+const std::vector<std::string> kImported = {
+    "usr/lib/python3.11/pkg_a/__pycache__/__init__.cpython-311.pyc",
+    "usr/lib/python3.11/pkg_a/__pycache__/sub.cpython-311.pyc",
+    "usr/lib/python3.11/pkg_b/__pycache__/__init__.cpython-311.pyc",
+    "usr/lib/python3.11/pkg_c/__pycache__/__init__.cpython-311.pyc",
+    "usr/lib/python3.11/pkg_c/__pycache__/mod_c.cpython-311.pyc"};
+
+TEST_CASE("locality: a Python module's first read prefetches what it imports, and what that imports") {
+  Fixture fx(PythonTree);
+  const auto& image = fx.fs->image();
+  // The builder recorded top's imports on its compiled file.
+  std::vector<uint64_t> deps;
+  for (const auto& r : image.Loads(fx.Ino(kPyc))) deps.push_back(r.dep);
+  CHECK(deps == std::vector<uint64_t>{fx.Ino(kImported[0]), fx.Ino(kImported[3]), fx.Ino(kImported[4])});
+
+  fx.Read(kPyc, 0, 4096);
+  for (const auto& m : kImported) {
+    INFO(m);
+    CHECK(fx.Arrives(m));  // pkg_a.sub and pkg_b through pkg_a's own records
+  }
+  CHECK(fx.Absent("usr/lib/python3.11/__pycache__/aaa_lazy.cpython-311.pyc") > 0);  // imported later, if ever
+  uint64_t before = fx.demand();
+  for (const auto& m : kImported) fx.Read(m, 0, 60'000);
+  CHECK(fx.demand() == before);
+}
+
+TEST_CASE("locality: from a remote store, runs a short gap apart are one range read") {
+  Fixture f(PythonTree);
+  // pkg_a's and pkg_c's compiled files lie a few small files apart in one pack.
+  auto requests = [&](bool local) {
+    Recorded r(f, local);
+    auto& [rec, reader, fs] = r;
+    REQUIRE(fs.Read(f.Ino(kPyc), 0, 4096).ok());
+    std::set<int> used;
+    for (const auto& m : kImported) {
+      for (const auto& e : fs.image().Extents(f.Ino(m))) {
+        auto loc = fs.image().Chunk(e.chunk);
+        for (int i = 0; i < 2000 && !reader.Present(loc.digest); ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        REQUIRE(reader.Read(loc).ok());
+        used.insert(rec.RequestOf(loc));
+      }
+    }
+    return used;
+  };
+  auto remote = requests(false), local = requests(true);
+  CHECK(remote.size() == 1);
+  CHECK(remote.count(-1) == 0);
+  CHECK(local.size() >= 3);  // pkg_a, pkg_b, pkg_c at least
 }
 
 TEST_CASE("profile replay: the first MiB in short reads, then long ones, in the profile's order") {
