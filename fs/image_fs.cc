@@ -255,8 +255,9 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
 // it loads and the rest of itself (bench/coldstart.sh (b): 19 -> 17 demand
 // misses of 25-30 ms each at 20 ms a request, the same bytes fetched).
 // The chunks go out in runs of one pack (bridging gaps up to the reader's
-// prefetch_gap_bytes), after the read's own request, in this order: the file's early ranges, its libraries' early
-// ranges, its libraries, the rest of the file, its directory.
+// prefetch_gap_bytes), after the read's own request, in this order: the
+// file's early ranges, its libraries' early ranges, its libraries, the
+// rest of the file, its directory.
 // bench/coldstart.sh measures the effect (demand misses, bytes): with
 // Python imports followed, (b) at 20 ms / 100 MB/s went from 13 to 7
 // demand misses and 18.3 to 16.8 MB fetched (7 interleaved runs).
