@@ -84,10 +84,17 @@ class ImageFs {
   const chunkstore::FetchCounters& fetch_counters() const { return *fetch_; }
 
  private:
-  uint64_t ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk);
+  struct Window {
+    uint64_t bytes;     // beyond the read's own request
+    bool across_files;  // may run past the end of the file read
+  };
+  Window ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk, bool starts_file, bool ends_file,
+                         bool by_loads);
   std::vector<chunkstore::ChunkLocation> DemandNeighbours(uint32_t chunk);
   using Runs = std::vector<std::vector<chunkstore::ChunkLocation>>;
-  void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes, uint64_t window_bytes, Runs* runs);
+  // Up to chunk `limit` (inclusive).
+  void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes, uint64_t window_bytes, uint32_t limit,
+                    Runs* runs);
   // What the first read of file `ino` prefetches besides its own request;
   // `missed`: its first chunk was neither in memory nor in flight.
   void LocalityRuns(uint64_t ino, bool missed, Runs* runs);
@@ -96,7 +103,8 @@ class ImageFs {
   // Appends `chunks` (ascending indices) not yet handed to prefetch, cut
   // into runs of one pack each (one range read), gaps of at most the
   // reader's prefetch_gap_bytes bridged, up to its prefetch_run_bytes.
-  void AppendRuns(const std::vector<uint32_t>& chunks, Runs* runs);
+  // Each chunk handed out is marked `mark` in prefetched_.
+  void AppendRuns(const std::vector<uint32_t>& chunks, uint8_t mark, Runs* runs);
 
   std::unique_ptr<ImageReader> image_;
   chunkstore::ChunkReader* chunks_;
@@ -108,7 +116,12 @@ class ImageFs {
   uint64_t total_bytes_ = 0;
   std::atomic<uint32_t> next_chunk_{0};   // readahead: chunk after the last read
   std::atomic<uint64_t> window_{0};       // readahead: current window in bytes
-  std::unique_ptr<std::atomic<uint8_t>[]> prefetched_;  // per chunk: handed to prefetch
+  std::atomic<bool> prev_ended_file_{false};  // readahead: the last read reached its file's end
+  std::atomic<bool> across_files_{false};     // readahead: streaming from file to file
+  // Per chunk: 0, or how it was handed to prefetch (or claimed by a read).
+  static constexpr uint8_t kHandedOut = 1;  // a read, its neighbours, readahead, a batch
+  static constexpr uint8_t kByLoads = 2;    // as a file some read file loads (LOADS)
+  std::unique_ptr<std::atomic<uint8_t>[]> prefetched_;
   std::unique_ptr<std::atomic<bool>[]> in_profile_;     // per chunk: in the start-up profile
   // Locality state, made on the first read: each inode's first directory,
   // whether a file has been

@@ -93,6 +93,14 @@ struct Fixture {
     REQUIRE(r->bytes == size);
   }
   uint64_t demand() const { return fs->fetch_counters().demand_misses; }
+  // Waits (up to 20 s) until some chunk of `path` is in memory or in flight.
+  bool Arrives_any(const std::string& path) {
+    const size_t all = fs->image().Extents(Ino(path)).size();
+    for (int i = 0; i < 2000 && Absent(path) == all; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return Absent(path) < all;
+  }
 };
 
 TEST_CASE("locality: a second file missing in a directory prefetches its other small files") {
@@ -410,6 +418,41 @@ TEST_CASE("locality: from a remote store, runs a short gap apart are one range r
   CHECK(remote.size() == 1);
   CHECK(remote.count(-1) == 0);
   CHECK(local.size() >= 3);  // pkg_a, pkg_b, pkg_c at least
+}
+
+TEST_CASE("locality: readahead stops at the end of a file read front to back, unless reads go on into the next") {
+  // Three 12 MiB files (over the whole-file bound, so only readahead
+  // brings their later parts), next to each other in the pack.
+  Fixture fx([](const std::string& src) {
+    // (Random's streams for nearby seeds overlap: distinct bytes, no dedup.)
+    auto data = Random(12 << 20, 5);
+    std::filesystem::create_directories(src + "/d");
+    for (const char* name : {"a", "b", "c"}) {
+      for (auto& byte : data) byte ^= static_cast<uint8_t>(name[0]);
+      std::ofstream(src + "/d/" + name, std::ios::binary).write(reinterpret_cast<const char*>(data.data()), data.size());
+    }
+  });
+  const uint64_t size = 12 << 20, step = 1 << 20;
+  auto read_through = [&](const std::string& path) {
+    for (uint64_t off = 0; off < size; off += step) fx.Read(path, off, step);
+  };
+  read_through("d/a");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // anything still queued
+  CHECK(fx.Absent("d/b") == fx.fs->image().Extents(fx.Ino("d/b")).size());  // nothing of b
+  read_through("d/b");  // from a's end into b's start: now streaming across files
+  CHECK(fx.Arrives_any("d/c"));
+}
+
+TEST_CASE("locality: reading, one after another, modules that came as imports opens no readahead window") {
+  Fixture fx([](const std::string& src) {
+    PythonTree(src);
+    WriteFile(src + "/zzz/after", 300'000, 7);  // after every module in pack order
+  });
+  fx.Read(kPyc, 0, 60'000);
+  for (const auto& m : kImported) REQUIRE(fx.Arrives(m));
+  for (const auto& m : kImported) fx.Read(m, 0, 60'000);  // in pack order, each whole
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(fx.Absent("zzz/after") == fx.fs->image().Extents(fx.Ino("zzz/after")).size());
 }
 
 TEST_CASE("profile replay: the first MiB in short reads, then long ones, in the profile's order") {
