@@ -244,6 +244,21 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     std::string tag = hex.substr(0, 12);
     im->fs = std::make_unique<fs::ImageFs>(std::move(*reader), store->reader.get(),
                                            [tag](const std::string& l) { Log(tag + ": " + l); });
+    // A start-up profile, if the image has one, becomes prefetch at once,
+    // while the kernel mount is still being made.
+    if (profile_blob.ok()) {
+      auto profile = fs::DecodeProfile((*profile_blob)->bytes(),
+                                       static_cast<uint32_t>(im->fs->image().chunks().size()));
+      if (!profile.ok()) {
+        Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile.status().ToString());
+      } else {
+        im->fs->ReplayProfile(*profile);
+        Log("image " + hex.substr(0, 12) + ": prefetching its start-up profile (" +
+            std::to_string(profile->size()) + " chunks)");
+      }
+    } else if (profile_blob.status().code() != StatusCode::kNotFound) {
+      Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile_blob.status().ToString());
+    }
     fs::FuseOptions fo;
     fo.allow_other = true;
     fo.handle_signals = false;
@@ -263,20 +278,6 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     img = raw;
     images_[hex] = std::move(im);
     Log("serving image " + hex + " from " + store->url);
-    // A start-up profile, if the image has one, becomes prefetch at once.
-    if (profile_blob.ok()) {
-      auto profile = fs::DecodeProfile((*profile_blob)->bytes(),
-                                       static_cast<uint32_t>(img->fs->image().chunks().size()));
-      if (!profile.ok()) {
-        Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile.status().ToString());
-      } else {
-        img->fs->ReplayProfile(*profile);
-        Log("image " + hex.substr(0, 12) + ": prefetching its start-up profile (" +
-            std::to_string(profile->size()) + " chunks)");
-      }
-    } else if (profile_blob.status().code() != StatusCode::kNotFound) {
-      Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile_blob.status().ToString());
-    }
   }
 
   // Record the target before mounting it, so a crash in between still
