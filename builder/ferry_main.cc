@@ -186,7 +186,7 @@ int CmdInspect(const std::string& store_url, const std::string& name, bool list_
     for (size_t i = 0; i < records.size(); ++i) n += i == 0 || records[i].ino != records[i - 1].ino;
     return n;
   };
-  std::printf("programs   %zu with the files they load recorded (%zu records)\n", inodes_in(img.loads()),
+  std::printf("loads      %zu files with what they load or import recorded (%zu records)\n", inodes_in(img.loads()),
               img.loads().size());
   uint64_t early_bytes = 0;
   for (const auto& r : img.early()) early_bytes += r.length;
@@ -194,7 +194,7 @@ int CmdInspect(const std::string& store_url, const std::string& name, bool list_
               img.early().size(), inodes_in(img.early()), Mb(early_bytes).c_str());
   if (list_loads) {
     auto paths = fs::InodePaths(img);
-    std::printf("\nprogram\tloads\n");
+    std::printf("\nfile\tloads\n");
     for (size_t i = 0; i < img.loads().size(); ++i) {
       const auto& r = img.loads()[i];
       std::printf("%s\t%s\n", paths[r.ino - 1].c_str(), paths[r.dep - 1].c_str());
@@ -337,7 +337,8 @@ int main(int argc, char** argv) {
   bool list_loads = false;
   inspect->add_flag("--loads", list_loads,
                     "also list, per program, the files it loads when it runs (found in its ELF "
-                    "headers at build time; fetched with its first read)");
+                    "headers at build time), and per Python module the files of the modules it "
+                    "imports (found in its source); fetched with its first read");
 
   auto* exp = app.add_subcommand("export", "write an image back out as a tar archive");
   std::string out;

@@ -121,7 +121,7 @@ TEST_CASE("inspect --chunks lists every chunk in layout order with the file that
   CHECK(owners.back() == "/b/two");
 }
 
-TEST_CASE("inspect --loads: a program's interpreter and libraries, from a directory or a tar") {
+TEST_CASE("inspect --loads: a program's interpreter and libraries, a module's imports, from a directory or a tar") {
   // The host's /bin/sh, its interpreter and libc, at the paths it asks for.
   ScopedTempDir tmp("ferry-loads");
   std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
@@ -137,13 +137,23 @@ TEST_CASE("inspect --loads: a program's interpreter and libraries, from a direct
   copy(ld, ld);
   std::string libc = stdfs::canonical("/lib/x86_64-linux-gnu/libc.so.6").string();
   copy(libc, libc);
+  // A Python module importing another, both compiled.
+  const std::string py = src + "/usr/lib/python3.11";
+  stdfs::create_directories(py + "/__pycache__");
+  std::ofstream(py + "/mod_a.py") << "import mod_b\ndef f():\n    import lazy\n";
+  std::ofstream(py + "/mod_b.py") << "B = 1\n";
+  std::ofstream(py + "/lazy.py") << "L = 1\n";
+  std::ofstream(py + "/__pycache__/mod_a.cpython-311.pyc") << "compiled a";
+  std::ofstream(py + "/__pycache__/mod_b.cpython-311.pyc") << "compiled b";
   REQUIRE(Run({"tar", "-C", src, "-cf", tmp.path() + "/t.tar", "."}).exit_code == 0);
   for (const std::string& from : {src, tmp.path() + "/t.tar"}) {
     INFO("built from " << from);
     REQUIRE(Ferry(store, {"build", from, "--tag", "t", "-q"}).exit_code == 0);
     auto r = Ferry(store, {"inspect", "--loads", "t"});
     REQUIRE(r.exit_code == 0);
-    CHECK(r.out.find("programs   2 with the files they load recorded (3 records)") != std::string::npos);
+    CHECK(r.out.find("loads      3 files with what they load or import recorded (4 records)") != std::string::npos);
+    CHECK(r.out.find("/usr/lib/python3.11/__pycache__/mod_a.cpython-311.pyc\t"
+                     "/usr/lib/python3.11/__pycache__/mod_b.cpython-311.pyc\n") != std::string::npos);
     // In the loader's order: the interpreter, then libc; libc loads the interpreter.
     CHECK(r.out.find("/usr/bin/sh\t" + ld + "\n/usr/bin/sh\t" + libc + "\n") != std::string::npos);
     CHECK(r.out.find(libc + "\t" + ld + "\n") != std::string::npos);
