@@ -19,6 +19,8 @@ Targets:
                       ImageReader::Open, every accessor, ImageFs calls
   tar_import_fuzz     arbitrary bytes as a tar layer (any compression):
                       ImageBuilder::AddTar twice, Finish, reload and read back
+  python_imports_fuzz arbitrary bytes as Python source: the builder's import
+                      parser and collector
 
 Options:
   -h, --help          show this help
@@ -54,7 +56,7 @@ BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 [[ $BUILD_DIR == /* ]] || BUILD_DIR=$REPO/$BUILD_DIR
 CORPUS_ROOT=${FUZZ_CORPUS_DIR:-$SCRIPT_DIR}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-ALL_TARGETS=(image_reader_fuzz tar_import_fuzz)
+ALL_TARGETS=(image_reader_fuzz tar_import_fuzz python_imports_fuzz)
 
 targets=()
 build=1
@@ -180,6 +182,21 @@ make_tar_seeds() (  # a subshell: set -e applies, the trap cleans up
   head -c 200 "$out/basic.tar.gz" >"$out/truncated.tar.gz"
 )
 
+# Python sources: a handwritten one with every statement form the parser
+# knows, and a few of the host's standard library modules if it has them.
+make_py_seeds() {
+  local out=$1 f n=0
+  printf '%s\n' '"""doc: import no"""' 'from __future__ import annotations' 'import os, sys as s' \
+    'from . import a' 'from ..b.c import (d,' '    e as f)  # import no' 'try:' '    import _json' \
+    'except ImportError:' '    pass' 'if TYPE_CHECKING:' '    import t' 'def g():' '    import lazy' \
+    'class C:' '    import k' "x =  'import no' " 'import \' '    last; import z' >"$out/forms.py"
+  for f in /usr/lib/python3*/json/*.py /usr/lib/python3*/asyncio/base_events.py; do
+    [[ -f $f ]] || continue
+    cp "$f" "$out/host-$((n += 1)).py"
+    ((n < 8)) || break
+  done
+}
+
 seed_dir() { echo "$BUILD_DIR/fuzz-seeds/$1"; }
 for t in "${targets[@]}"; do
   s=$(seed_dir "$t")
@@ -187,6 +204,7 @@ for t in "${targets[@]}"; do
   case $t in
     image_reader_fuzz) "$BIN_DIR/ferry_fuzz_make_seeds" "$s" || die "seed images failed" ;;
     tar_import_fuzz) make_tar_seeds "$s" ;;  # (not under ||, so that set -e holds)
+    python_imports_fuzz) make_py_seeds "$s" ;;
   esac
   echo "== seeds for $t: $(ls "$s" | wc -l) files in $s"
 done
