@@ -70,9 +70,14 @@ struct NodeCacheOptions {
   // python3 imports cold from file:// on 2 vCPUs (bench/run.sh), ferryd
   // used 190 ms of CPU beside python's 135 ms, and the start took 0.251 s
   // when every chunk was written as it came, 0.212 s when admission waited
-  // 100 ms of quiet (native 0.167 s; medians of 9 interleaved runs). Until
-  // written, queued chunks are served from memory.
-  std::chrono::milliseconds admission_quiet{100};
+  // 100 ms of quiet (native 0.167 s; medians of 9 interleaved runs). From
+  // a remote store a start-up's fetches come with gaps of a round trip or
+  // more, so 100 ms of quiet still fell inside it: bench/coldstart.sh at
+  // 20 ms / 100 MB/s, 500 ms instead of 100 ms took (c) 0.514 -> 0.470 s
+  // (11 interleaved runs) and (b) 0.866 -> 0.820 s (7 runs); the file://
+  // start stayed within noise (0.273 -> 0.280 s, 9 runs). Until written,
+  // queued chunks are served from memory.
+  std::chrono::milliseconds admission_quiet{500};
   uint64_t admission_batch_bytes = 64ull << 20;
   std::chrono::milliseconds admission_max_delay{5000};
 };
