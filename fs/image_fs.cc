@@ -112,7 +112,7 @@ Result<ReadResult> ImageFs::Read(uint64_t ino, uint64_t offset, size_t size) {
     const bool missed = !chunks_->Present(image_->Chunk(first->chunk).digest);
     const bool by_loads = prefetched_[first->chunk].load(std::memory_order_relaxed) == kByLoads;
     if (missed) {
-      prefetched_[first->chunk].store(1, std::memory_order_relaxed);
+      prefetched_[first->chunk].store(kHandedOut, std::memory_order_relaxed);
       neighbours = DemandNeighbours(first->chunk);
     }
     LocalityRuns(ino, missed, &later);
@@ -189,7 +189,7 @@ std::vector<chunkstore::ChunkLocation> ImageFs::DemandNeighbours(uint32_t chunk)
                                bytes + chunks[i].ulen <= kDemandRunBytes; ++i) {
     const ChunkRecord& c = chunks[i];
     if (c.pack != chunks[chunk].pack || c.pack_offset < next_offset) break;
-    if (prefetched_[i].exchange(1, std::memory_order_relaxed) != 0) break;
+    if (prefetched_[i].exchange(kHandedOut, std::memory_order_relaxed) != 0) break;
     out.push_back(image_->Chunk(i));
     bytes += c.ulen;
     next_offset = c.pack_offset + c.clen;
@@ -238,7 +238,7 @@ void ImageFs::PrefetchFrom(uint32_t first, uint64_t request_bytes, uint64_t wind
     next_offset = c.pack_offset + c.clen;
     // Each chunk is handed to prefetch once; a chunk that later leaves the
     // memory cache is fetched on demand instead.
-    if (prefetched_[i].exchange(1, std::memory_order_relaxed) != 0) {
+    if (prefetched_[i].exchange(kHandedOut, std::memory_order_relaxed) != 0) {
       flush();  // keep runs contiguous
       continue;
     }
@@ -419,7 +419,7 @@ void ImageFs::ReplayProfile(const std::vector<uint32_t>& order) {
   uint64_t seen = 0;
   for (uint32_t pos = 0; pos < order.size(); ++pos) {
     uint32_t i = order[pos];
-    if (i >= chunks.size() || prefetched_[i].exchange(1, std::memory_order_relaxed) != 0) continue;
+    if (i >= chunks.size() || prefetched_[i].exchange(kHandedOut, std::memory_order_relaxed) != 0) continue;
     in_profile_[i].store(true, std::memory_order_relaxed);
     by_place.emplace_back(i, pos);
     ++profile_chunks_;

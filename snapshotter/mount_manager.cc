@@ -250,14 +250,14 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
       auto profile = fs::DecodeProfile((*profile_blob)->bytes(),
                                        static_cast<uint32_t>(im->fs->image().chunks().size()));
       if (!profile.ok()) {
-        Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile.status().ToString());
+        Log("image " + tag + ": ignoring its profile: " + profile.status().ToString());
       } else {
         im->fs->ReplayProfile(*profile);
-        Log("image " + hex.substr(0, 12) + ": prefetching its start-up profile (" +
+        Log("image " + tag + ": prefetching its start-up profile (" +
             std::to_string(profile->size()) + " chunks)");
       }
     } else if (profile_blob.status().code() != StatusCode::kNotFound) {
-      Log("image " + hex.substr(0, 12) + ": ignoring its profile: " + profile_blob.status().ToString());
+      Log("image " + tag + ": ignoring its profile: " + profile_blob.status().ToString());
     }
     fs::FuseOptions fo;
     fo.allow_other = true;

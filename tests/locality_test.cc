@@ -94,7 +94,7 @@ struct Fixture {
   }
   uint64_t demand() const { return fs->fetch_counters().demand_misses; }
   // Waits (up to 20 s) until some chunk of `path` is in memory or in flight.
-  bool Arrives_any(const std::string& path) {
+  bool ArrivesAny(const std::string& path) {
     const size_t all = fs->image().Extents(Ino(path)).size();
     for (int i = 0; i < 2000 && Absent(path) == all; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -440,7 +440,7 @@ TEST_CASE("locality: readahead stops at the end of a file read front to back, un
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // anything still queued
   CHECK(fx.Absent("d/b") == fx.fs->image().Extents(fx.Ino("d/b")).size());  // nothing of b
   read_through("d/b");  // from a's end into b's start: now streaming across files
-  CHECK(fx.Arrives_any("d/c"));
+  CHECK(fx.ArrivesAny("d/c"));
 }
 
 TEST_CASE("locality: reading, one after another, modules that came as imports opens no readahead window") {
