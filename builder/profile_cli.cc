@@ -110,10 +110,27 @@ int ProfileRecord(const std::string& store_url, const std::string& name,
     return 1;
   }
   uint64_t bytes = 0;
-  for (uint32_t i : order) bytes += imagefs.image().chunks()[i].ulen;
-  if (Status st = fs::PutProfile(*o->store, o->id, order); !st.ok()) return Fail(st);
-  std::printf("recorded %zu chunks (%.1f MB) read by the workload, in order; stored as %s\n",
+  std::vector<chunkstore::ChunkLocation> locs;
+  for (uint32_t i : order) {
+    bytes += imagefs.image().chunks()[i].ulen;
+    locs.push_back(imagefs.image().Chunk(i));
+  }
+  std::fprintf(stderr, "ferry: writing the start-up pack: %zu chunks, %.1f MB, zstd level %d\n",
+               order.size(), bytes / 1e6, fs::kStartupPackLevel);
+  // A workload that read nothing gets a profile without a pack.
+  auto profile = order.empty() ? Result<fs::Profile>(fs::Profile{})
+                               : fs::MakeStartupPack(*o->store, chunks, order, locs);
+  if (!profile.ok()) return Fail(profile.status().Annotate("no profile stored"));
+  if (Status st = fs::StoreProfile(*o->store, o->id, chunk_count, *profile); !st.ok()) return Fail(st);
+  uint64_t packed = 0;
+  for (uint32_t c : profile->clens) packed += c;
+  std::printf("recorded %zu chunks (%.1f MB) read by the workload, in order; stored as %s",
               order.size(), bytes / 1e6, fs::ProfileKey(o->id).c_str());
+  if (profile->pack) {
+    std::printf(", with start-up pack %s (%.1f MB)", chunkstore::PackKey(*profile->pack).c_str(),
+                packed / 1e6);
+  }
+  std::printf("\n");
   return 0;
 }
 
@@ -123,22 +140,31 @@ int ProfileShow(const std::string& store_url, const std::string& name, bool list
   auto p = fs::LoadProfile(*o->store, o->id, static_cast<uint32_t>(o->image->chunks().size()));
   if (!p.ok()) return Fail(p.status());
   if (!p->has_value()) return Fail(NotFoundError("image " + o->id.Short() + " has no profile"));
+  const std::vector<uint32_t>& order = (*p)->chunks;
   uint64_t bytes = 0;
-  for (uint32_t i : **p) bytes += o->image->chunks()[i].ulen;
+  for (uint32_t i : order) bytes += o->image->chunks()[i].ulen;
   std::printf("image    %s\nprofile  %s\nchunks   %zu of %zu (%.1f MB of %.1f MB of chunk data)\n",
-              o->id.Hex().c_str(), fs::ProfileKey(o->id).c_str(), (*p)->size(),
+              o->id.Hex().c_str(), fs::ProfileKey(o->id).c_str(), order.size(),
               o->image->chunks().size(), bytes / 1e6, [&] {
                 uint64_t all = 0;
                 for (const auto& c : o->image->chunks()) all += c.ulen;
                 return all / 1e6;
               }());
+  if ((*p)->pack) {
+    uint64_t packed = 0;
+    for (uint32_t c : (*p)->clens) packed += c;
+    std::printf("pack     %s (%.1f MB compressed, chunks in profile order)\n",
+                chunkstore::PackKey(*(*p)->pack).c_str(), packed / 1e6);
+  } else {
+    std::printf("pack     none (replay reads the image's packs)\n");
+  }
   if (list_chunks) {
     const fs::ImageReader& img = *o->image;
     auto owner = fs::ChunkOwners(img);
     auto paths = fs::InodePaths(img);
     std::printf("\nposition\tchunk\tulen\tfile_offset\tpath\n");
-    for (size_t pos = 0; pos < (*p)->size(); ++pos) {
-      uint32_t i = (**p)[pos];
+    for (size_t pos = 0; pos < order.size(); ++pos) {
+      uint32_t i = order[pos];
       std::printf("%zu\t%u\t%u\t%llu\t%s\n", pos, i, img.chunks()[i].ulen,
                   (unsigned long long)owner[i].file_offset,
                   owner[i].ino ? paths[owner[i].ino - 1].c_str() : "-");
@@ -150,7 +176,10 @@ int ProfileShow(const std::string& store_url, const std::string& name, bool list
 int ProfileRemove(const std::string& store_url, const std::string& name) {
   auto o = Open(store_url, name);
   if (!o.ok()) return Fail(o.status());
-  if (Status st = o->store->Delete(fs::ProfileKey(o->id)); !st.ok()) return Fail(st);
+  if (Status st = fs::RemoveProfile(*o->store, o->id, static_cast<uint32_t>(o->image->chunks().size()));
+      !st.ok()) {
+    return Fail(st);
+  }
   std::printf("removed the profile of %s\n", o->id.Short().c_str());
   return 0;
 }

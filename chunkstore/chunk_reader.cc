@@ -92,7 +92,7 @@ Result<ChunkData> ChunkReader::ReadWithNeighbours(const ChunkLocation& loc,
   if (flight != nullptr) {
     Add(&FetchCounters::memory_hits, c);
     queue_then();
-    return Wait(loc, flight);
+    return WaitOther(loc, flight, counters);
   }
   // The node cache is local disk: read it here, without a queue.
   if (node_cache_ != nullptr) {
@@ -130,12 +130,42 @@ Result<ChunkData> ChunkReader::ReadWithNeighbours(const ChunkLocation& loc,
     }
   }
   if (flight == nullptr) return ReadWithNeighbours(loc, {}, counters, std::move(then));  // arrived meanwhile
-  if (!job.claimed.empty()) {
-    Add(&FetchCounters::demand_misses, c);
-    Enqueue(std::move(job), /*demand=*/true);
+  if (job.claimed.empty()) {  // someone else's flight
+    queue_then();
+    return WaitOther(loc, flight, counters);
   }
+  Add(&FetchCounters::demand_misses, c);
+  Enqueue(std::move(job), /*demand=*/true);
   queue_then();
   return Wait(loc, flight);
+}
+
+Result<ChunkData> ChunkReader::WaitOther(const ChunkLocation& loc,
+                                         const std::shared_ptr<Flight>& flight,
+                                         const CountersPtr& counters) {
+  auto res = Wait(loc, flight);
+  if (res.ok() || !flight->hint || res.status().code() == StatusCode::kDeadlineExceeded) return res;
+  // The failed flight is gone from flights_, so this claims one of its own
+  // (or waits for a demand read's).
+  std::shared_ptr<Flight> own;
+  Job job;
+  job.counters = counters;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = map_.find(loc.digest); it != map_.end()) return it->second->second;
+    if (auto fit = flights_.find(loc.digest); fit != flights_.end()) {
+      own = fit->second;
+    } else {
+      own = std::make_shared<Flight>();
+      flights_[loc.digest] = own;
+      job.claimed.emplace_back(loc, own);
+    }
+  }
+  if (!job.claimed.empty()) {
+    Add(&FetchCounters::demand_misses, counters.get());
+    Enqueue(std::move(job), /*demand=*/true);
+  }
+  return Wait(loc, own);
 }
 
 Result<ChunkData> ChunkReader::Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight) {
@@ -224,6 +254,7 @@ void ChunkReader::FetchLoop(bool prefetch) {
         for (const ChunkLocation& loc : job.run) {  // claim what is still missing
           if (map_.count(loc.digest) || flights_.count(loc.digest)) continue;
           auto flight = std::make_shared<Flight>();
+          flight->hint = true;
           flights_[loc.digest] = flight;
           job.claimed.emplace_back(loc, flight);
         }
@@ -244,7 +275,7 @@ void ChunkReader::FetchLoop(bool prefetch) {
       job.claimed = std::move(missing);
     }
     bool unsent = !prefetch;
-    if (!job.claimed.empty()) FetchClaimed(std::move(job.claimed), c, &unsent);
+    if (!job.claimed.empty()) FetchClaimed(std::move(job.claimed), c, &unsent, prefetch);
     Sending(&unsent);  // a demand job that sent nothing still lets prefetch go
   }
 }
@@ -279,7 +310,7 @@ void ChunkReader::Sending(bool* unsent) {
   if (--demand_unsent_ == 0) prefetch_cv_.notify_all();
 }
 
-void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent) {
+void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent, bool hint) {
   Add(&FetchCounters::cache_misses, c, mine.size());
   uint64_t begin = mine.front().first.offset;
   uint64_t end = mine.back().first.offset + mine.back().first.clen;
@@ -309,6 +340,10 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent) {
     }, c);
   }
   if (!st.ok()) {
+    if (hint && one_span) {
+      for (auto& [loc, flight] : mine) Complete(loc, flight, st, false, c);
+      return;
+    }
     // Not one span, or it could not be read as a whole (a neighbour's range
     // may be what is wrong): each chunk on its own, so that one bad chunk
     // fails only the reads that need it.
@@ -344,13 +379,17 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent) {
       Complete(loc, mine[i].second, ChunkData(std::move(data[i])), true, c);
       continue;
     }
-    // A chunk that failed in the span is fetched again on its own.
+    // A chunk that failed in the span is fetched again on its own (a hint
+    // leaves that to whoever needs it).
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.corrupt;
     }
     Add(&FetchCounters::corrupt, c);
-    Complete(loc, mine[i].second, FetchFromStore(loc, c, unsent), true, c);
+    Complete(loc, mine[i].second,
+             hint ? Result<ChunkData>(status[i].Annotate("chunk " + loc.digest.Hex() + " (pack " + loc.pack.Hex() + ")"))
+                  : FetchFromStore(loc, c, unsent),
+             true, c);
   }
 }
 

@@ -139,6 +139,7 @@ class ChunkReader {
 
  private:
   struct Flight {
+    bool hint = false;  // claimed by prefetch: a failure is not the reader's answer
     bool done = false;
     Status status;
     ChunkData data;
@@ -152,6 +153,11 @@ class ChunkReader {
 
   // Waits for a flight, at most the deadline.
   Result<ChunkData> Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight);
+  // Waits for someone else's flight. If it was prefetch and failed (it may
+  // have read another copy of the chunk: a start-up pack that is missing or
+  // damaged), reads `loc` itself instead: a hint never fails a read.
+  Result<ChunkData> WaitOther(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight,
+                              const CountersPtr& counters);
   void Enqueue(Job job, bool demand, bool keep = false);
   void FetchLoop(bool prefetch);
   // Starts another thread for a pool if its queue needs one (mu_ held).
@@ -159,7 +165,10 @@ class ChunkReader {
   // Fetches claimed chunks from the store with one range read (retried),
   // each verified; completes every flight. `*unsent`: a demand job whose
   // first store request has not gone out yet (see demand_unsent_).
-  void FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent);
+  // `hint` (prefetch): a range that fails or a chunk that does not verify
+  // fails its flights at once, not after reading each chunk again on its
+  // own; whoever waits for them reads them itself (WaitOther).
+  void FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent, bool hint = false);
   // One chunk from the store, verified, with retries; `*unsent` as above.
   Result<ChunkData> FetchFromStore(const ChunkLocation& loc, FetchCounters* c, bool* unsent);
   // Called right before a store request: if `*unsent`, this demand job's

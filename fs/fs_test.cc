@@ -12,6 +12,7 @@
 #include "fs/image_fs.h"
 #include "fs/image_store.h"
 #include "fs/image_writer.h"
+#include "fs/profile.h"
 
 namespace ferry::fs {
 namespace {
@@ -293,3 +294,42 @@ TEST_CASE("image fs: a corrupt chunk fails the read with EIO and a log line nami
 
 }  // namespace
 }  // namespace ferry::fs
+
+namespace ferry {
+
+TEST_CASE("profile: versions 1 and 2 read back; damaged ones refused") {
+  fs::Profile v1{{5, 0, 7}, {}, {}};
+  auto back1 = fs::DecodeProfile(fs::EncodeProfile(v1), 8);
+  REQUIRE(back1.ok());
+  CHECK(back1->chunks == v1.chunks);
+  CHECK(!back1->pack.has_value());
+  CHECK(fs::EncodeProfile(v1).size() == 24 + 4 * 3);
+
+  fs::Profile v2{{5, 0, 7}, Sha256(std::string_view("a start-up pack")), {100, 1, 40000}};
+  std::vector<uint8_t> bytes = fs::EncodeProfile(v2);
+  CHECK(bytes.size() == 24 + 32 + 8 * 3);
+  auto back2 = fs::DecodeProfile(bytes, 8);
+  REQUIRE(back2.ok());
+  CHECK(back2->chunks == v2.chunks);
+  REQUIRE(back2->pack.has_value());
+  CHECK(*back2->pack == *v2.pack);
+  CHECK(back2->clens == v2.clens);
+
+  // Every single flipped bit and every truncation is refused.
+  for (size_t i = 0; i < bytes.size() * 8; ++i) {
+    auto bad = bytes;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    INFO("bit " << i);
+    CHECK(fs::DecodeProfile(bad, 8).status().code() == StatusCode::kCorruption);
+  }
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    CHECK(!fs::DecodeProfile(std::span(bytes).first(n), 8).ok());
+  }
+  // Well formed, but naming a chunk the image does not have, or an empty frame.
+  CHECK(fs::DecodeProfile(bytes, 7).status().code() == StatusCode::kCorruption);
+  fs::Profile empty_frame = v2;
+  empty_frame.clens[1] = 0;
+  CHECK(fs::DecodeProfile(fs::EncodeProfile(empty_frame), 8).status().code() == StatusCode::kCorruption);
+}
+
+}  // namespace ferry

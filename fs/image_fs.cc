@@ -410,10 +410,52 @@ void ImageFs::AppendRuns(const std::vector<uint32_t>& batch, uint8_t mark, Runs*
 // 256 KiB: the workload starts after one short transfer, not a 4 MiB one
 // (the image and store of bench/coldstart.sh at 20 ms / 100 MB/s: first
 // read 120-160 ms -> 15-50 ms; workload 0.35 -> 0.32 s, median of 6).
-void ImageFs::ReplayProfile(const std::vector<uint32_t>& order) {
+//
+// With a start-up pack the chunks lie back to back in profile order, so the
+// runs are simply consecutive stretches of the pack, cut the same way.
+void ImageFs::ReplayProfile(const Profile& profile) {
   constexpr uint64_t kRunBytes = 4u << 20, kGap = 128u << 10;
   constexpr uint64_t kEarlyBytes = 1u << 20, kEarlyRunBytes = 256u << 10;
   const auto chunks = image_->chunks();
+  const std::vector<uint32_t>& order = profile.chunks;
+  if (profile.pack.has_value() && profile.clens.size() == order.size()) {
+    // A frame longer than zstd can make of its chunk is a damaged profile:
+    // the image's own packs are used instead.
+    bool sane = true;
+    for (size_t pos = 0; pos < order.size() && sane; ++pos) {
+      uint64_t ulen = order[pos] < chunks.size() ? chunks[order[pos]].ulen : 0;
+      sane = ulen > 0 && profile.clens[pos] <= ulen + (ulen >> 7) + 1024;
+    }
+    if (sane) {
+      std::vector<chunkstore::ChunkLocation> run;
+      uint64_t offset = 0, seen = 0, run_bytes = 0, run_end = 0;
+      for (size_t pos = 0; pos < order.size(); ++pos) {
+        const uint32_t i = order[pos];
+        chunkstore::ChunkLocation loc = image_->Chunk(i);
+        loc.pack = *profile.pack;
+        loc.offset = offset;
+        loc.clen = profile.clens[pos];
+        offset += loc.clen;
+        if (prefetched_[i].exchange(kHandedOut, std::memory_order_relaxed) != 0) continue;
+        in_profile_[i].store(true, std::memory_order_relaxed);
+        ++profile_chunks_;
+        const uint64_t cap = seen < kEarlyBytes ? kEarlyRunBytes : kRunBytes;
+        seen += loc.ulen;
+        if (!run.empty() && (loc.offset - run_end > kGap || run_bytes + loc.ulen > cap)) {
+          chunks_->Prefetch(std::move(run), fetch_, /*keep=*/true);
+          run.clear();
+          run_bytes = 0;
+        }
+        run_bytes += loc.ulen;
+        run_end = loc.offset + loc.clen;
+        run.push_back(loc);
+      }
+      if (!run.empty()) chunks_->Prefetch(std::move(run), fetch_, /*keep=*/true);
+      return;
+    }
+    log_("profile: its start-up pack " + profile.pack->Short() +
+         " lists a frame too long for its chunk; reading the image's packs instead");
+  }
   std::vector<std::pair<uint32_t, uint32_t>> by_place;  // (chunk, position in the profile)
   uint32_t early_end = 0;  // profile positions before this are in its first MiB
   uint64_t seen = 0;

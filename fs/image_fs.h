@@ -74,8 +74,10 @@ class ImageFs {
   // being recorded). The recorder must outlive its use.
   void SetRecorder(ProfileRecorder* recorder) { recorder_.store(recorder); }
   // Queues a start-up profile as prefetch: its chunks in order, neighbours
-  // in one pack fetched together; demand reads still go first.
-  void ReplayProfile(const std::vector<uint32_t>& chunks);
+  // in one pack fetched together; demand reads still go first. A profile
+  // with a start-up pack is read from that pack, in long sequential reads.
+  void ReplayProfile(const Profile& profile);
+  void ReplayProfile(const std::vector<uint32_t>& chunks) { ReplayProfile(Profile{chunks, {}, {}}); }
   uint64_t profile_chunks() const { return profile_chunks_; }
   // Chunks handed to prefetch by locality (whole files and directories
   // fetched on a first read, see LocalityRuns).

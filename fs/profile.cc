@@ -1,68 +1,152 @@
 #include "fs/profile.h"
 
+#include <unistd.h>
 #include <xxhash.h>
 
+#include <atomic>
 #include <cstring>
+#include <filesystem>
 
 #include "chunkstore/endian.h"
+#include "chunkstore/pack.h"
 
 namespace ferry::fs {
 namespace {
 constexpr char kMagic[8] = {'F', 'E', 'R', 'R', 'Y', 'P', 'R', 'F'};
-constexpr uint32_t kVersion = 1;
-constexpr size_t kHeader = 16;  // magic, version, count
+constexpr size_t kHeader = 16;     // magic, version, count
+constexpr size_t kPackField = 32;  // version 2: the start-up pack's id
 }  // namespace
 
 std::string ProfileKey(const Digest& image_id) { return "profiles/" + image_id.Hex(); }
 
-std::vector<uint8_t> EncodeProfile(std::span<const uint32_t> chunks) {
-  std::vector<uint8_t> out(kHeader + 4 * chunks.size() + 8);
+std::vector<uint8_t> EncodeProfile(const Profile& p) {
+  const bool v2 = p.pack.has_value();
+  const size_t head = kHeader + (v2 ? kPackField : 0), entry = v2 ? 8 : 4;
+  std::vector<uint8_t> out(head + entry * p.chunks.size() + 8);
   std::memcpy(out.data(), kMagic, 8);
-  PutLe32(out.data() + 8, kVersion);
-  PutLe32(out.data() + 12, static_cast<uint32_t>(chunks.size()));
-  for (size_t i = 0; i < chunks.size(); ++i) PutLe32(out.data() + kHeader + 4 * i, chunks[i]);
+  PutLe32(out.data() + 8, v2 ? 2 : 1);
+  PutLe32(out.data() + 12, static_cast<uint32_t>(p.chunks.size()));
+  if (v2) std::memcpy(out.data() + kHeader, p.pack->bytes.data(), kPackField);
+  for (size_t i = 0; i < p.chunks.size(); ++i) {
+    PutLe32(out.data() + head + entry * i, p.chunks[i]);
+    if (v2) PutLe32(out.data() + head + entry * i + 4, p.clens[i]);
+  }
   PutLe64(out.data() + out.size() - 8, XXH3_64bits(out.data(), out.size() - 8));
   return out;
 }
 
-Result<std::vector<uint32_t>> DecodeProfile(std::span<const uint8_t> b, uint32_t chunk_count) {
+Result<Profile> DecodeProfile(std::span<const uint8_t> b, uint32_t chunk_count) {
   if (b.size() < kHeader + 8 || std::memcmp(b.data(), kMagic, 8) != 0) {
     return CorruptionError("profile: not a ferry profile");
   }
-  if (GetLe32(b.data() + 8) != kVersion) {
-    return CorruptionError("profile: unsupported version " + std::to_string(GetLe32(b.data() + 8)));
+  const uint32_t version = GetLe32(b.data() + 8);
+  if (version != 1 && version != 2) {
+    return CorruptionError("profile: unsupported version " + std::to_string(version));
   }
-  uint64_t count = GetLe32(b.data() + 12);
-  if (b.size() != kHeader + 4 * count + 8) return CorruptionError("profile: size does not match its count");
+  const bool v2 = version == 2;
+  const size_t head = kHeader + (v2 ? kPackField : 0), entry = v2 ? 8 : 4;
+  const uint64_t count = GetLe32(b.data() + 12);
+  if (b.size() < head + 8 || (b.size() - head - 8) / entry != count ||
+      (b.size() - head - 8) % entry != 0) {
+    return CorruptionError("profile: size does not match its count");
+  }
   if (GetLe64(b.data() + b.size() - 8) != XXH3_64bits(b.data(), b.size() - 8)) {
     return CorruptionError("profile: checksum mismatch");
   }
-  std::vector<uint32_t> chunks(count);
+  Profile p;
+  p.chunks.resize(count);
+  if (v2) {
+    p.pack.emplace();
+    std::memcpy(p.pack->bytes.data(), b.data() + kHeader, kPackField);
+    p.clens.resize(count);
+  }
   for (size_t i = 0; i < count; ++i) {
-    chunks[i] = GetLe32(b.data() + kHeader + 4 * i);
-    if (chunks[i] >= chunk_count) {
-      return CorruptionError("profile: chunk index " + std::to_string(chunks[i]) + " out of range");
+    p.chunks[i] = GetLe32(b.data() + head + entry * i);
+    if (p.chunks[i] >= chunk_count) {
+      return CorruptionError("profile: chunk index " + std::to_string(p.chunks[i]) + " out of range");
+    }
+    if (v2) {
+      p.clens[i] = GetLe32(b.data() + head + entry * i + 4);
+      if (p.clens[i] == 0) {
+        return CorruptionError("profile: entry " + std::to_string(i) + " has an empty frame");
+      }
     }
   }
-  return chunks;
+  return p;
 }
 
-Status PutProfile(chunkstore::ObjectStore& store, const Digest& image_id,
-                  std::span<const uint32_t> chunks) {
-  return store.Put(ProfileKey(image_id), EncodeProfile(chunks));
+Status PutProfile(chunkstore::ObjectStore& store, const Digest& image_id, const Profile& p) {
+  return store.Put(ProfileKey(image_id), EncodeProfile(p));
 }
 
-Result<std::optional<std::vector<uint32_t>>> LoadProfile(chunkstore::ObjectStore& store,
-                                                          const Digest& image_id,
-                                                          uint32_t chunk_count) {
+Result<std::optional<Profile>> LoadProfile(chunkstore::ObjectStore& store, const Digest& image_id,
+                                           uint32_t chunk_count) {
   auto blob = store.Get(ProfileKey(image_id));
   if (!blob.ok()) {
-    if (blob.status().code() == StatusCode::kNotFound) return std::optional<std::vector<uint32_t>>();
+    if (blob.status().code() == StatusCode::kNotFound) return std::optional<Profile>();
     return blob.status();
   }
-  auto chunks = DecodeProfile((*blob)->bytes(), chunk_count);
-  if (!chunks.ok()) return chunks.status().Annotate(ProfileKey(image_id));
-  return std::optional<std::vector<uint32_t>>(std::move(*chunks));
+  auto p = DecodeProfile((*blob)->bytes(), chunk_count);
+  if (!p.ok()) return p.status().Annotate(ProfileKey(image_id));
+  return std::optional<Profile>(std::move(*p));
+}
+
+Result<Profile> MakeStartupPack(chunkstore::ObjectStore& store, chunkstore::ChunkReader& reader,
+                                std::span<const uint32_t> order,
+                                std::span<const chunkstore::ChunkLocation> locs, int level) {
+  if (order.size() != locs.size()) return InvalidArgumentError("start-up pack: order and locations differ");
+  static std::atomic<uint64_t> seq{0};
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  if (ec) dir = "/tmp";
+  const std::string path = (dir / ("ferry-startup-pack." + std::to_string(getpid()) + "." +
+                                   std::to_string(++seq)))
+                               .string();
+  ASSIGN_OR_RETURN(auto writer, chunkstore::PackWriter::Create(path));
+  Profile p;
+  p.chunks.assign(order.begin(), order.end());
+  p.clens.reserve(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    auto data = reader.Read(locs[i]);
+    if (!data.ok()) return data.status().Annotate("start-up pack");
+    std::vector<uint8_t> frame = chunkstore::CompressChunk(**data, level);
+    RETURN_IF_ERROR(writer->Append(locs[i].digest, frame, locs[i].ulen).status());
+    p.clens.push_back(static_cast<uint32_t>(frame.size()));
+  }
+  auto id = writer->Finish();
+  writer.reset();
+  if (!id.ok()) {
+    unlink(path.c_str());
+    return id.status().Annotate("start-up pack");
+  }
+  Status put = store.PutFile(chunkstore::PackKey(*id), path);
+  unlink(path.c_str());
+  RETURN_IF_ERROR(put.Annotate("start-up pack"));
+  p.pack = *id;
+  return p;
+}
+
+Status StoreProfile(chunkstore::ObjectStore& store, const Digest& image_id, uint32_t chunk_count,
+                    const Profile& profile) {
+  auto old = LoadProfile(store, image_id, chunk_count);
+  RETURN_IF_ERROR(PutProfile(store, image_id, profile));
+  if (old.ok() && old->has_value() && (*old)->pack.has_value() && (*old)->pack != profile.pack) {
+    store.Delete(chunkstore::PackKey(*(*old)->pack)).IgnoreError();
+  }
+  return Status::Ok();
+}
+
+Status RemoveProfile(chunkstore::ObjectStore& store, const Digest& image_id, uint32_t chunk_count) {
+  auto old = LoadProfile(store, image_id, chunk_count);
+  if (old.ok() && !old->has_value()) {
+    return NotFoundError("image " + image_id.Short() + " has no profile");
+  }
+  RETURN_IF_ERROR(store.Delete(ProfileKey(image_id)));
+  if (old.ok() && (*old)->pack.has_value()) {
+    RETURN_IF_ERROR(store.Delete(chunkstore::PackKey(*(*old)->pack))
+                        .Annotate("delete the start-up pack of " + image_id.Short()));
+  }
+  return Status::Ok();
 }
 
 void ProfileRecorder::Note(uint32_t chunk) {

@@ -254,7 +254,8 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
       } else {
         im->fs->ReplayProfile(*profile);
         Log("image " + tag + ": prefetching its start-up profile (" +
-            std::to_string(profile->size()) + " chunks)");
+            std::to_string(profile->chunks.size()) + " chunks" +
+            (profile->pack ? ", start-up pack " + profile->pack->Short() : std::string()) + ")");
       }
     } else if (profile_blob.status().code() != StatusCode::kNotFound) {
       Log("image " + tag + ": ignoring its profile: " + profile_blob.status().ToString());
@@ -417,7 +418,7 @@ Result<std::string> MountManager::StartProfile(const std::string& target_in) {
 Result<std::tuple<std::string, uint64_t, uint64_t>> MountManager::StopProfile(
     const std::string& target_in) {
   const std::string target = stdfs::path(target_in).lexically_normal().string();
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto t = targets_.find(target);
   if (t == targets_.end()) return NotFoundError(target + " is not mounted by ferryd (" + opt_.root + ")");
   Image* img = images_.at(t->second.image_id).get();
@@ -428,11 +429,26 @@ Result<std::tuple<std::string, uint64_t, uint64_t>> MountManager::StopProfile(
   std::vector<uint32_t> order = img->recording->Take();
   img->recording = nullptr;
   uint64_t bytes = 0;
-  for (uint32_t i : order) bytes += img->fs->image().chunks()[i].ulen;
-  RETURN_IF_ERROR(fs::PutProfile(*img->store, img->digest, order));
-  Log("image " + img->id.substr(0, 12) + ": stored a start-up profile of " +
-      std::to_string(order.size()) + " chunks");
-  return std::make_tuple(img->id, uint64_t{order.size()}, bytes);
+  std::vector<chunkstore::ChunkLocation> locs;
+  for (uint32_t i : order) {
+    bytes += img->fs->image().chunks()[i].ulen;
+    locs.push_back(img->fs->image().Chunk(i));
+  }
+  // The start-up pack is written without the lock (it compresses every
+  // chunk): the image may be unmounted meanwhile, its store and reader not.
+  const std::string id = img->id;
+  const Digest digest = img->digest;
+  const uint32_t chunk_count = static_cast<uint32_t>(img->fs->image().chunks().size());
+  Store* store = stores_.at(img->store_url).get();
+  lock.unlock();
+  auto profile = order.empty() ? Result<fs::Profile>(fs::Profile{})
+                               : fs::MakeStartupPack(*store->store, *store->reader, order, locs);
+  if (!profile.ok()) return profile.status().Annotate("no profile stored");
+  RETURN_IF_ERROR(fs::StoreProfile(*store->store, digest, chunk_count, *profile));
+  Log("image " + id.substr(0, 12) + ": stored a start-up profile of " +
+      std::to_string(order.size()) + " chunks" +
+      (profile->pack ? ", start-up pack " + profile->pack->Short() : std::string()));
+  return std::make_tuple(id, uint64_t{order.size()}, bytes);
 }
 
 std::vector<TargetInfo> MountManager::Targets() const {

@@ -264,14 +264,22 @@ class RecordingStore : public chunkstore::ObjectStore {
       ranges_.emplace_back(offset, out.size());
       keys_.push_back(k);
     }
-    return inner_->GetRange(k, offset, out);
+    Status st = inner_->GetRange(k, offset, out);
+    return tamper ? tamper(k, st, out) : st;
   }
+  // Optional: sees every range read's key, result and bytes; its answer is
+  // the read's (a missing, slow or damaged object).
+  std::function<Status(const std::string& key, Status st, std::span<uint8_t> out)> tamper;
   Result<uint64_t> Size(const std::string& k) override { return inner_->Size(k); }
   Result<std::vector<std::string>> List(const std::string& p) override { return inner_->List(p); }
   Status Delete(const std::string& k) override { return inner_->Delete(k); }
   std::vector<std::pair<uint64_t, uint64_t>> ranges() {
     std::lock_guard<std::mutex> l(mu_);
     return ranges_;
+  }
+  std::vector<std::string> keys() {
+    std::lock_guard<std::mutex> l(mu_);
+    return keys_;
   }
   // Which request (its index) fetched `loc`, or -1.
   int RequestOf(const chunkstore::ChunkLocation& loc) {
@@ -566,4 +574,146 @@ TEST_CASE("locality: a program's first miss fetches what its loader touches firs
 }
 
 }  // namespace
+}  // namespace ferry::testing
+
+namespace ferry::testing {
+namespace {
+
+// A profile that jumps about the image's pack: pieces of five files, in an
+// order unlike the pack's.
+std::vector<uint32_t> ScatteredProfile(Fixture& f) {
+  std::vector<uint32_t> order;
+  for (const char* path : {"pkg/m5", "data/small", "pkg/m1", "pkg/a_sub/x", "data/huge", "pkg/m3"}) {
+    auto ext = f.fs->image().Extents(f.Ino(path));
+    for (size_t k = 0; k < ext.size() && k < 12; ++k) order.push_back(ext[k].chunk);
+  }
+  return order;
+}
+
+std::vector<chunkstore::ChunkLocation> Locations(const fs::ImageReader& image, const std::vector<uint32_t>& order) {
+  std::vector<chunkstore::ChunkLocation> locs;
+  for (uint32_t i : order) locs.push_back(image.Chunk(i));
+  return locs;
+}
+
+// Reads every chunk of `order` through `fs` (by the files that hold them)
+// and compares with the source files.
+void ReadProfileFiles(Fixture& f, fs::ImageFs& fs) {
+  for (const char* path : {"pkg/m5", "data/small", "pkg/m1", "pkg/a_sub/x", "data/huge", "pkg/m3"}) {
+    const uint64_t ino = f.Ino(path);
+    const uint64_t size = std::min<uint64_t>(fs.image().inode(ino).size, 1u << 20);
+    auto r = fs.Read(ino, 0, size);
+    INFO(path);
+    REQUIRE(r.ok());
+    std::string got;
+    for (const auto& v : r->iov) got.append(static_cast<const char*>(v.iov_base), v.iov_len);
+    std::ifstream in(f.tmp.path() + "/src/" + path, std::ios::binary);
+    std::string src(size, '\0');
+    in.read(src.data(), static_cast<std::streamsize>(size));
+    CHECK(got == src);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("profile replay from a start-up pack: a few reads of that pack alone, from its start") {
+  Fixture f;
+  const std::vector<uint32_t> order = ScatteredProfile(f);
+  auto profile = fs::MakeStartupPack(*f.store, *f.chunks, order, Locations(f.fs->image(), order));
+  REQUIRE(profile.ok());
+  REQUIRE(profile->pack.has_value());
+  REQUIRE(fs::StoreProfile(*f.store, f.image_id, f.fs->image().chunks().size(), *profile).ok());
+  auto loaded = fs::LoadProfile(*f.store, f.image_id, f.fs->image().chunks().size());
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->has_value());
+  CHECK((*loaded)->chunks == order);
+  CHECK((*loaded)->pack == profile->pack);
+  CHECK((*loaded)->clens == profile->clens);
+  // The start-up pack is a pack like any other: its own index lists the
+  // profile's chunks in profile order, frames back to back.
+  auto index = chunkstore::ReadPackIndex(*f.store, *profile->pack);
+  REQUIRE(index.ok());
+  REQUIRE(index->size() == order.size());
+  uint64_t offset = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    CHECK((*index)[k].digest == f.fs->image().Chunk(order[k]).digest);
+    CHECK((*index)[k].offset == offset);
+    CHECK((*index)[k].clen == profile->clens[k]);
+    offset += profile->clens[k];
+  }
+
+  // Replayed without the pack, the scattered profile takes a read per place.
+  auto reads_of = [&](const fs::Profile& p, std::vector<std::string>* keys) {
+    Recorded r(f);
+    auto& [rec, reader, fs] = r;
+    fs.ReplayProfile(p);
+    bool all = false;
+    for (int i = 0; i < 2000 && !all; ++i) {
+      all = true;
+      for (uint32_t c : order) all = all && reader.Present(fs.image().Chunk(c).digest);
+      if (!all) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(all);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // nothing else follows
+    ReadProfileFiles(f, fs);
+    CHECK(fs.fetch_counters().demand_misses == 0);
+    *keys = rec.keys();
+    return rec.ranges();
+  };
+  std::vector<std::string> keys_v1, keys_v2;
+  auto v1 = reads_of(fs::Profile{order, {}, {}}, &keys_v1);
+  auto v2 = reads_of(*profile, &keys_v2);
+  INFO("reads without the pack " << v1.size() << ", with it " << v2.size());
+  CHECK(v2.size() < v1.size());
+  REQUIRE(!v2.empty());
+  CHECK(v2.front().first == 0);  // the profile's first chunk first
+  uint64_t total = 0;
+  for (size_t k = 0; k < v2.size(); ++k) {
+    CHECK(keys_v2[k] == chunkstore::PackKey(*profile->pack));
+    total += v2[k].second;
+  }
+  CHECK(total == offset);  // each frame read once, nothing else
+  for (const auto& k : keys_v1) CHECK(k != chunkstore::PackKey(*profile->pack));
+
+  // Recorded again, the profile replaces the old one; removed, it takes its pack along.
+  auto again = fs::MakeStartupPack(*f.store, *f.chunks, std::vector<uint32_t>(order.begin(), order.end() - 1),
+                                   Locations(f.fs->image(), std::vector<uint32_t>(order.begin(), order.end() - 1)));
+  REQUIRE(again.ok());
+  REQUIRE(fs::StoreProfile(*f.store, f.image_id, f.fs->image().chunks().size(), *again).ok());
+  CHECK(f.store->Size(chunkstore::PackKey(*profile->pack)).status().code() == StatusCode::kNotFound);
+  REQUIRE(fs::RemoveProfile(*f.store, f.image_id, f.fs->image().chunks().size()).ok());
+  CHECK(f.store->Size(chunkstore::PackKey(*again->pack)).status().code() == StatusCode::kNotFound);
+  CHECK(f.store->Size(fs::ProfileKey(f.image_id)).status().code() == StatusCode::kNotFound);
+  CHECK(fs::RemoveProfile(*f.store, f.image_id, f.fs->image().chunks().size()).code() == StatusCode::kNotFound);
+}
+
+TEST_CASE("profile replay from a start-up pack that is missing or damaged: reads still return the right bytes") {
+  Fixture f;
+  const std::vector<uint32_t> order = ScatteredProfile(f);
+  auto profile = fs::MakeStartupPack(*f.store, *f.chunks, order, Locations(f.fs->image(), order));
+  REQUIRE(profile.ok());
+  const std::string pack_key = chunkstore::PackKey(*profile->pack);
+  for (const char* how : {"missing", "damaged"}) {
+    SECTION(how) {
+      Recorded r(f);
+      auto& [rec, reader, fs] = r;
+      // Slow, then wrong: the workload's reads find the chunks in flight
+      // from the start-up pack and must not take its failure as theirs.
+      rec.tamper = [&](const std::string& key, Status st, std::span<uint8_t> out) {
+        if (key != pack_key) return st;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (std::string(how) == "missing") return NotFoundError(key + " (removed by the test)");
+        for (size_t k = 0; k < out.size(); k += 997) out[k] ^= 0x40;
+        return st;
+      };
+      fs.ReplayProfile(*profile);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the replay's reads are out
+      CHECK(reader.Present(fs.image().Chunk(order.front()).digest));  // in flight
+      ReadProfileFiles(f, fs);
+      CHECK(fs.counters().read_errors == 0);
+      CHECK(fs.fetch_counters().demand_misses > 0);  // fetched from the image's packs
+    }
+  }
+}
+
 }  // namespace ferry::testing
