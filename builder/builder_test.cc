@@ -486,5 +486,49 @@ TEST_CASE("python imports: resolved as the interpreter finds them, as the files 
   CHECK(index.Resolve("/usr/lib/python3.11/os.py", ParsePythonImports("from .. import x\nimport nope\n")).empty());
 }
 
+TEST_CASE("python imports: what an interpreter imports by itself, as the files it reads") {
+  // python3.11 and python3.9 libraries with encodings (a package with its
+  // UTF-8 codec), site, a sitecustomize.py that is a symbolic link (as on
+  // Debian) and a usercustomize.py in dist-packages without a compiled file.
+  auto root = Dir(), usr = Dir(), lib = Dir(), py311 = Dir(), py39 = Dir(), cache311 = Dir(), cache39 = Dir(),
+       enc311 = Dir(), enc311_cache = Dir(), enc39 = Dir(), py3 = Dir(), dist = Dir();
+  auto enc_init = File(), enc_init_311 = File(), utf8 = File(), utf8_311 = File(), latin = File(),
+       site = File(), site_311 = File(), custom_311 = File(), enc39_init = File(), site39 = File(),
+       site39_39 = File(), user = File();
+  root->children = {{"usr", usr}};
+  usr->children = {{"lib", lib}};
+  lib->children = {{"python3.11", py311}, {"python3.9", py39}, {"python3", py3}};
+  py311->children = {{"encodings", enc311}, {"site.py", site}, {"sitecustomize.py", Link("/etc/python3.11/sitecustomize.py")},
+                     {"__pycache__", cache311}};
+  cache311->children = {{"site.cpython-311.pyc", site_311}, {"sitecustomize.cpython-311.pyc", custom_311}};
+  enc311->children = {{"__init__.py", enc_init}, {"utf_8.py", utf8}, {"latin_1.py", latin}, {"__pycache__", enc311_cache}};
+  enc311_cache->children = {{"__init__.cpython-311.pyc", enc_init_311}, {"utf_8.cpython-311.pyc", utf8_311}};
+  py39->children = {{"encodings", enc39}, {"site.py", site39}, {"__pycache__", cache39}};
+  enc39->children = {{"__init__.py", enc39_init}};
+  cache39->children = {{"site.cpython-39.pyc", site39_39}};
+  py3->children = {{"dist-packages", dist}};
+  dist->children = {{"usercustomize.py", user}};
+
+  PyModuleIndex index(*root);
+  for (const auto& [path, node] : std::vector<std::pair<std::string, TreeNode*>>{
+           {"/usr", usr.get()}, {"/usr/lib", lib.get()}, {"/usr/lib/python3.11", py311.get()},
+           {"/usr/lib/python3.11/encodings", enc311.get()}, {"/usr/lib/python3.9", py39.get()},
+           {"/usr/lib/python3.9/encodings", enc39.get()}, {"/usr/lib/python3", py3.get()},
+           {"/usr/lib/python3/dist-packages", dist.get()}}) {
+    index.AddDirectory(path, *node);
+  }
+  // 3.11 reads its compiled files; site is frozen into it; the link's
+  // compiled file counts, the link itself is never a file to read.
+  CHECK(index.Interpreter("/usr/bin/python3.11") ==
+        std::vector<const TreeNode*>{enc_init_311.get(), utf8_311.get(), custom_311.get(), user.get()});
+  // 3.9 has no UTF-8 codec here and no compiled encodings: the source; it reads site.
+  CHECK(index.Interpreter("/usr/local/bin/python3.9") ==
+        std::vector<const TreeNode*>{enc39_init.get(), user.get(), site39_39.get()});
+  // Not an interpreter's path.
+  CHECK(index.Interpreter("/usr/bin/python3").empty());
+  CHECK(index.Interpreter("/usr/lib/python3.11").empty());
+  CHECK(index.Interpreter("/usr/bin/python3.11-config").empty());
+}
+
 }  // namespace
 }  // namespace ferry::builder

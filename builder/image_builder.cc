@@ -140,6 +140,10 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   for (const auto& [node, path] : programs) {
     std::vector<uint32_t> deps;
     for (const TreeNode* d : ResolveLoads(tree_.root(), path, *node->elf)) deps.push_back(ino_of.at(d));
+    // A Python interpreter also loads the modules it imports by itself.
+    for (const TreeNode* d : py_index.Interpreter(path)) {
+      if (deps.size() < kMaxLoads) deps.push_back(ino_of.at(d));
+    }
     if (!deps.empty()) writer.AddLoads(ino_of.at(node), deps);
     for (auto [offset, length] : node->elf->early) writer.AddEarly(ino_of.at(node), offset, length);
   }

@@ -127,7 +127,7 @@ int ProfileRecord(const std::string& store_url, const std::string& name,
   std::printf("recorded %zu chunks (%.1f MB) read by the workload, in order; stored as %s",
               order.size(), bytes / 1e6, fs::ProfileKey(o->id).c_str());
   if (profile->pack) {
-    std::printf(", with start-up pack %s (%.1f MB)", chunkstore::PackKey(*profile->pack).c_str(),
+    std::printf(", with start-up pack %s (%.1f MB)", chunkstore::StartupPackKey(*profile->pack).c_str(),
                 packed / 1e6);
   }
   std::printf("\n");
@@ -154,7 +154,7 @@ int ProfileShow(const std::string& store_url, const std::string& name, bool list
     uint64_t packed = 0;
     for (uint32_t c : (*p)->clens) packed += c;
     std::printf("pack     %s (%.1f MB compressed, chunks in profile order)\n",
-                chunkstore::PackKey(*(*p)->pack).c_str(), packed / 1e6);
+                chunkstore::StartupPackKey(*(*p)->pack).c_str(), packed / 1e6);
   } else {
     std::printf("pack     none (replay reads the image's packs)\n");
   }

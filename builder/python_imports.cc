@@ -242,6 +242,71 @@ std::vector<std::pair<std::string, const TreeNode*>> Matching(const TreeNode* di
 }
 
 // "python3.11" if a component of `path` is pythonX.Y, else "".
+// A module found in a directory: a package's directory, or its file.
+struct Found {
+  const TreeNode* package = nullptr;  // a package directory
+  const TreeNode* file = nullptr;     // NAME.py or an extension module
+  const TreeNode* dir = nullptr;      // the directory holding `file`
+  std::string stem;                   // NAME, for its __pycache__
+};
+
+Found FindIn(const TreeNode* dir, const std::string& n) {
+  Found f;
+  const TreeNode* d = Child(dir, n);
+  if (d != nullptr && S_ISDIR(d->mode)) {
+    f.package = d;
+    return f;
+  }
+  auto ext = Matching(dir, n + ".", ".so");
+  if (ext.empty()) {
+    if (const TreeNode* so = RegularChild(dir, n + ".so")) ext.emplace_back(n + ".so", so);
+  }
+  if (!ext.empty()) {
+    f.file = ext.front().second;
+    return f;
+  }
+  // The source may be a symbolic link (Debian's sitecustomize.py points
+  // into /etc): the interpreter follows it, and reads the compiled file.
+  if (const TreeNode* py = Child(dir, n + ".py"); py != nullptr && (S_ISREG(py->mode) || S_ISLNK(py->mode))) {
+    f.file = py;
+    f.dir = dir;
+    f.stem = n;
+  }
+  return f;
+}
+
+// The files a module's import reads, for an interpreter whose cache tag
+// is `tag` ("" when unknown: the only compiled file, else the source).
+void ModuleFiles(const Found& f, const std::string& tag, std::vector<const TreeNode*>* out) {
+  const TreeNode* dir = f.dir;
+  std::string stem = f.stem;
+  const TreeNode* source = f.file;
+  if (f.package != nullptr) {
+    dir = f.package;
+    stem = "__init__";
+    source = RegularChild(dir, "__init__.py");
+    if (source == nullptr) return;  // a namespace package: nothing to read
+  }
+  if (dir == nullptr) {  // an extension module
+    out->push_back(source);
+    return;
+  }
+  const TreeNode* cache = Child(dir, "__pycache__");
+  if (!tag.empty()) {
+    if (const TreeNode* pyc = RegularChild(cache, stem + "." + tag + ".pyc")) {
+      out->push_back(pyc);
+      return;
+    }
+  } else {
+    auto pycs = Matching(cache, stem + ".", ".pyc");
+    if (pycs.size() == 1) {
+      out->push_back(pycs.front().second);
+      return;
+    }
+  }
+  if (S_ISREG(source->mode)) out->push_back(source);  // a link's target is elsewhere
+}
+
 std::string PythonVersion(const std::string& path) {
   size_t pos = 0;
   while ((pos = path.find("/python", pos)) != std::string::npos) {
@@ -383,68 +448,6 @@ std::vector<PyModuleIndex::Record> PyModuleIndex::Resolve(const std::string& pat
     }
   }
 
-  // A module found in a directory: a package's directory, or its file.
-  struct Found {
-    const TreeNode* package = nullptr;  // a package directory
-    const TreeNode* file = nullptr;     // NAME.py or an extension module
-    const TreeNode* dir = nullptr;      // the directory holding `file`
-    std::string stem;                   // NAME, for its __pycache__
-  };
-  auto find_in = [](const TreeNode* dir, const std::string& n) -> Found {
-    Found f;
-    const TreeNode* d = Child(dir, n);
-    if (d != nullptr && S_ISDIR(d->mode)) {
-      f.package = d;
-      return f;
-    }
-    auto ext = Matching(dir, n + ".", ".so");
-    if (ext.empty()) {
-      if (const TreeNode* so = RegularChild(dir, n + ".so")) ext.emplace_back(n + ".so", so);
-    }
-    if (!ext.empty()) {
-      f.file = ext.front().second;
-      return f;
-    }
-    if (const TreeNode* py = RegularChild(dir, n + ".py")) {
-      f.file = py;
-      f.dir = dir;
-      f.stem = n;
-    }
-    return f;
-  };
-
-  // The files a module's import reads, for an interpreter whose cache tag
-  // is `tag` ("" when unknown: the only compiled file, else the source).
-  auto module_files = [](const Found& f, const std::string& tag, std::vector<const TreeNode*>* out) {
-    const TreeNode* dir = f.dir;
-    std::string stem = f.stem;
-    const TreeNode* source = f.file;
-    if (f.package != nullptr) {
-      dir = f.package;
-      stem = "__init__";
-      source = RegularChild(dir, "__init__.py");
-      if (source == nullptr) return;  // a namespace package: nothing to read
-    }
-    if (dir == nullptr) {  // an extension module
-      out->push_back(source);
-      return;
-    }
-    const TreeNode* cache = Child(dir, "__pycache__");
-    if (!tag.empty()) {
-      if (const TreeNode* pyc = RegularChild(cache, stem + "." + tag + ".pyc")) {
-        out->push_back(pyc);
-        return;
-      }
-    } else {
-      auto pycs = Matching(cache, stem + ".", ".pyc");
-      if (pycs.size() == 1) {
-        out->push_back(pycs.front().second);
-        return;
-      }
-    }
-    out->push_back(source);
-  };
-
   // What one import statement brings, as Found modules in import order.
   auto resolve = [&](const PyImport& imp) {
     std::vector<Found> found;
@@ -464,11 +467,11 @@ std::vector<PyModuleIndex::Record> PyModuleIndex::Resolve(const std::string& pat
       Found f;
       if (k == 0 && base == nullptr) {
         for (const TreeNode* d : search) {
-          f = find_in(d, parts[0]);
+          f = FindIn(d, parts[0]);
           if (f.package != nullptr || f.file != nullptr) break;
         }
       } else {
-        f = find_in(base, parts[k]);
+        f = FindIn(base, parts[k]);
       }
       if (f.package == nullptr && f.file == nullptr) return found;
       found.push_back(f);
@@ -482,7 +485,7 @@ std::vector<PyModuleIndex::Record> PyModuleIndex::Resolve(const std::string& pat
     if (imp.from && base != nullptr) {  // names that are submodules of the package
       for (const std::string& n : imp.names) {
         if (n == "*") continue;
-        Found f = find_in(base, n);
+        Found f = FindIn(base, n);
         if (f.package != nullptr || f.file != nullptr) found.push_back(f);
       }
     }
@@ -506,13 +509,48 @@ std::vector<PyModuleIndex::Record> PyModuleIndex::Resolve(const std::string& pat
     for (const auto& found : per_import) {
       for (const Found& f : found) {
         std::vector<const TreeNode*> files;
-        module_files(f, tag, &files);
+        ModuleFiles(f, tag, &files);
         for (const TreeNode* x : files) {
           if (r.deps.size() < kMaxLoads && seen.insert(x).second) r.deps.push_back(x);
         }
       }
     }
     if (!r.deps.empty()) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<const TreeNode*> PyModuleIndex::Interpreter(const std::string& path) const {
+  const std::string name = Basename(path);
+  const std::string version = PythonVersion(path);
+  if (version.empty() || name != version || Basename(Dirname(path)) != "bin") return {};
+  const size_t dot = version.find('.');
+  const int minor = std::atoi(version.c_str() + dot + 1);
+  const std::string tag = "cpython-" + version.substr(6, dot - 6) + version.substr(dot + 1);
+  // What the interpreter imports by itself before any code of the
+  // program's: the codec machinery (encodings names its codecs at run
+  // time, so its imports do not show them; UTF-8 is the one every start
+  // in a UTF-8 or C locale looks up), and site's hooks. From 3.11 on, site
+  // and what it imports are frozen into the interpreter; before, they are
+  // read from the library like any module.
+  std::vector<std::string> modules{"encodings", "encodings.utf_8", "sitecustomize", "usercustomize"};
+  if (version.starts_with("python3.") && minor < 11) modules.push_back("site");
+  std::vector<const TreeNode*> out;
+  for (const std::string& module : modules) {
+    const size_t sep = module.find('.');
+    const std::string first = module.substr(0, sep);
+    for (const Root& r : roots_) {
+      if (r.version != version && !Basename(r.path).ends_with("-packages")) continue;
+      Found f = FindIn(r.dir, first);
+      if (f.package != nullptr && sep != std::string::npos) f = FindIn(f.package, module.substr(sep + 1));
+      if (f.package == nullptr && f.file == nullptr) continue;
+      std::vector<const TreeNode*> files;
+      ModuleFiles(f, tag, &files);
+      for (const TreeNode* x : files) {
+        if (out.size() < kMaxLoads && std::find(out.begin(), out.end(), x) == out.end()) out.push_back(x);
+      }
+      break;
+    }
   }
   return out;
 }

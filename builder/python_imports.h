@@ -78,6 +78,13 @@ class PyModuleIndex {
   // imported, as read by the same interpreter (NAME.TAG.pyc for the same
   // TAG, else NAME.py; extension modules). At most kMaxLoads deps each.
   std::vector<Record> Resolve(const std::string& path, const std::vector<PyImport>& imports) const;
+  // For an interpreter at `path` (.../bin/pythonX.Y): the files of the
+  // modules it imports by itself as it starts, before the program's own
+  // code (the encodings package and its UTF-8 codec, sitecustomize and
+  // usercustomize if present, and site before 3.11, which freezes it), as
+  // it reads them (NAME.cpython-XY.pyc, else NAME.py), from its own library
+  // and the site- and dist-packages directories. Empty for other paths.
+  std::vector<const TreeNode*> Interpreter(const std::string& path) const;
 
  private:
   struct Root {

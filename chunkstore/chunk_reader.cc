@@ -318,7 +318,8 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent, boo
   for (size_t i = 1; one_span && i < mine.size(); ++i) {
     const ChunkLocation& prev = mine[i - 1].first;
     one_span = mine[i].first.offset >= prev.offset + prev.clen &&
-               mine[i].first.pack == mine.front().first.pack;
+               mine[i].first.pack == mine.front().first.pack &&
+               mine[i].first.startup == mine.front().first.startup;
   }
   // Not zero-filled first: the store overwrites every byte.
   std::unique_ptr<uint8_t[]> span_bytes;
@@ -336,7 +337,7 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent, boo
         stats_.fetched_bytes += span.size();
       }
       Sending(unsent);
-      return store_->GetRange(PackKey(mine.front().first.pack), begin, span);
+      return store_->GetRange(PackObjectKey(mine.front().first), begin, span);
     }, c);
   }
   if (!st.ok()) {
@@ -405,7 +406,7 @@ Result<ChunkData> ChunkReader::FetchFromStore(const ChunkLocation& loc, FetchCou
     }
     auto frame = std::make_unique_for_overwrite<uint8_t[]>(loc.clen);
     Sending(unsent);
-    RETURN_IF_ERROR(store_->GetRange(PackKey(loc.pack), loc.offset, {frame.get(), loc.clen}));
+    RETURN_IF_ERROR(store_->GetRange(PackObjectKey(loc), loc.offset, {frame.get(), loc.clen}));
     Status v = DecompressAndVerify({frame.get(), loc.clen}, loc.ulen, loc.digest, data.get());
     if (v.code() == StatusCode::kCorruption) {
       std::lock_guard<std::mutex> lock(mu_);

@@ -13,6 +13,7 @@
 namespace ferry::chunkstore {
 
 std::string PackKey(const Digest& pack) { return "packs/" + pack.Hex(); }
+std::string StartupPackKey(const Digest& pack) { return "startup/" + pack.Hex(); }
 
 namespace {
 
@@ -175,8 +176,9 @@ Result<std::vector<ChunkLocation>> ParseIndex(std::span<const uint8_t> trailer,
 
 }  // namespace
 
-Result<std::vector<ChunkLocation>> ReadPackIndex(ObjectStore& store, const Digest& pack) {
-  std::string key = PackKey(pack);
+Result<std::vector<ChunkLocation>> ReadPackIndex(ObjectStore& store, const Digest& pack,
+                                                 const std::string& key_in) {
+  const std::string key = key_in.empty() ? PackKey(pack) : key_in;
   ASSIGN_OR_RETURN(uint64_t size, store.Size(key));
   if (size < kPackTrailerSize) return CorruptionError("pack " + pack.Hex() + ": too short");
   uint8_t trailer[kPackTrailerSize];

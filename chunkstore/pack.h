@@ -32,9 +32,19 @@ struct ChunkLocation {
   uint64_t offset = 0;   // of the zstd frame within the pack
   uint32_t clen = 0;     // compressed (frame) length
   uint32_t ulen = 0;     // uncompressed length
+  bool startup = false;  // the pack is a start-up pack (StartupPackKey), not under packs/
 };
 
+// "packs/<hex>": the packs builds write and deduplicate against.
 std::string PackKey(const Digest& pack);
+// "startup/<hex>": start-up packs (fs/profile.h). They hold copies of an
+// image's chunks for one profile and are deleted with it, so they are kept
+// out of packs/, where a build would find and reference their chunks.
+std::string StartupPackKey(const Digest& pack);
+// The object `loc`'s pack is stored as.
+inline std::string PackObjectKey(const ChunkLocation& loc) {
+  return loc.startup ? StartupPackKey(loc.pack) : PackKey(loc.pack);
+}
 
 // Compresses `data` as one zstd frame that records its content size.
 std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level);
@@ -77,8 +87,9 @@ class PackWriter {
 
 // Reads a pack's own index from the store (trailer, then index), checking
 // magic, version, bounds and the index checksum.
+// `key`: where the pack is stored, if not PackKey(pack).
 Result<std::vector<ChunkLocation>> ReadPackIndex(ObjectStore& store,
-                                                 const Digest& pack);
+                                                 const Digest& pack, const std::string& key = "");
 // The same over a whole pack held in memory (fsck, fuzzing).
 Result<std::vector<ChunkLocation>> ParsePackIndex(std::span<const uint8_t> pack,
                                                   const Digest& pack_id);

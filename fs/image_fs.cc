@@ -433,6 +433,7 @@ void ImageFs::ReplayProfile(const Profile& profile) {
         const uint32_t i = order[pos];
         chunkstore::ChunkLocation loc = image_->Chunk(i);
         loc.pack = *profile.pack;
+        loc.startup = true;
         loc.offset = offset;
         loc.clen = profile.clens[pos];
         offset += loc.clen;

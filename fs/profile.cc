@@ -119,7 +119,7 @@ Result<Profile> MakeStartupPack(chunkstore::ObjectStore& store, chunkstore::Chun
     unlink(path.c_str());
     return id.status().Annotate("start-up pack");
   }
-  Status put = store.PutFile(chunkstore::PackKey(*id), path);
+  Status put = store.PutFile(chunkstore::StartupPackKey(*id), path);
   unlink(path.c_str());
   RETURN_IF_ERROR(put.Annotate("start-up pack"));
   p.pack = *id;
@@ -131,7 +131,7 @@ Status StoreProfile(chunkstore::ObjectStore& store, const Digest& image_id, uint
   auto old = LoadProfile(store, image_id, chunk_count);
   RETURN_IF_ERROR(PutProfile(store, image_id, profile));
   if (old.ok() && old->has_value() && (*old)->pack.has_value() && (*old)->pack != profile.pack) {
-    store.Delete(chunkstore::PackKey(*(*old)->pack)).IgnoreError();
+    store.Delete(chunkstore::StartupPackKey(*(*old)->pack)).IgnoreError();
   }
   return Status::Ok();
 }
@@ -143,7 +143,7 @@ Status RemoveProfile(chunkstore::ObjectStore& store, const Digest& image_id, uin
   }
   RETURN_IF_ERROR(store.Delete(ProfileKey(image_id)));
   if (old.ok() && (*old)->pack.has_value()) {
-    RETURN_IF_ERROR(store.Delete(chunkstore::PackKey(*(*old)->pack))
+    RETURN_IF_ERROR(store.Delete(chunkstore::StartupPackKey(*(*old)->pack))
                         .Annotate("delete the start-up pack of " + image_id.Short()));
   }
   return Status::Ok();

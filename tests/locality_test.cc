@@ -631,7 +631,7 @@ TEST_CASE("profile replay from a start-up pack: a few reads of that pack alone, 
   CHECK((*loaded)->clens == profile->clens);
   // The start-up pack is a pack like any other: its own index lists the
   // profile's chunks in profile order, frames back to back.
-  auto index = chunkstore::ReadPackIndex(*f.store, *profile->pack);
+  auto index = chunkstore::ReadPackIndex(*f.store, *profile->pack, chunkstore::StartupPackKey(*profile->pack));
   REQUIRE(index.ok());
   REQUIRE(index->size() == order.size());
   uint64_t offset = 0;
@@ -669,22 +669,43 @@ TEST_CASE("profile replay from a start-up pack: a few reads of that pack alone, 
   CHECK(v2.front().first == 0);  // the profile's first chunk first
   uint64_t total = 0;
   for (size_t k = 0; k < v2.size(); ++k) {
-    CHECK(keys_v2[k] == chunkstore::PackKey(*profile->pack));
+    CHECK(keys_v2[k] == chunkstore::StartupPackKey(*profile->pack));
     total += v2[k].second;
   }
   CHECK(total == offset);  // each frame read once, nothing else
-  for (const auto& k : keys_v1) CHECK(k != chunkstore::PackKey(*profile->pack));
+  for (const auto& k : keys_v1) CHECK(k != chunkstore::StartupPackKey(*profile->pack));
 
   // Recorded again, the profile replaces the old one; removed, it takes its pack along.
   auto again = fs::MakeStartupPack(*f.store, *f.chunks, std::vector<uint32_t>(order.begin(), order.end() - 1),
                                    Locations(f.fs->image(), std::vector<uint32_t>(order.begin(), order.end() - 1)));
   REQUIRE(again.ok());
   REQUIRE(fs::StoreProfile(*f.store, f.image_id, f.fs->image().chunks().size(), *again).ok());
-  CHECK(f.store->Size(chunkstore::PackKey(*profile->pack)).status().code() == StatusCode::kNotFound);
+  CHECK(f.store->Size(chunkstore::StartupPackKey(*profile->pack)).status().code() == StatusCode::kNotFound);
   REQUIRE(fs::RemoveProfile(*f.store, f.image_id, f.fs->image().chunks().size()).ok());
-  CHECK(f.store->Size(chunkstore::PackKey(*again->pack)).status().code() == StatusCode::kNotFound);
+  CHECK(f.store->Size(chunkstore::StartupPackKey(*again->pack)).status().code() == StatusCode::kNotFound);
   CHECK(f.store->Size(fs::ProfileKey(f.image_id)).status().code() == StatusCode::kNotFound);
   CHECK(fs::RemoveProfile(*f.store, f.image_id, f.fs->image().chunks().size()).code() == StatusCode::kNotFound);
+
+  // A build never finds chunks in a start-up pack (its copies go when the
+  // profile goes): with the image's own packs gone, building the same tree
+  // writes every chunk anew, and the image names no start-up pack.
+  auto last = fs::MakeStartupPack(*f.store, *f.chunks, order, Locations(f.fs->image(), order));
+  REQUIRE(last.ok());
+  std::set<Digest> image_packs;
+  for (uint32_t i = 0; i < f.fs->image().chunks().size(); ++i) image_packs.insert(f.fs->image().Chunk(i).pack);
+  for (const Digest& p : image_packs) REQUIRE(f.store->Delete(chunkstore::PackKey(p)).ok());
+  builder::ImageBuilder b(f.store.get(), {});
+  REQUIRE(b.AddDirectory(f.tmp.path() + "/src").ok());
+  auto rebuilt = b.Finish("");
+  REQUIRE(rebuilt.ok());
+  CHECK(rebuilt->ingest.new_chunks == f.fs->image().chunks().size());
+  auto image = fs::LoadImage(*f.store, rebuilt->image);
+  REQUIRE(image.ok());
+  for (uint32_t i = 0; i < (*image)->chunks().size(); ++i) {
+    const chunkstore::ChunkLocation loc = (*image)->Chunk(i);
+    CHECK(loc.pack != *last->pack);
+    CHECK(f.store->Size(chunkstore::PackKey(loc.pack)).ok());
+  }
 }
 
 TEST_CASE("profile replay from a start-up pack that is missing or damaged: reads still return the right bytes") {
@@ -692,7 +713,7 @@ TEST_CASE("profile replay from a start-up pack that is missing or damaged: reads
   const std::vector<uint32_t> order = ScatteredProfile(f);
   auto profile = fs::MakeStartupPack(*f.store, *f.chunks, order, Locations(f.fs->image(), order));
   REQUIRE(profile.ok());
-  const std::string pack_key = chunkstore::PackKey(*profile->pack);
+  const std::string pack_key = chunkstore::StartupPackKey(*profile->pack);
   for (const char* how : {"missing", "damaged"}) {
     SECTION(how) {
       Recorded r(f);
