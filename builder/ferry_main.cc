@@ -167,8 +167,12 @@ int CmdInspect(const std::string& store_url, const std::string& name, bool list_
     compressed += c.clen;
   }
   std::printf("image      %s\n", id.Hex().c_str());
-  std::printf("metadata   %s (%llu inodes)\n", Mb(img.object_size()).c_str(),
+  std::printf("metadata   %s (%llu inodes)", Mb(img.object_size()).c_str(),
               (unsigned long long)img.inode_count());
+  if (auto stored = (*store)->Size(fs::ImageKey(id)); stored.ok() && *stored != img.object_size()) {
+    std::printf(", stored as %s (zstd)", Mb(*stored).c_str());
+  }
+  std::printf("\n");
   std::printf("entries    %llu files, %llu directories, %llu symlinks, %llu other\n",
               (unsigned long long)files, (unsigned long long)dirs, (unsigned long long)links,
               (unsigned long long)other);

@@ -43,6 +43,12 @@ std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level) {
   return out;
 }
 
+std::optional<uint64_t> FrameContentSize(std::span<const uint8_t> frame) {
+  unsigned long long n = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN) return std::nullopt;
+  return n;
+}
+
 Status DecompressFrame(std::span<const uint8_t> frame, uint32_t ulen, const Digest& digest,
                        std::vector<uint8_t>* out) {
   unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -48,6 +49,9 @@ inline std::string PackObjectKey(const ChunkLocation& loc) {
 
 // Compresses `data` as one zstd frame that records its content size.
 std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level);
+// The content size a zstd frame declares, or nullopt if it declares none
+// or is not a frame.
+std::optional<uint64_t> FrameContentSize(std::span<const uint8_t> frame);
 // Decompresses one frame into exactly `ulen` bytes (kCorruption if it does
 // not decode to that). Does not verify: the caller must check the digest.
 // `digest` only names the chunk in messages.

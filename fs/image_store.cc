@@ -1,8 +1,23 @@
 #include "fs/image_store.h"
 
 #include <cctype>
+#include <cstring>
+
+#include "chunkstore/pack.h"
 
 namespace ferry::fs {
+
+namespace {
+// Metadata is compressed once per build and read by every mount: level 3
+// takes the benchmark image's 1.9 MB to 0.55 MB in about 30 ms (level 1:
+// the same size; 19: 0.47 MB in seconds).
+constexpr int kMetadataZstdLevel = 3;
+constexpr uint8_t kZstdMagic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+// Larger objects are stored as they are. A compressed one may declare at
+// most this, and at most 256 times its own size (metadata compresses about
+// 3.4 times): a lying store cannot make a mount allocate gigabytes.
+constexpr uint64_t kMaxPlainBytes = 0xffffffffu;
+}  // namespace
 
 std::string ImageKey(const Digest& id) { return "images/" + id.Hex(); }
 
@@ -13,9 +28,17 @@ bool IsValidRefName(const std::string& name) {
   return chunkstore::IsValidKey("refs/" + name);
 }
 
-Result<Digest> PutImage(chunkstore::ObjectStore& store, std::span<const uint8_t> object) {
+Result<Digest> PutImage(chunkstore::ObjectStore& store, std::span<const uint8_t> object,
+                        MetadataEncoding encoding) {
   Digest id = Sha256(object);
-  RETURN_IF_ERROR(store.Put(ImageKey(id), object));
+  const bool zstd = object.size() <= kMaxPlainBytes &&
+                    (encoding == MetadataEncoding::kZstd ||
+                     (encoding == MetadataEncoding::kAuto && !store.IsLocal()));
+  if (zstd) {
+    RETURN_IF_ERROR(store.Put(ImageKey(id), chunkstore::CompressChunk(object, kMetadataZstdLevel)));
+  } else {
+    RETURN_IF_ERROR(store.Put(ImageKey(id), object));
+  }
   return id;
 }
 
@@ -78,6 +101,20 @@ Result<Digest> ResolveImage(chunkstore::ObjectStore& store, const std::string& n
 Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, const Digest& id) {
   auto blob = store.Get(ImageKey(id));
   if (!blob.ok()) return blob.status().Annotate("load image " + id.Short());
+  auto stored = (*blob)->bytes();
+  if (stored.size() >= 4 && std::memcmp(stored.data(), kZstdMagic, 4) == 0) {
+    // Compressed: one frame that must declare its size, at most what a
+    // metadata object may be, and decode to exactly that; then it is
+    // checked like any object.
+    auto size = chunkstore::FrameContentSize(stored);
+    if (!size.has_value() || *size > kMaxPlainBytes || *size > 256 * uint64_t{stored.size()} + (1u << 20)) {
+      return CorruptionError("image " + id.Hex() + ": compressed metadata object without a valid size");
+    }
+    std::vector<uint8_t> object;
+    Status st = chunkstore::DecompressFrame(stored, static_cast<uint32_t>(*size), id, &object);
+    if (!st.ok()) return CorruptionError("image " + id.Hex() + ": compressed metadata object does not decode");
+    *blob = chunkstore::MakeBlob(std::move(object));
+  }
   if (Sha256((*blob)->bytes()) != id) {
     return CorruptionError("image " + id.Hex() + ": metadata object does not match its id");
   }

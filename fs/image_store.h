@@ -1,6 +1,8 @@
 // Images and refs in an object store.
 //
-//   images/<id>   an image metadata object; id = SHA-256 of its bytes
+//   images/<id>   an image metadata object; id = SHA-256 of its bytes. In a
+//                 remote store it is kept as one zstd frame of those bytes
+//                 (a third of the size on the wire); LoadImage reads both.
 //   refs/<name>   a ref: the 64-hex image id followed by a newline
 //
 // Everything read is verified: an image whose bytes do not hash to its id is
@@ -23,8 +25,11 @@ std::string ImageKey(const Digest& id);
 // in '/'-separated components, starting with a letter or digit.
 bool IsValidRefName(const std::string& name);
 
-// Stores a serialized image; returns its id.
-Result<Digest> PutImage(chunkstore::ObjectStore& store, std::span<const uint8_t> object);
+// Stores a serialized image, compressed when the store is remote
+// (`compress`: kAuto) or as asked; returns its id.
+enum class MetadataEncoding { kAuto, kPlain, kZstd };
+Result<Digest> PutImage(chunkstore::ObjectStore& store, std::span<const uint8_t> object,
+                        MetadataEncoding encoding = MetadataEncoding::kAuto);
 // Points `name` at `id` (atomically replacing an old value).
 Status SetRef(chunkstore::ObjectStore& store, const std::string& name, const Digest& id);
 // All refs, sorted by name.
