@@ -115,8 +115,10 @@ int ProfileRecord(const std::string& store_url, const std::string& name,
     bytes += imagefs.image().chunks()[i].ulen;
     locs.push_back(imagefs.image().Chunk(i));
   }
-  std::fprintf(stderr, "ferry: writing the start-up pack: %zu chunks, %.1f MB, zstd level %d\n",
-               order.size(), bytes / 1e6, fs::kStartupPackLevel);
+  if (!order.empty()) {
+    std::fprintf(stderr, "ferry: writing the start-up pack: %zu chunks, %.1f MB, zstd level %d\n",
+                 order.size(), bytes / 1e6, fs::kStartupPackLevel);
+  }
   // A workload that read nothing gets a profile without a pack.
   auto profile = order.empty() ? Result<fs::Profile>(fs::Profile{})
                                : fs::MakeStartupPack(*o->store, chunks, order, locs);

@@ -539,9 +539,14 @@ std::vector<const TreeNode*> PyModuleIndex::Interpreter(const std::string& path)
   for (const std::string& module : modules) {
     const size_t sep = module.find('.');
     const std::string first = module.substr(0, sep);
+    // As sys.path has them: its own library first, then site and dist packages.
+    std::vector<const Root*> order;
+    for (const Root& r : roots_) if (r.version == version) order.push_back(&r);
     for (const Root& r : roots_) {
-      if (r.version != version && !Basename(r.path).ends_with("-packages")) continue;
-      Found f = FindIn(r.dir, first);
+      if (r.version != version && Basename(r.path).ends_with("-packages")) order.push_back(&r);
+    }
+    for (const Root* r : order) {
+      Found f = FindIn(r->dir, first);
       if (f.package != nullptr && sep != std::string::npos) f = FindIn(f.package, module.substr(sep + 1));
       if (f.package == nullptr && f.file == nullptr) continue;
       std::vector<const TreeNode*> files;

@@ -318,6 +318,17 @@ struct Recorded {
   fs::ImageFs fs;
 };
 
+// Waits (up to 20 s) until every chunk of `order` is in memory or in flight.
+bool Arrive(const chunkstore::ChunkReader& reader, const fs::ImageFs& fs, const std::vector<uint32_t>& order) {
+  bool all = false;
+  for (int i = 0; i < 2000 && !all; ++i) {
+    all = true;
+    for (uint32_t c : order) all = all && reader.Present(fs.image().Chunk(c).digest);
+    if (!all) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return all;
+}
+
 TEST_CASE("locality: prefetch runs are up to 1 MiB from a remote store, 256 KiB from a local one") {
   Fixture f;
   uint64_t max_clen = 0;
@@ -473,13 +484,7 @@ TEST_CASE("profile replay: the first MiB in short reads, then long ones, in the 
   for (const auto& e : fs.image().Extents(ino)) order.push_back(e.chunk);
   REQUIRE(order.size() > 40);
   fs.ReplayProfile(order);
-  bool all = false;
-  for (int i = 0; i < 2000 && !all; ++i) {
-    all = true;
-    for (uint32_t c : order) all = all && reader.Present(fs.image().Chunk(c).digest);
-    if (!all) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  REQUIRE(all);
+  REQUIRE(Arrive(reader, fs, order));
   auto ranges = rec.ranges();
   REQUIRE(ranges.size() >= 3);
   // The first read starts at the profile's first chunk and is short; the
@@ -647,13 +652,7 @@ TEST_CASE("profile replay from a start-up pack: a few reads of that pack alone, 
     Recorded r(f);
     auto& [rec, reader, fs] = r;
     fs.ReplayProfile(p);
-    bool all = false;
-    for (int i = 0; i < 2000 && !all; ++i) {
-      all = true;
-      for (uint32_t c : order) all = all && reader.Present(fs.image().Chunk(c).digest);
-      if (!all) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    REQUIRE(all);
+    REQUIRE(Arrive(reader, fs, order));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // nothing else follows
     ReadProfileFiles(f, fs);
     CHECK(fs.fetch_counters().demand_misses == 0);
