@@ -522,6 +522,8 @@ timeout -k 5 "$ITEM_TIMEOUT" env -i PATH="$WORKLOAD_PATH" PYTHONDONTWRITEBYTECOD
   >>"$LOGS/ferry-profile.log" 2>&1 || { tail -n 20 "$LOGS/ferry-profile.log" >&8; die "ferry profile record failed"; }
 "$FERRY" --store "$PLAIN_URL" profile show "$TAG" >"$LOGS/ferry-profile-show.txt" 2>&1 || die "no profile after recording"
 PROFILE_NOTE=$(awk '$1 == "chunks" { $1 = ""; sub(/^ /, ""); print }' "$LOGS/ferry-profile-show.txt")
+PROFILE_PACK=$(awk '$1 == "pack" { $1 = ""; sub(/^ /, ""); print }' "$LOGS/ferry-profile-show.txt")
+[[ -n $PROFILE_PACK ]] && PROFILE_NOTE="$PROFILE_NOTE; start-up pack: $PROFILE_PACK"
 log "  profile: $PROFILE_NOTE"
 
 for s in "${SETS[@]}"; do
