@@ -25,8 +25,9 @@ std::string ImageKey(const Digest& id);
 // in '/'-separated components, starting with a letter or digit.
 bool IsValidRefName(const std::string& name);
 
-// Stores a serialized image, compressed when the store is remote
-// (`compress`: kAuto) or as asked; returns its id.
+// Stores a serialized image: with kAuto as one zstd frame in a remote
+// store and plain in a local one (mapped in place), else as asked. Returns
+// its id, the SHA-256 of `object` either way.
 enum class MetadataEncoding { kAuto, kPlain, kZstd };
 Result<Digest> PutImage(chunkstore::ObjectStore& store, std::span<const uint8_t> object,
                         MetadataEncoding encoding = MetadataEncoding::kAuto);
