@@ -47,8 +47,8 @@ void RaiseFileLimit() {
 // FUSE paths do not wait on the disk for code the first time a sandbox
 // starts after ferryd does (a daemon that has served for a while is in that
 // state anyway). Nothing is locked: the kernel may still reclaim them.
-// bench/coldstart.sh, 'ferry mount' at 20 ms: about 125 -> 118 ms (the
-// first call into the mount path no longer waits for its code).
+// bench/coldstart.sh's store at 20 ms, 'ferry mount' with the page cache
+// dropped: about 127 -> 122 ms (medians of 4; close to the noise).
 void PrefaultCode() {
 #ifdef MADV_POPULATE_READ
   std::FILE* maps = std::fopen("/proc/self/maps", "re");
