@@ -119,9 +119,7 @@ int ProfileRecord(const std::string& store_url, const std::string& name,
     std::fprintf(stderr, "ferry: writing the start-up pack: %zu chunks, %.1f MB, zstd level %d\n",
                  order.size(), bytes / 1e6, fs::kStartupPackLevel);
   }
-  // A workload that read nothing gets a profile without a pack.
-  auto profile = order.empty() ? Result<fs::Profile>(fs::Profile{})
-                               : fs::MakeStartupPack(*o->store, chunks, order, locs);
+  auto profile = fs::MakeStartupPack(*o->store, chunks, order, locs);
   if (!profile.ok()) return Fail(profile.status().Annotate("no profile stored"));
   if (Status st = fs::StoreProfile(*o->store, o->id, chunk_count, *profile); !st.ok()) return Fail(st);
   uint64_t packed = 0;

@@ -241,7 +241,6 @@ std::vector<std::pair<std::string, const TreeNode*>> Matching(const TreeNode* di
   return out;
 }
 
-// "python3.11" if a component of `path` is pythonX.Y, else "".
 // A module found in a directory: a package's directory, or its file.
 struct Found {
   const TreeNode* package = nullptr;  // a package directory
@@ -307,6 +306,7 @@ void ModuleFiles(const Found& f, const std::string& tag, std::vector<const TreeN
   if (S_ISREG(source->mode)) out->push_back(source);  // a link's target is elsewhere
 }
 
+// "python3.11" if a component of `path` is pythonX.Y, else "".
 std::string PythonVersion(const std::string& path) {
   size_t pos = 0;
   while ((pos = path.find("/python", pos)) != std::string::npos) {
@@ -535,16 +535,16 @@ std::vector<const TreeNode*> PyModuleIndex::Interpreter(const std::string& path)
   // read from the library like any module.
   std::vector<std::string> modules{"encodings", "encodings.utf_8", "sitecustomize", "usercustomize"};
   if (version.starts_with("python3.") && minor < 11) modules.push_back("site");
+  // As sys.path has them: its own library first, then site and dist packages.
+  std::vector<const Root*> order;
+  for (const Root& r : roots_) if (r.version == version) order.push_back(&r);
+  for (const Root& r : roots_) {
+    if (r.version != version && Basename(r.path).ends_with("-packages")) order.push_back(&r);
+  }
   std::vector<const TreeNode*> out;
   for (const std::string& module : modules) {
     const size_t sep = module.find('.');
     const std::string first = module.substr(0, sep);
-    // As sys.path has them: its own library first, then site and dist packages.
-    std::vector<const Root*> order;
-    for (const Root& r : roots_) if (r.version == version) order.push_back(&r);
-    for (const Root& r : roots_) {
-      if (r.version != version && Basename(r.path).ends_with("-packages")) order.push_back(&r);
-    }
     for (const Root* r : order) {
       Found f = FindIn(r->dir, first);
       if (f.package != nullptr && sep != std::string::npos) f = FindIn(f.package, module.substr(sep + 1));

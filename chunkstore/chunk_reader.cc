@@ -145,27 +145,8 @@ Result<ChunkData> ChunkReader::WaitOther(const ChunkLocation& loc,
                                          const CountersPtr& counters) {
   auto res = Wait(loc, flight);
   if (res.ok() || !flight->hint || res.status().code() == StatusCode::kDeadlineExceeded) return res;
-  // The failed flight is gone from flights_, so this claims one of its own
-  // (or waits for a demand read's).
-  std::shared_ptr<Flight> own;
-  Job job;
-  job.counters = counters;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = map_.find(loc.digest); it != map_.end()) return it->second->second;
-    if (auto fit = flights_.find(loc.digest); fit != flights_.end()) {
-      own = fit->second;
-    } else {
-      own = std::make_shared<Flight>();
-      flights_[loc.digest] = own;
-      job.claimed.emplace_back(loc, own);
-    }
-  }
-  if (!job.claimed.empty()) {
-    Add(&FetchCounters::demand_misses, counters.get());
-    Enqueue(std::move(job), /*demand=*/true);
-  }
-  return Wait(loc, own);
+  // The failed flight is gone from flights_: read it as if for the first time.
+  return ReadWithNeighbours(loc, {}, counters);
 }
 
 Result<ChunkData> ChunkReader::Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight) {

@@ -51,9 +51,7 @@ std::optional<uint64_t> FrameContentSize(std::span<const uint8_t> frame) {
 
 Status DecompressFrame(std::span<const uint8_t> frame, uint32_t ulen, const Digest& digest,
                        std::vector<uint8_t>* out) {
-  unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
-  if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN ||
-      declared != ulen) {
+  if (FrameContentSize(frame) != std::optional<uint64_t>(ulen)) {
     return CorruptionError("chunk " + digest.Hex() + ": bad zstd frame header");
   }
   out->resize(ulen);

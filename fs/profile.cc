@@ -95,6 +95,7 @@ Result<Profile> MakeStartupPack(chunkstore::ObjectStore& store, chunkstore::Chun
                                 std::span<const uint32_t> order,
                                 std::span<const chunkstore::ChunkLocation> locs, int level) {
   if (order.size() != locs.size()) return InvalidArgumentError("start-up pack: order and locations differ");
+  if (order.empty()) return Profile{};  // nothing read: a profile without a pack
   static std::atomic<uint64_t> seq{0};
   std::error_code ec;
   std::filesystem::path dir = std::filesystem::temp_directory_path(ec);

@@ -56,15 +56,17 @@ Result<std::optional<Profile>> LoadProfile(chunkstore::ObjectStore& store, const
 // Makes the version 2 profile of `order` (chunk indices; `locs[i]` is where
 // the image keeps chunk `order[i]`): reads every chunk through `reader`,
 // verified, compresses it at `level` into one new pack in that order, and
-// puts the pack in `store`. The profile object itself is not written.
+// puts the pack in `store`. The profile object itself is not written. An
+// empty `order` gives an empty profile without a pack.
 Result<Profile> MakeStartupPack(chunkstore::ObjectStore& store, chunkstore::ChunkReader& reader,
                                 std::span<const uint32_t> order,
                                 std::span<const chunkstore::ChunkLocation> locs,
                                 int level = kStartupPackLevel);
 
-// Stores `profile` as the image's profile, replacing any. A start-up pack
-// that only the profile it replaces named is deleted afterwards (a failure
-// to delete it is not an error: it is then unreferenced, never wrong).
+// Stores `profile` as the image's profile, replacing any. The start-up pack
+// the replaced profile named is deleted afterwards, unless it is the new
+// one (a failure to delete it is not an error: it is then unreferenced,
+// never wrong).
 Status StoreProfile(chunkstore::ObjectStore& store, const Digest& image_id, uint32_t chunk_count,
                     const Profile& profile);
 // Deletes the image's profile, then its start-up pack. kNotFound if the

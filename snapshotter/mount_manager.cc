@@ -441,8 +441,7 @@ Result<std::tuple<std::string, uint64_t, uint64_t>> MountManager::StopProfile(
   const uint32_t chunk_count = static_cast<uint32_t>(img->fs->image().chunks().size());
   Store* store = stores_.at(img->store_url).get();
   lock.unlock();
-  auto profile = order.empty() ? Result<fs::Profile>(fs::Profile{})
-                               : fs::MakeStartupPack(*store->store, *store->reader, order, locs);
+  auto profile = fs::MakeStartupPack(*store->store, *store->reader, order, locs);
   if (!profile.ok()) return profile.status().Annotate("no profile stored");
   RETURN_IF_ERROR(fs::StoreProfile(*store->store, digest, chunk_count, *profile));
   Log("image " + id.substr(0, 12) + ": stored a start-up profile of " +
