@@ -12,6 +12,7 @@
 #include <fstream>
 #include <random>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -326,6 +327,62 @@ TEST_CASE("a file that cannot be read fails the build, naming it") {
   CHECK(r.err.find(src + "/secret") != std::string::npos);
   CHECK(r.err.find("Permission denied") != std::string::npos);
   CHECK(CountFiles(store + "/refs") == 0);
+}
+
+TEST_CASE("a directory that cannot be read fails the build, naming it, wherever it is") {
+  ScopedTempDir tmp("ferry-unreadable-dir");
+  std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
+  // Many directories, so that the scan's threads are all busy when one of
+  // them meets the unreadable one.
+  for (int i = 0; i < 64; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      WriteFile(src + "/d" + std::to_string(i) + "/e" + std::to_string(j) + "/f", "x");
+    }
+  }
+  std::string locked = src + "/d41/e2";
+  WriteFile(locked + "/deeper/g", "y");
+  chmod(locked.c_str(), 0000);
+  stdfs::create_directories(store);
+  chmod(store.c_str(), 0777);
+  chmod(tmp.path().c_str(), 0755);
+  auto r = Run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FerryBinary(),
+                "--store", store, "build", src, "--tag", "x"});
+  chmod(locked.c_str(), 0755);
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find(locked) != std::string::npos);
+  CHECK(r.err.find("Permission denied") != std::string::npos);
+  CHECK(CountFiles(store + "/refs") == 0);
+  CHECK(CountFiles(store + "/images") == 0);
+}
+
+TEST_CASE("a wide tree with hard links across directories builds to the same image every time") {
+  ScopedTempDir tmp("ferry-scan-same");
+  std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
+  for (int i = 0; i < 10; ++i) stdfs::create_directories(src + "/d" + std::to_string(i));
+  for (int i = 0; i < 100; ++i) {
+    std::string d = src + "/d" + std::to_string(i % 10) + "/s" + std::to_string(i);
+    WriteFile(d + "/f", RandomData(1000 + i, i));
+    // Each file has names in two other directories, found by different
+    // threads in different orders from one build to the next.
+    for (int k : {3, 7}) {
+      std::string other = src + "/d" + std::to_string((i + k) % 10) + "/link" + std::to_string(i);
+      stdfs::create_hard_link(d + "/f", other);
+    }
+  }
+  // The first build reads the files, which moves their access times
+  // (relatime): it is the one build not compared.
+  REQUIRE(Ferry(store, {"build", src, "-q"}).exit_code == 0);
+  std::set<std::string> ids;
+  for (int run = 0; run < 5; ++run) {
+    auto r = Ferry(store, {"build", src});
+    REQUIRE(r.exit_code == 0);
+    INFO(r.err);
+    // The three names of each file are one inode: 100 files, not 300.
+    CHECK(r.err.find(": 100 files, 111 dirs,") != std::string::npos);
+    ids.insert(r.out);
+  }
+  CHECK(ids.size() == 1);
 }
 
 TEST_CASE("damaged images and packs: clear mount errors, EIO on reads, never wrong bytes") {
