@@ -1,18 +1,27 @@
 // Unit tests for the builder: chunking, the tree and its path rules, what
 // programs load (ELF headers, and resolving them in a tree), what Python
-// modules import (their source, and resolving it in a tree).
+// modules import (their source, and resolving it in a tree), and how packs
+// are uploaded.
 #include <catch2/catch.hpp>
 #include <elf.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "builder/chunker.h"
 #include "builder/elf_loads.h"
+#include "builder/image_builder.h"
+#include "chunkstore/file_store.h"
+#include "tests/support/fs_util.h"
 #include "builder/python_imports.h"
 #include "builder/tree.h"
 
@@ -528,6 +537,138 @@ TEST_CASE("python imports: what an interpreter imports by itself, as the files i
   CHECK(index.Interpreter("/usr/bin/python3").empty());
   CHECK(index.Interpreter("/usr/lib/python3.11").empty());
   CHECK(index.Interpreter("/usr/bin/python3.11-config").empty());
+}
+
+// A file:// store whose pack uploads are slow, counted, and can fail.
+class SlowPackStore final : public chunkstore::ObjectStore {
+ public:
+  explicit SlowPackStore(std::unique_ptr<chunkstore::FileStore> inner) : inner_(std::move(inner)) {}
+  std::string Url() const override { return inner_->Url(); }
+  bool IsLocal() const override { return true; }
+  Status Put(const std::string& key, std::span<const uint8_t> data) override {
+    if (key.rfind("images/", 0) == 0) {
+      // By now every pack must be in the store.
+      packs_when_image_put = CountPacks();
+    }
+    return inner_->Put(key, data);
+  }
+  Status PutFile(const std::string& key, const std::string& path) override {
+    int now = ++in_flight;
+    for (int seen = max_in_flight.load(); now > seen && !max_in_flight.compare_exchange_weak(seen, now);) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    int n = ++pack_puts;
+    Status st = n == fail_put ? UnavailableError("injected failure uploading " + key)
+                              : inner_->PutFile(key, path);
+    --in_flight;
+    return st;
+  }
+  Result<std::shared_ptr<const chunkstore::Blob>> Get(const std::string& key) override { return inner_->Get(key); }
+  Status GetRange(const std::string& key, uint64_t offset, std::span<uint8_t> out) override {
+    return inner_->GetRange(key, offset, out);
+  }
+  Result<uint64_t> Size(const std::string& key) override { return inner_->Size(key); }
+  Result<std::vector<std::string>> List(const std::string& prefix) override { return inner_->List(prefix); }
+  Status Delete(const std::string& key) override { return inner_->Delete(key); }
+
+  size_t CountPacks() {
+    auto keys = inner_->List("packs/");
+    return keys.ok() ? keys->size() : 0;
+  }
+
+  std::atomic<int> in_flight{0}, max_in_flight{0}, pack_puts{0};
+  int fail_put = 0;  // this upload (1-based) fails; 0: none
+  size_t packs_when_image_put = 0;
+
+ private:
+  std::unique_ptr<chunkstore::FileStore> inner_;
+};
+
+// A source tree of `files` files of 48 KiB of random bytes each.
+std::string MakeSource(const std::string& dir, int files) {
+  std::filesystem::create_directories(dir);
+  for (int i = 0; i < files; ++i) {
+    auto bytes = Random(48 << 10, 1000 + i);
+    std::ofstream(dir + "/f" + std::to_string(i), std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  }
+  return dir;
+}
+
+BuildOptions SmallPacks() {
+  BuildOptions opt;
+  opt.ingest.pack_target_bytes = 256 << 10;  // about five files a pack
+  return opt;
+}
+
+TEST_CASE("packs upload in the background, a bounded number at once, all before the image") {
+  testing::ScopedTempDir tmp("ferry-uploads");
+  std::string src = MakeSource(tmp.path() + "/src", 60);
+  auto inner = chunkstore::FileStore::Open(tmp.path() + "/store");
+  REQUIRE(inner.ok());
+  SlowPackStore store(std::move(*inner));
+  ImageBuilder b(&store, SmallPacks());
+  REQUIRE(b.AddDirectory(src).ok());
+  auto sum = b.Finish("t");
+  REQUIRE(sum.ok());
+  CHECK(sum->ingest.packs >= 10);
+  CHECK(store.pack_puts.load() == static_cast<int>(sum->ingest.packs));
+  CHECK(store.CountPacks() == sum->ingest.packs);
+  CHECK(store.packs_when_image_put == sum->ingest.packs);
+  // Uploads overlapped (each takes 30 ms), and never more than two at once.
+  CHECK(store.max_in_flight.load() == 2);
+}
+
+TEST_CASE("a pack that fails to upload fails the build: no image, no ref, no temporary file left") {
+  int packs = 0;
+  {
+    testing::ScopedTempDir tmp("ferry-upload-count");
+    auto store = chunkstore::FileStore::Open(tmp.path() + "/store");
+    REQUIRE(store.ok());
+    ImageBuilder b(store->get(), SmallPacks());
+    REQUIRE(b.AddDirectory(MakeSource(tmp.path() + "/src", 60)).ok());
+    auto sum = b.Finish("");
+    REQUIRE(sum.ok());
+    packs = static_cast<int>(sum->ingest.packs);
+  }
+  REQUIRE(packs >= 4);
+  for (int fail : {1, 3, packs}) {  // the first, one in the middle, the last
+    INFO("upload " << fail << " fails");
+    testing::ScopedTempDir tmp("ferry-upload-fails");
+    std::string src = MakeSource(tmp.path() + "/src", 60);
+    auto inner = chunkstore::FileStore::Open(tmp.path() + "/store");
+    REQUIRE(inner.ok());
+    SlowPackStore store(std::move(*inner));
+    store.fail_put = fail;
+    // Packs are written where a store that is not file:// has them: in
+    // $TMPDIR.
+    std::string temp_dir = tmp.path() + "/tmpdir";
+    std::filesystem::create_directories(temp_dir);
+    const char* old_tmpdir = getenv("TMPDIR");
+    std::string saved = old_tmpdir ? old_tmpdir : "";
+    setenv("TMPDIR", temp_dir.c_str(), 1);
+    {
+      ImageBuilder b(&store, SmallPacks());
+      REQUIRE(b.AddDirectory(src).ok());
+      auto sum = b.Finish("t");
+      REQUIRE_FALSE(sum.ok());
+      INFO(sum.status().ToString());
+      CHECK(sum.status().ToString().find("injected failure uploading packs/") != std::string::npos);
+    }
+    if (old_tmpdir) {
+      setenv("TMPDIR", saved.c_str(), 1);
+    } else {
+      unsetenv("TMPDIR");
+    }
+    CHECK(store.List("images/")->empty());
+    CHECK(store.List("refs/")->empty());
+    size_t temps = 0;
+    for (auto& e : std::filesystem::directory_iterator(temp_dir)) {
+      INFO(e.path());
+      ++temps;
+    }
+    CHECK(temps == 0);
+  }
 }
 
 }  // namespace

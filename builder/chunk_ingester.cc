@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -174,6 +175,11 @@ Status ChunkIngester::Drain(size_t max_pending_bytes) {
   return Status::Ok();
 }
 
+namespace {
+// Numbers the temporary pack files of every ingester in the process.
+std::atomic<uint64_t> pack_seq{0};
+}  // namespace
+
 Status ChunkIngester::Resolve(Job& job) {
   ++stats_.chunks;
   uint32_t ulen = static_cast<uint32_t>(job.data.size());
@@ -189,7 +195,7 @@ Status ChunkIngester::Resolve(Job& job) {
   } else {
     if (!pack_) {
       pack_path_ = temp_dir_ + "/pack." + std::to_string(getpid()) + "." +
-                   std::to_string(++pack_seq_);
+                   std::to_string(++pack_seq);
       ASSIGN_OR_RETURN(pack_, chunkstore::PackWriter::Create(pack_path_));
     }
     ASSIGN_OR_RETURN(uint64_t offset, pack_->Append(job.digest, job.frame, ulen));
@@ -215,17 +221,45 @@ Status ChunkIngester::FlushPack() {
   if (!pack_) return Status::Ok();
   ASSIGN_OR_RETURN(Digest id, pack_->Finish());
   pack_.reset();
-  stats_.written_bytes += 0;
-  RETURN_IF_ERROR(store_->PutFile(chunkstore::PackKey(id), pack_path_));
   for (uint32_t i : open_pack_locations_) locations_[i].pack = id;
   open_pack_locations_.clear();
   ++stats_.packs;
+  while (uploads_.size() >= kMaxUploads) {
+    Status st = uploads_.front().get();
+    uploads_.pop_front();
+    if (!st.ok()) {
+      unlink(pack_path_.c_str());  // never to be uploaded
+      return st;
+    }
+  }
+  uploads_.push_back(std::async(std::launch::async, [store = store_, key = chunkstore::PackKey(id),
+                                                     path = pack_path_] {
+    Status st = store->PutFile(key, path);
+    if (!st.ok()) unlink(path.c_str());
+    return st;
+  }));
   return Status::Ok();
 }
 
-Status ChunkIngester::Finish() {
+Status ChunkIngester::FinishPlacing() {
   RETURN_IF_ERROR(Drain(0));
   return FlushPack();
+}
+
+Status ChunkIngester::AwaitUploads() {
+  Status first;
+  for (; !uploads_.empty(); uploads_.pop_front()) {
+    Status st = uploads_.front().get();
+    if (first.ok() && !st.ok()) first = st;
+  }
+  return first;
+}
+
+Status ChunkIngester::Finish() {
+  Status st = FinishPlacing();
+  Status up = AwaitUploads();
+  RETURN_IF_ERROR(st);
+  return up;
 }
 
 }  // namespace ferry::builder

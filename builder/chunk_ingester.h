@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <future>
 #include <memory>
 #include <span>
 #include <string>
@@ -66,6 +67,12 @@ class ChunkIngester {
   // Writes out everything pending and uploads the last pack. After this,
   // locations() is complete and every pack it names is in the store.
   Status Finish();
+  // Finish in two steps. FinishPlacing: everything pending is placed and
+  // locations() is complete, but the last packs may still be uploading
+  // (so the caller can go on with what needs only their ids).
+  // AwaitUploads: every pack is in the store, or the first failure.
+  Status FinishPlacing();
+  Status AwaitUploads();
 
   const std::vector<chunkstore::ChunkLocation>& locations() const { return locations_; }
   const IngestStats& stats() const { return stats_; }
@@ -89,9 +96,13 @@ class ChunkIngester {
   std::unordered_map<Digest, uint32_t, DigestHash> build_index_;  // digest -> location
   std::vector<chunkstore::ChunkLocation> locations_;
   std::vector<uint32_t> open_pack_locations_;  // locations waiting for the pack id
+  // Full packs are uploaded in the background, at most kMaxUploads at once,
+  // while the next ones fill: a file:// store spends that time in fsync, a
+  // remote one sending the pack.
+  static constexpr size_t kMaxUploads = 2;
+  std::deque<std::future<Status>> uploads_;
   std::unique_ptr<chunkstore::PackWriter> pack_;
   std::string pack_path_;
-  uint64_t pack_seq_ = 0;
   std::deque<std::shared_ptr<Job>> pending_;
   std::vector<std::shared_ptr<Job>> batch_;  // submitted, not yet posted
   size_t batch_bytes_ = 0;

@@ -70,8 +70,13 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   RETURN_IF_ERROR(LoadIndexOnce());
   RETURN_IF_ERROR(IngestDirectoryFiles());
   progress_->SetPhase("uploading");
-  RETURN_IF_ERROR(ingester_->Finish());
-  progress_->Done();
+  // The last packs upload while the metadata is put together; the image
+  // is stored only once they are all in the store.
+  Status placed = ingester_->FinishPlacing();
+  if (!placed.ok()) {
+    ingester_->AwaitUploads().IgnoreError();
+    return placed;
+  }
   keep_alive_.clear();
 
   BuildSummary summary;
@@ -161,6 +166,8 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   }
   std::vector<uint8_t> object = writer.Serialize();
   summary.metadata_bytes = object.size();
+  RETURN_IF_ERROR(ingester_->AwaitUploads());
+  progress_->Done();
   ASSIGN_OR_RETURN(summary.image, fs::PutImage(*store_, object));
   if (!tag.empty()) RETURN_IF_ERROR(fs::SetRef(*store_, tag, summary.image));
   summary.ingest = ingester_->stats();
