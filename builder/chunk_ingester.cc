@@ -51,10 +51,13 @@ class ChunkIngester::Workers {
     }
     cv_.notify_one();
   }
-  void MarkDone(Job& job) {
+  // Marks a batch done at once: one wake-up for the waiting thread, not
+  // one per chunk.
+  template <typename Jobs>
+  void MarkDone(const Jobs& jobs) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      job.done = true;
+      for (const auto& job : jobs) job->done = true;
     }
     done_cv_.notify_all();
   }
@@ -144,8 +147,8 @@ void ChunkIngester::PostBatch() {
       // store_index_ is not modified while jobs run.
       job.known_in_store = store_index_.count(job.digest) > 0;
       if (!job.known_in_store) job.frame = chunkstore::CompressChunk(job.data, opt_.zstd_level);
-      workers_->MarkDone(job);
     }
+    workers_->MarkDone(batch);
   });
   batch_.clear();
   batch_bytes_ = 0;

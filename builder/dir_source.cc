@@ -234,6 +234,7 @@ class Readahead {
  public:
   static constexpr uint64_t kAheadBytes = 64u << 20;
   static constexpr size_t kAheadFiles = 512;
+  static constexpr uint64_t kAheadFileBytes = kAheadBytes;  // asked for per file
 
   struct File {
     std::string path;  // relative to the source root
@@ -280,7 +281,7 @@ class Readahead {
       const File& f = files_[next];
       int fd = openat(root_fd_, f.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd >= 0) {  // errors are the builder's to report, when it reads
-        posix_fadvise(fd, 0, static_cast<off_t>(std::min<uint64_t>(f.size, kAheadBytes)),
+        posix_fadvise(fd, 0, static_cast<off_t>(std::min<uint64_t>(f.size, kAheadFileBytes)),
                       POSIX_FADV_WILLNEED);
         close(fd);
       }
@@ -339,7 +340,11 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
   if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != node.size) {
     return FailedPreconditionError(shown + " changed while the image was being built");
   }
-  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  // The readahead thread has asked for the start of the file already; a
+  // big file is also read sequentially past that.
+  if (node.size > Readahead::kAheadFileBytes) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  // Blocks for every byte: no hole to look for (two system calls a file).
+  const bool dense = static_cast<uint64_t>(st.st_blocks) * 512 >= node.size;
   static constexpr size_t kBuf = 4 << 20;
   if (read_buffer_.size() < kBuf) read_buffer_.resize(kBuf);  // once per build
   std::vector<uint8_t>& buf = read_buffer_;
@@ -347,14 +352,17 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
   ElfCollector elf(size);
   PyCollector py(node.source_path, size);
   while (pos < size) {
-    off_t data = lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
-    if (data < 0) {
-      if (errno == ENXIO) break;  // the rest is a hole
-      if (errno != EINVAL) return ErrnoError("seek " + shown);
-      data = static_cast<off_t>(pos);  // no SEEK_DATA: all data
+    off_t data = static_cast<off_t>(pos), hole = static_cast<off_t>(size);
+    if (!dense) {
+      data = lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+      if (data < 0) {
+        if (errno == ENXIO) break;  // the rest is a hole
+        if (errno != EINVAL) return ErrnoError("seek " + shown);
+        data = static_cast<off_t>(pos);  // no SEEK_DATA: all data
+      }
+      hole = lseek(fd, data, SEEK_HOLE);
+      if (hole < 0) hole = static_cast<off_t>(size);
     }
-    off_t hole = lseek(fd, data, SEEK_HOLE);
-    if (hole < 0) hole = static_cast<off_t>(size);
     uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
     ingester_->BeginRegion(&node.extents, static_cast<uint64_t>(data));
     for (uint64_t at = static_cast<uint64_t>(data); at < end;) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -93,6 +94,46 @@ std::vector<ChunkLocation> WritePack(FileStore& store, const std::vector<std::ve
   REQUIRE(store.PutFile(PackKey(id), path).ok());
   for (auto& l : locs) l.pack = id;
   return locs;
+}
+
+TEST_CASE("pack writer: the file is exactly the frames, the index and the trailer, whatever their sizes") {
+  TempStore t;
+  std::string path = t.store->TempPath("test-pack");
+  auto writer = std::move(PackWriter::Create(path).value());
+  // Frames around and beyond the writer's 1 MiB buffer, many small ones
+  // (an index over 1 MiB), and one of no bytes; the writer does not look
+  // inside frames.
+  std::vector<size_t> sizes = {10, (1u << 20) - 10, 11, 1u << 20, 3u << 20, 0, 700000, 700000};
+  for (int i = 0; i < 25000; ++i) sizes.push_back(1 + i % 97);
+  std::vector<uint8_t> expect;
+  std::vector<ChunkLocation> locs;
+  uint8_t fill = 0;
+  for (size_t n : sizes) {
+    std::vector<uint8_t> frame(n);
+    for (auto& b : frame) b = fill++;
+    ChunkLocation loc;
+    loc.digest = Sha256(frame);
+    loc.offset = writer->Append(loc.digest, frame, 1).value();
+    CHECK(loc.offset == expect.size());
+    loc.clen = static_cast<uint32_t>(n);
+    expect.insert(expect.end(), frame.begin(), frame.end());
+    CHECK(writer->bytes_written() == expect.size());
+    locs.push_back(loc);
+  }
+  Digest id = writer->Finish().value();
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), {});
+  CHECK(Sha256(file) == id);
+  REQUIRE(file.size() > expect.size());
+  CHECK(std::equal(expect.begin(), expect.end(), file.begin()));
+  auto index = ParsePackIndex(file, id);
+  REQUIRE(index.ok());
+  REQUIRE(index->size() == locs.size());
+  for (size_t i = 0; i < locs.size(); ++i) {
+    CHECK((*index)[i].offset == locs[i].offset);
+    CHECK((*index)[i].clen == locs[i].clen);
+    CHECK((*index)[i].digest == locs[i].digest);
+  }
 }
 
 TEST_CASE("file store: put, get, range, size, list, delete") {

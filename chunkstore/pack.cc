@@ -89,6 +89,25 @@ PackWriter::~PackWriter() {
 }
 
 Status PackWriter::Write(std::span<const uint8_t> data) {
+  sha_.Update(data);
+  offset_ += data.size();
+  if (buffer_.size() + data.size() <= kBufferBytes) {
+    buffer_.insert(buffer_.end(), data.begin(), data.end());
+    return Status::Ok();
+  }
+  RETURN_IF_ERROR(Flush());
+  if (data.size() >= kBufferBytes) return WriteOut(data);
+  buffer_.assign(data.begin(), data.end());
+  return Status::Ok();
+}
+
+Status PackWriter::Flush() {
+  Status st = WriteOut(buffer_);
+  buffer_.clear();
+  return st;
+}
+
+Status PackWriter::WriteOut(std::span<const uint8_t> data) {
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = write(fd_, data.data() + done, data.size() - done);
@@ -98,8 +117,6 @@ Status PackWriter::Write(std::span<const uint8_t> data) {
     }
     done += static_cast<size_t>(n);
   }
-  sha_.Update(data);
-  offset_ += data.size();
   return Status::Ok();
 }
 
@@ -126,6 +143,7 @@ Result<Digest> PackWriter::Finish() {
   PutLe64(trailer + 16, XXH3_64bits(index_.data(), index_.size()));
   std::memcpy(trailer + 24, kPackMagic, 8);
   RETURN_IF_ERROR(Write(trailer));
+  RETURN_IF_ERROR(Flush());
   if (close(fd_) != 0) {
     fd_ = -1;
     unlink(path_.c_str());

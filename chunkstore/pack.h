@@ -80,11 +80,17 @@ class PackWriter {
 
  private:
   PackWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  // Appends to the pack, through buffer_: a pack is written in writes of
+  // about kBufferBytes, not one system call per chunk.
   Status Write(std::span<const uint8_t> data);
+  Status Flush();
+  Status WriteOut(std::span<const uint8_t> data);
+  static constexpr size_t kBufferBytes = 1u << 20;
 
   int fd_;
   std::string path_;
   uint64_t offset_ = 0;
+  std::vector<uint8_t> buffer_;
   Sha256Stream sha_;
   std::vector<uint8_t> index_;  // serialized entries
 };
