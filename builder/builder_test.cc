@@ -20,10 +20,10 @@
 #include "builder/chunker.h"
 #include "builder/elf_loads.h"
 #include "builder/image_builder.h"
-#include "chunkstore/file_store.h"
-#include "tests/support/fs_util.h"
 #include "builder/python_imports.h"
 #include "builder/tree.h"
+#include "chunkstore/file_store.h"
+#include "tests/support/fs_util.h"
 
 namespace ferry::builder {
 namespace {

@@ -1,10 +1,10 @@
 // The directory source of ImageBuilder: scan a local tree, then read the
 // contents of its regular files (data regions only; holes stay holes).
 #include <dirent.h>
-#include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -343,7 +343,8 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
   // The readahead thread has asked for the start of the file already; a
   // big file is also read sequentially past that.
   if (node.size > Readahead::kAheadFileBytes) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  // Blocks for every byte: no hole to look for (two system calls a file).
+  // Its blocks cover its size: no hole to look for (SEEK_DATA and
+  // SEEK_HOLE would be two more system calls for every file).
   const bool dense = static_cast<uint64_t>(st.st_blocks) * 512 >= node.size;
   static constexpr size_t kBuf = 4 << 20;
   if (read_buffer_.size() < kBuf) read_buffer_.resize(kBuf);  // once per build
