@@ -258,11 +258,4 @@ Status ChunkIngester::AwaitUploads() {
   return first;
 }
 
-Status ChunkIngester::Finish() {
-  Status st = FinishPlacing();
-  Status up = AwaitUploads();
-  RETURN_IF_ERROR(st);
-  return up;
-}
-
 }  // namespace ferry::builder

@@ -4,9 +4,10 @@
 // EndRegion); the ingester cuts chunks (FastCDC), hashes and compresses them
 // on worker threads, drops chunks the store or this build already holds,
 // appends the rest to packs in the order they arrived (so files read
-// together sit together), and uploads each full pack. Every chunk lands in
-// `locations()`; a file's extents refer to indexes in that table. Nothing an
-// image could refer to is visible before the pack holding it is uploaded.
+// together sit together), and uploads each full pack in the background.
+// Every chunk lands in `locations()`; a file's extents refer to indexes in
+// that table. Nothing an image could refer to is visible before the pack
+// holding it is uploaded.
 // Not thread-safe (one feeding thread).
 #pragma once
 
@@ -64,14 +65,11 @@ class ChunkIngester {
   Status Write(std::span<const uint8_t> data);
   Status EndRegion();
 
-  // Writes out everything pending and uploads the last pack. After this,
-  // locations() is complete and every pack it names is in the store.
-  Status Finish();
-  // Finish in two steps. FinishPlacing: everything pending is placed and
-  // locations() is complete, but the last packs may still be uploading
-  // (so the caller can go on with what needs only their ids).
-  // AwaitUploads: every pack is in the store, or the first failure.
+  // Places everything pending and starts the last pack's upload. After
+  // this, locations() is complete, but the last packs may still be
+  // uploading (the caller can go on with what needs only their ids).
   Status FinishPlacing();
+  // Waits until every pack is in the store; the first failure, if any.
   Status AwaitUploads();
 
   const std::vector<chunkstore::ChunkLocation>& locations() const { return locations_; }
