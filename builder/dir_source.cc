@@ -234,7 +234,6 @@ class Readahead {
  public:
   static constexpr uint64_t kAheadBytes = 64u << 20;
   static constexpr size_t kAheadFiles = 512;
-  static constexpr uint64_t kAheadFileBytes = kAheadBytes;  // asked for per file
 
   struct File {
     std::string path;  // relative to the source root
@@ -281,7 +280,7 @@ class Readahead {
       const File& f = files_[next];
       int fd = openat(root_fd_, f.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd >= 0) {  // errors are the builder's to report, when it reads
-        posix_fadvise(fd, 0, static_cast<off_t>(std::min<uint64_t>(f.size, kAheadFileBytes)),
+        posix_fadvise(fd, 0, static_cast<off_t>(std::min<uint64_t>(f.size, kAheadBytes)),
                       POSIX_FADV_WILLNEED);
         close(fd);
       }
@@ -342,7 +341,7 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
   }
   // The readahead thread has asked for the start of the file already; a
   // big file is also read sequentially past that.
-  if (node.size > Readahead::kAheadFileBytes) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  if (node.size > Readahead::kAheadBytes) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   // Its blocks cover its size: no hole to look for (SEEK_DATA and
   // SEEK_HOLE would be two more system calls for every file).
   const bool dense = static_cast<uint64_t>(st.st_blocks) * 512 >= node.size;

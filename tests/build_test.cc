@@ -310,18 +310,23 @@ TEST_CASE("inputs the fuzzers once broke ferry with are refused cleanly") {
   CHECK(seen >= 3);
 }
 
+// `ferry build SRC --tag x` into STORE as an unprivileged user, so that
+// file permissions apply (the tests run as root).
+CommandResult BuildAsNobody(const ScopedTempDir& tmp, const std::string& src, const std::string& store) {
+  stdfs::create_directories(store);
+  chmod(store.c_str(), 0777);
+  chmod(tmp.path().c_str(), 0755);
+  return Run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FerryBinary(),
+              "--store", store, "build", src, "--tag", "x"});
+}
+
 TEST_CASE("a file that cannot be read fails the build, naming it") {
   ScopedTempDir tmp("ferry-unreadable");
   std::string src = tmp.path() + "/src", store = tmp.path() + "/store";
   WriteFile(src + "/ok", "fine");
   WriteFile(src + "/secret", "no");
   chmod((src + "/secret").c_str(), 0000);
-  stdfs::create_directories(store);
-  chmod(store.c_str(), 0777);
-  chmod(tmp.path().c_str(), 0755);
-  // As an unprivileged user, so that permissions apply.
-  auto r = Run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FerryBinary(),
-                "--store", store, "build", src, "--tag", "x"});
+  auto r = BuildAsNobody(tmp, src, store);
   INFO(r.err);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find(src + "/secret") != std::string::npos);
@@ -342,11 +347,7 @@ TEST_CASE("a directory that cannot be read fails the build, naming it, wherever 
   std::string locked = src + "/d41/e2";
   WriteFile(locked + "/deeper/g", "y");
   chmod(locked.c_str(), 0000);
-  stdfs::create_directories(store);
-  chmod(store.c_str(), 0777);
-  chmod(tmp.path().c_str(), 0755);
-  auto r = Run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FerryBinary(),
-                "--store", store, "build", src, "--tag", "x"});
+  auto r = BuildAsNobody(tmp, src, store);
   chmod(locked.c_str(), 0755);
   INFO(r.err);
   CHECK(r.exit_code == 1);
