@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -13,14 +14,25 @@ namespace ferry::builder {
 
 using chunkstore::ChunkLocation;
 
+// File bytes as read, shared by the chunks cut from them. Filled front to
+// back; what is filled is never written again.
+struct ChunkIngester::Block {
+  explicit Block(size_t n) : bytes(new uint8_t[n]), capacity(n) {}  // not zeroed: read into
+  std::unique_ptr<uint8_t[]> bytes;
+  size_t capacity;
+  size_t used = 0;
+};
+
 struct ChunkIngester::Job {
-  std::vector<uint8_t> data;
+  std::shared_ptr<const Block> block;  // holds `data`
+  std::span<const uint8_t> data;
   std::vector<PendingExtent>* extents;
   uint64_t file_offset;
   // Filled by a worker:
   Digest digest;
   bool known_in_store = false;
-  std::vector<uint8_t> frame;
+  std::unique_ptr<uint8_t[]> frame;  // CompressBound(data.size()) bytes, frame_len used
+  size_t frame_len = 0;
   bool posted = false;
   bool done = false;
 };
@@ -121,7 +133,8 @@ void ChunkIngester::BeginRegion(std::vector<PendingExtent>* extents, uint64_t fi
 
 void ChunkIngester::Submit(std::span<const uint8_t> chunk) {
   auto job = std::make_shared<Job>();
-  job->data.assign(chunk.begin(), chunk.end());
+  job->block = block_;
+  job->data = chunk;
   job->extents = region_extents_;
   job->file_offset = region_offset_;
   region_offset_ += chunk.size();
@@ -146,7 +159,12 @@ void ChunkIngester::PostBatch() {
       job.digest.bytes = digests[i];
       // store_index_ is not modified while jobs run.
       job.known_in_store = store_index_.count(job.digest) > 0;
-      if (!job.known_in_store) job.frame = chunkstore::CompressChunk(job.data, opt_.zstd_level);
+      if (!job.known_in_store) {
+        size_t bound = chunkstore::CompressBound(job.data.size());
+        job.frame.reset(new uint8_t[bound]);
+        job.frame_len =
+            chunkstore::CompressChunkInto(job.data, opt_.zstd_level, {job.frame.get(), bound});
+      }
     }
     workers_->MarkDone(batch);
   });
@@ -154,16 +172,44 @@ void ChunkIngester::PostBatch() {
   batch_bytes_ = 0;
 }
 
+std::span<uint8_t> ChunkIngester::Reserve(size_t n) {
+  // carry_ ends where block_'s filled part does: the room after it continues
+  // the region. If there is not enough, the carry moves to a new block.
+  if (!block_ || block_->capacity - block_->used < n) {
+    auto block = std::make_shared<Block>(std::max(carry_.size() + n, kBlockBytes));
+    if (!carry_.empty()) std::memcpy(block->bytes.get(), carry_.data(), carry_.size());
+    block->used = carry_.size();
+    block_ = std::move(block);  // the old block lives on in the jobs that use it
+  }
+  uint8_t* room = block_->bytes.get() + block_->used;
+  carry_ = {room - carry_.size(), carry_.size()};
+  reserved_ = n;
+  return {room, n};
+}
+
+Status ChunkIngester::Commit(size_t n) {
+  n = std::min(n, reserved_);
+  reserved_ = 0;
+  stats_.bytes_in += n;
+  if (n == 0) return Status::Ok();
+  block_->used += n;
+  std::span<const uint8_t> data(carry_.data(), carry_.size() + n);
+  size_t used = chunker_.Cut(data, false, [&](std::span<const uint8_t> c) { Submit(c); });
+  carry_ = data.subspan(used);
+  return Drain(kMaxPendingBytes);
+}
+
 Status ChunkIngester::Write(std::span<const uint8_t> data) {
-  stats_.bytes_in += data.size();
-  chunker_.Update(data, [&](std::span<const uint8_t> c) { Submit(c); });
-  return Drain(64u << 20);
+  std::span<uint8_t> room = Reserve(data.size());
+  if (!data.empty()) std::memcpy(room.data(), data.data(), data.size());
+  return Commit(data.size());
 }
 
 Status ChunkIngester::EndRegion() {
-  chunker_.Finish([&](std::span<const uint8_t> c) { Submit(c); });
+  chunker_.Cut(carry_, true, [&](std::span<const uint8_t> c) { Submit(c); });
+  carry_ = {};  // block_ stays: the next region goes on filling it
   region_extents_ = nullptr;
-  return Drain(64u << 20);
+  return Drain(kMaxPendingBytes);
 }
 
 Status ChunkIngester::Drain(size_t max_pending_bytes) {
@@ -201,11 +247,12 @@ Status ChunkIngester::Resolve(Job& job) {
                    std::to_string(++pack_seq);
       ASSIGN_OR_RETURN(pack_, chunkstore::PackWriter::Create(pack_path_));
     }
-    ASSIGN_OR_RETURN(uint64_t offset, pack_->Append(job.digest, job.frame, ulen));
+    ASSIGN_OR_RETURN(uint64_t offset,
+                     pack_->Append(job.digest, {job.frame.get(), job.frame_len}, ulen));
     ChunkLocation loc;
     loc.digest = job.digest;
     loc.offset = offset;
-    loc.clen = static_cast<uint32_t>(job.frame.size());
+    loc.clen = static_cast<uint32_t>(job.frame_len);
     loc.ulen = ulen;
     index = static_cast<uint32_t>(locations_.size());
     locations_.push_back(loc);  // pack id filled in by FlushPack
@@ -213,7 +260,7 @@ Status ChunkIngester::Resolve(Job& job) {
     build_index_.emplace(job.digest, index);
     ++stats_.new_chunks;
     stats_.new_bytes += ulen;
-    stats_.written_bytes += job.frame.size();
+    stats_.written_bytes += job.frame_len;
     if (pack_->bytes_written() >= opt_.pack_target_bytes) RETURN_IF_ERROR(FlushPack());
   }
   job.extents->push_back({job.file_offset, index});

@@ -1,6 +1,7 @@
 // ChunkIngester: turns file contents into deduplicated chunks in packs.
 //
-// The caller streams each file's data regions in (BeginRegion/Write/
+// The caller streams each file's data regions in (BeginRegion, then Write,
+// or Reserve and Commit to read straight into the ingester's memory, then
 // EndRegion); the ingester cuts chunks (FastCDC), hashes and compresses them
 // on worker threads, drops chunks the store or this build already holds,
 // appends the rest to packs in the order they arrived (so files read
@@ -62,6 +63,13 @@ class ChunkIngester {
   // Feeds one contiguous data region of a file starting at `file_offset`;
   // its chunks are appended to *extents as they are resolved (in order).
   void BeginRegion(std::vector<PendingExtent>* extents, uint64_t file_offset);
+  // Room for the next `n` bytes of the region. The caller fills some of it
+  // and passes it on with Commit before anything else; chunks are hashed,
+  // compressed and written from this memory, not from a copy.
+  std::span<uint8_t> Reserve(size_t n);
+  // The first `n` bytes of the room Reserve gave are the region's next bytes.
+  Status Commit(size_t n);
+  // Reserve, copy, Commit.
   Status Write(std::span<const uint8_t> data);
   Status EndRegion();
 
@@ -76,6 +84,7 @@ class ChunkIngester {
   const IngestStats& stats() const { return stats_; }
 
  private:
+  struct Block;
   struct Job;
   class Workers;
   void Submit(std::span<const uint8_t> chunk);
@@ -98,6 +107,9 @@ class ChunkIngester {
   // while the next ones fill: a file:// store spends that time in fsync, a
   // remote one sending the pack.
   static constexpr size_t kMaxUploads = 2;
+  // Bytes of chunks cut but not yet placed in a pack, at most (beyond
+  // that, feeding waits for the workers).
+  static constexpr size_t kMaxPendingBytes = 64u << 20;
   std::deque<std::future<Status>> uploads_;
   std::unique_ptr<chunkstore::PackWriter> pack_;
   std::string pack_path_;
@@ -107,6 +119,15 @@ class ChunkIngester {
   size_t pending_bytes_ = 0;
   std::vector<PendingExtent>* region_extents_ = nullptr;
   uint64_t region_offset_ = 0;
+  // The memory the caller reads into (Reserve): blocks of kBlockBytes (or
+  // more, for a bigger Reserve), filled one after the other. The region's
+  // bytes not cut into chunks yet, carry_, end where block_'s filled part
+  // ends; when a block is full they are copied to the front of the next, so
+  // a chunk's bytes are always contiguous.
+  static constexpr size_t kBlockBytes = 4u << 20;
+  std::shared_ptr<Block> block_;
+  std::span<const uint8_t> carry_;
+  size_t reserved_ = 0;
   IngestStats stats_;
 };
 

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <functional>
 #include <span>
-#include <vector>
 
 namespace ferry::builder {
 
@@ -19,24 +18,28 @@ struct ChunkerParams {
   uint32_t max_size = 512 * 1024;
 };
 
-// Streams bytes in, calls `emit` with each complete chunk. Not thread-safe.
+// Finds cut points. Stateless after construction; thread-safe.
 class Chunker {
  public:
   using Emit = std::function<void(std::span<const uint8_t>)>;
   explicit Chunker(const ChunkerParams& params);
 
-  void Update(std::span<const uint8_t> data, const Emit& emit);
-  // Emits what is left (the last, possibly short, chunk) and resets.
-  void Finish(const Emit& emit);
+  // Cuts the front of `data` into chunks and emits them in order: all of
+  // it if `last` (the end of the data), otherwise only the chunks whose cut
+  // point cannot depend on bytes after `data` (while at least max_size
+  // bytes are left). Returns the number of bytes emitted; the caller keeps
+  // the rest and passes it again, followed by more bytes, next time.
+  size_t Cut(std::span<const uint8_t> data, bool last, const Emit& emit) const;
 
   // Length of the first chunk of `data` (all of it if it is short).
   size_t FindCut(std::span<const uint8_t> data) const;
+
+  const ChunkerParams& params() const { return params_; }
 
  private:
   ChunkerParams params_;
   uint64_t mask_small_;  // used before avg_size: harder to match
   uint64_t mask_large_;  // used after avg_size: easier to match
-  std::vector<uint8_t> buffer_;
 };
 
 }  // namespace ferry::builder

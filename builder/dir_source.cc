@@ -345,9 +345,8 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
   // Its blocks cover its size: no hole to look for (SEEK_DATA and
   // SEEK_HOLE would be two more system calls for every file).
   const bool dense = static_cast<uint64_t>(st.st_blocks) * 512 >= node.size;
-  static constexpr size_t kBuf = 4 << 20;
-  if (read_buffer_.size() < kBuf) read_buffer_.resize(kBuf);  // once per build
-  std::vector<uint8_t>& buf = read_buffer_;
+  // Read straight into the ingester's memory, up to kRead bytes at a time.
+  static constexpr size_t kRead = 4 << 20;
   uint64_t pos = 0, size = node.size;
   ElfCollector elf(size);
   PyCollector py(node.source_path, size);
@@ -366,16 +365,18 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
     uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
     ingester_->BeginRegion(&node.extents, static_cast<uint64_t>(data));
     for (uint64_t at = static_cast<uint64_t>(data); at < end;) {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(kBuf, end - at));
-      ssize_t n = pread(fd, buf.data(), want, static_cast<off_t>(at));
+      size_t want = static_cast<size_t>(std::min<uint64_t>(kRead, end - at));
+      std::span<uint8_t> room = ingester_->Reserve(want);
+      ssize_t n = pread(fd, room.data(), want, static_cast<off_t>(at));
       if (n < 0) {
         if (errno == EINTR) continue;
         return ErrnoError("read " + shown);
       }
       if (n == 0) return FailedPreconditionError(shown + " shrank while the image was being built");
-      RETURN_IF_ERROR(ingester_->Write({buf.data(), static_cast<size_t>(n)}));
-      elf.Add(at, {buf.data(), static_cast<size_t>(n)});
-      py.Add(at, {buf.data(), static_cast<size_t>(n)});
+      std::span<const uint8_t> got = room.first(static_cast<size_t>(n));
+      elf.Add(at, got);
+      py.Add(at, got);
+      RETURN_IF_ERROR(ingester_->Commit(got.size()));
       progress_->AddBytes(static_cast<uint64_t>(n));
       at += static_cast<uint64_t>(n);
     }

@@ -61,7 +61,6 @@ class ImageBuilder {
   bool index_loaded_ = false;
   int source_root_fd_ = -1;  // the directory source, if any
   std::string source_root_;
-  std::vector<uint8_t> read_buffer_;
   std::unique_ptr<ChunkIngester> ingester_;
   std::unique_ptr<Progress> progress_;
   // Nodes replaced by later layers may still have chunks in flight in the

@@ -34,12 +34,19 @@ ZstdContexts& Contexts() {
 
 }  // namespace
 
-std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level) {
-  std::vector<uint8_t> out(ZSTD_compressBound(data.size()));
+size_t CompressBound(size_t n) { return ZSTD_compressBound(n); }
+
+size_t CompressChunkInto(std::span<const uint8_t> data, int level, std::span<uint8_t> out) {
   size_t n = ZSTD_compressCCtx(Contexts().cctx, out.data(), out.size(), data.data(), data.size(),
                                level);
-  if (ZSTD_isError(n)) throw std::bad_alloc();  // only on allocation failure
-  out.resize(n);
+  // With room for the bound, only an allocation failure is left.
+  if (ZSTD_isError(n)) throw std::bad_alloc();
+  return n;
+}
+
+std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level) {
+  std::vector<uint8_t> out(CompressBound(data.size()));
+  out.resize(CompressChunkInto(data, level, out));
   return out;
 }
 

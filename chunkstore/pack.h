@@ -49,6 +49,12 @@ inline std::string PackObjectKey(const ChunkLocation& loc) {
 
 // Compresses `data` as one zstd frame that records its content size.
 std::vector<uint8_t> CompressChunk(std::span<const uint8_t> data, int level);
+// The most bytes a frame of `n` bytes of input can take.
+size_t CompressBound(size_t n);
+// The same frame as CompressChunk, written to `out` (at least
+// CompressBound(data.size()) bytes, left uninitialized by the caller);
+// returns its length.
+size_t CompressChunkInto(std::span<const uint8_t> data, int level, std::span<uint8_t> out);
 // The content size a zstd frame declares, or nullopt if it declares none
 // or is not a frame.
 std::optional<uint64_t> FrameContentSize(std::span<const uint8_t> frame);
