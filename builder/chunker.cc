@@ -39,38 +39,21 @@ Chunker::Chunker(const ChunkerParams& params) : params_(params) {
   mask_large_ = SpreadMask(bits - 2);
 }
 
-// The gear hash, fp = (fp << 1) + gear[byte], is one long chain of
-// dependent additions. Two bytes per step shorten it by half:
-// ((fp << 1) + a) << 1) + b == (fp << 2) + ((a << 1) + b), where the second
-// term does not depend on fp. The hash at the odd byte is still checked.
-// Same cut points as one byte at a time.
-namespace {
-inline size_t Scan(const uint8_t* p, size_t i, size_t end, uint64_t mask, uint64_t* fpp) {
-  uint64_t fp = *fpp;
-  for (; i + 2 <= end; i += 2) {
-    uint64_t a = kGear.v[p[i]], b = kGear.v[p[i + 1]];
-    if ((((fp << 1) + a) & mask) == 0) return i + 1;
-    fp = (fp << 2) + ((a << 1) + b);
-    if ((fp & mask) == 0) return i + 2;
-  }
-  if (i < end) {
-    fp = (fp << 1) + kGear.v[p[i]];
-    ++i;
-    if ((fp & mask) == 0) return i;
-  }
-  *fpp = fp;
-  return 0;  // no cut before `end`
-}
-}  // namespace
-
 size_t Chunker::FindCut(std::span<const uint8_t> data) const {
   size_t n = data.size();
   if (n <= params_.min_size) return n;
   size_t normal = std::min<size_t>(n, params_.avg_size);
   size_t end = std::min<size_t>(n, params_.max_size);
   uint64_t fp = 0;
-  if (size_t cut = Scan(data.data(), params_.min_size, normal, mask_small_, &fp)) return cut;
-  if (size_t cut = Scan(data.data(), normal, end, mask_large_, &fp)) return cut;
+  size_t i = params_.min_size;
+  for (; i < normal; ++i) {
+    fp = (fp << 1) + kGear.v[data[i]];
+    if ((fp & mask_small_) == 0) return i + 1;
+  }
+  for (; i < end; ++i) {
+    fp = (fp << 1) + kGear.v[data[i]];
+    if ((fp & mask_large_) == 0) return i + 1;
+  }
   return end;
 }
 
