@@ -124,6 +124,13 @@ Status PackWriter::WriteOut(std::span<const uint8_t> data) {
     }
     done += static_cast<size_t>(n);
   }
+  written_out_ += data.size();
+  if (written_out_ - writeback_from_ >= kWritebackBytes) {
+    // Only a hint: an error here shows up, if it is real, in the fsync.
+    sync_file_range(fd_, static_cast<off_t>(writeback_from_),
+                    static_cast<off_t>(written_out_ - writeback_from_), SYNC_FILE_RANGE_WRITE);
+    writeback_from_ = written_out_;
+  }
   return Status::Ok();
 }
 

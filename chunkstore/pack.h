@@ -92,10 +92,18 @@ class PackWriter {
   Status Flush();
   Status WriteOut(std::span<const uint8_t> data);
   static constexpr size_t kBufferBytes = 1u << 20;
+  // Every kWritebackBytes written, the kernel is asked to start writing
+  // them to disk (sync_file_range, which does not wait), so the fsync that
+  // makes the finished pack durable finds little left to do. Without it the
+  // whole pack is still in memory then: nothing else writes it back within
+  // the seconds a build takes.
+  static constexpr uint64_t kWritebackBytes = 8u << 20;
 
   int fd_;
   std::string path_;
   uint64_t offset_ = 0;
+  uint64_t written_out_ = 0;  // bytes passed to write()
+  uint64_t writeback_from_ = 0;
   std::vector<uint8_t> buffer_;
   Sha256Stream sha_;
   std::vector<uint8_t> index_;  // serialized entries
