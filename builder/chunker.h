@@ -34,8 +34,6 @@ class Chunker {
   // Length of the first chunk of `data` (all of it if it is short).
   size_t FindCut(std::span<const uint8_t> data) const;
 
-  const ChunkerParams& params() const { return params_; }
-
  private:
   ChunkerParams params_;
   uint64_t mask_small_;  // used before avg_size: harder to match
