@@ -29,6 +29,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -94,6 +95,14 @@ struct ChunkReaderOptions {
   // a local one. bench/coldstart.sh (b) at 20 ms / 100 MB/s, 7 interleaved
   // runs: 130 -> 98 requests, 0.99 -> 0.90 s, 16.8 -> 17.5 MB fetched.
   int64_t prefetch_gap_bytes = -1;
+  // Prefetch jobs send their first store request in the order they were
+  // queued (see next_send_), each at least this long after the one before;
+  // -1: 100 us from a remote store, 0 from a local one. A request goes out
+  // microseconds after its turn, but the thread woken for the next turn
+  // can preempt it on its CPU and send first: bench/coldstart.sh (c), with
+  // the order but no gap, still had one of five 1.7 MB ranges of the
+  // start-up pack sent after the two behind it in most runs.
+  std::chrono::microseconds prefetch_send_gap{-1};
   std::chrono::milliseconds deadline{30000};  // longest wait for the store
   int max_attempts = 4;              // per store request
   std::chrono::milliseconds backoff{25};      // first retry delay, doubling
@@ -150,6 +159,16 @@ class ChunkReader {
     Claimed claimed;                 // demand: claimed by the caller
     CountersPtr counters;
   };
+  // A job's place in the order store requests go out in. A demand job
+  // holds every prefetch job back until its first request is out
+  // (demand_unsent_); a prefetch job sends its first request only after
+  // every prefetch job taken before it has sent its own, or found it had
+  // nothing to send (next_send_).
+  struct Turn {
+    bool pending = false;  // the first request has not gone out yet
+    bool prefetch = false;
+    uint64_t ticket = 0;   // prefetch: the order it was taken in
+  };
 
   // Waits for a flight, at most the deadline.
   Result<ChunkData> Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight);
@@ -163,17 +182,19 @@ class ChunkReader {
   // Starts another thread for a pool if its queue needs one (mu_ held).
   void Grow(bool prefetch);
   // Fetches claimed chunks from the store with one range read (retried),
-  // each verified; completes every flight. `*unsent`: a demand job whose
-  // first store request has not gone out yet (see demand_unsent_).
+  // each verified; completes every flight. `turn`: the job's place in the
+  // order of store requests (Turn).
   // `hint` (prefetch): a range that fails or a chunk that does not verify
   // fails its flights at once, not after reading each chunk again on its
   // own; whoever waits for them reads them itself (WaitOther).
-  void FetchClaimed(Claimed mine, FetchCounters* c, bool* unsent, bool hint = false);
-  // One chunk from the store, verified, with retries; `*unsent` as above.
-  Result<ChunkData> FetchFromStore(const ChunkLocation& loc, FetchCounters* c, bool* unsent);
-  // Called right before a store request: if `*unsent`, this demand job's
-  // first request is going out, so prefetch may follow it.
-  void Sending(bool* unsent);
+  void FetchClaimed(Claimed mine, FetchCounters* c, Turn* turn, bool hint = false);
+  // One chunk from the store, verified, with retries; `turn` as above.
+  Result<ChunkData> FetchFromStore(const ChunkLocation& loc, FetchCounters* c, Turn* turn);
+  // Called right before each store request of a job (`sends`), and once
+  // when the job is done. Only the first call acts: a demand job lets
+  // prefetch go; a prefetch job that sends waits for its turn, and either
+  // passes the turn on (at shutdown the order no longer matters).
+  void Sending(Turn* turn, bool sends = true);
   // Runs `op` until it succeeds, fails for good, or runs out of attempts.
   Status WithRetries(const std::function<Status()>& op, FetchCounters* c);
   // The node cache's copy, or null (counted as a hit or a miss).
@@ -202,6 +223,20 @@ class ChunkReader {
   // reached the store before the read itself: bench/coldstart.sh (b) at
   // 20 ms, the first read of python3 took 173 ms, its request 28th of 28.
   unsigned demand_unsent_ = 0;
+  // Prefetch jobs send their first store request in the order they were
+  // taken (tickets from next_ticket_; next_send_ is the first that has not
+  // sent; sent_early_ holds later ones that are done with their turn: they
+  // had nothing to send). A
+  // start-up profile's reads are queued in the order the workload needs
+  // them, and a store that answers in arrival order (one busy link) must
+  // see them in that order. Without this the threads raced: in
+  // bench/coldstart.sh (c) at 20 ms / 100 MB/s, python3's first chunk,
+  // queued first, went out after 1.7 MB ranges queued behind it and came
+  // 90 ms late.
+  uint64_t next_ticket_ = 0, next_send_ = 0;
+  std::set<uint64_t> sent_early_;
+  std::condition_variable send_cv_;  // next_send_ moved
+  std::chrono::steady_clock::time_point last_send_{};  // the last turn taken
   struct Pool {
     unsigned threads = 0;  // started
     unsigned idle = 0;     // waiting for work

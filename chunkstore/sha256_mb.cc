@@ -560,4 +560,13 @@ const char* Sha256ManyImplementation() {
   return internal::Sha256ImplName(BestImpl());
 }
 
+size_t Sha256ManyLanes() {
+  switch (BestImpl()) {
+    case internal::Sha256Impl::kAvx512: return 16;
+    case internal::Sha256Impl::kAvx2: return 8;
+    case internal::Sha256Impl::kScalar: break;
+  }
+  return 1;
+}
+
 }  // namespace ferry::chunkstore

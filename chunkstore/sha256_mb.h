@@ -15,6 +15,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -33,6 +34,10 @@ void Sha256Many(std::span<const std::span<const uint8_t>> msgs,
 // Which implementation Sha256Many uses on this CPU: "avx512", "avx2" or
 // "scalar" (OpenSSL, one message at a time). Thread-safe.
 const char* Sha256ManyImplementation();
+
+// How many messages that implementation hashes side by side (1 for
+// "scalar"): fewer in one call leave lanes idle. Thread-safe.
+size_t Sha256ManyLanes();
 
 namespace internal {
 
