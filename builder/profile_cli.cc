@@ -140,6 +140,9 @@ int ProfileShow(const std::string& store_url, const std::string& name, bool list
   auto p = fs::LoadProfile(*o->store, o->id, static_cast<uint32_t>(o->image->chunks().size()));
   if (!p.ok()) return Fail(p.status());
   if (!p->has_value()) return Fail(NotFoundError("image " + o->id.Short() + " has no profile"));
+  if (std::string why = fs::MismatchWithImage(**p, o->image->chunks()); !why.empty()) {
+    return Fail(CorruptionError(fs::ProfileKey(o->id) + ": not this image's profile: " + why));
+  }
   const std::vector<uint32_t>& order = (*p)->chunks;
   uint64_t bytes = 0;
   for (uint32_t i : order) bytes += o->image->chunks()[i].ulen;
@@ -150,6 +153,8 @@ int ProfileShow(const std::string& store_url, const std::string& name, bool list
                 for (const auto& c : o->image->chunks()) all += c.ulen;
                 return all / 1e6;
               }());
+  std::printf("version  %d%s\n", !(*p)->pack ? 1 : (*p)->digests.empty() ? 2 : 3,
+              (*p)->digests.empty() ? "" : " (with chunk digests: fetched before the image metadata)");
   if ((*p)->pack) {
     uint64_t packed = 0;
     for (uint32_t c : (*p)->clens) packed += c;

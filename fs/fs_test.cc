@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <array>
 #include <cstring>
@@ -352,14 +353,14 @@ TEST_CASE("image fs: a corrupt chunk fails the read with EIO and a log line nami
 namespace ferry {
 
 TEST_CASE("profile: versions 1 and 2 read back; damaged ones refused") {
-  fs::Profile v1{{5, 0, 7}, {}, {}};
+  fs::Profile v1{{5, 0, 7}, {}, {}, {}, {}};
   auto back1 = fs::DecodeProfile(fs::EncodeProfile(v1), 8);
   REQUIRE(back1.ok());
   CHECK(back1->chunks == v1.chunks);
   CHECK(!back1->pack.has_value());
   CHECK(fs::EncodeProfile(v1).size() == 24 + 4 * 3);
 
-  fs::Profile v2{{5, 0, 7}, Sha256(std::string_view("a start-up pack")), {100, 1, 40000}};
+  fs::Profile v2{{5, 0, 7}, Sha256(std::string_view("a start-up pack")), {100, 1, 40000}, {}, {}};
   std::vector<uint8_t> bytes = fs::EncodeProfile(v2);
   CHECK(bytes.size() == 24 + 32 + 8 * 3);
   auto back2 = fs::DecodeProfile(bytes, 8);
@@ -384,6 +385,82 @@ TEST_CASE("profile: versions 1 and 2 read back; damaged ones refused") {
   fs::Profile empty_frame = v2;
   empty_frame.clens[1] = 0;
   CHECK(fs::DecodeProfile(fs::EncodeProfile(empty_frame), 8).status().code() == StatusCode::kCorruption);
+}
+
+TEST_CASE("profile: version 3 is laid out as docs/format.md says; damaged ones and other images' refused") {
+  fs::Profile v3{{5, 0, 7},
+                 Sha256(std::string_view("a start-up pack")),
+                 {100, 1, 40000},
+                 {Sha256(std::string_view("c5")), Sha256(std::string_view("c0")), Sha256(std::string_view("c7"))},
+                 {200, 1, 40000}};
+  // The layout, written out field by field from the format document.
+  std::vector<uint8_t> expect = {'F', 'E', 'R', 'R', 'Y', 'P', 'R', 'F'};
+  auto le32 = [&](uint32_t v) {
+    for (int k = 0; k < 4; ++k) expect.push_back(static_cast<uint8_t>(v >> (8 * k)));
+  };
+  le32(3);
+  le32(3);
+  expect.insert(expect.end(), v3.pack->bytes.begin(), v3.pack->bytes.end());
+  for (size_t i = 0; i < 3; ++i) {
+    le32(v3.chunks[i]);
+    le32(v3.clens[i]);
+    le32(v3.ulens[i]);
+    expect.insert(expect.end(), v3.digests[i].bytes.begin(), v3.digests[i].bytes.end());
+  }
+  const uint64_t sum = XXH3_64bits(expect.data(), expect.size());
+  for (int k = 0; k < 8; ++k) expect.push_back(static_cast<uint8_t>(sum >> (8 * k)));
+  std::vector<uint8_t> bytes = fs::EncodeProfile(v3);
+  REQUIRE(bytes.size() == 56 + 44 * 3);
+  CHECK((bytes == expect));
+
+  auto back = fs::DecodeProfile(bytes, UINT32_MAX);
+  REQUIRE(back.ok());
+  CHECK(back->chunks == v3.chunks);
+  CHECK(back->pack == v3.pack);
+  CHECK(back->clens == v3.clens);
+  CHECK(back->ulens == v3.ulens);
+  CHECK(back->digests == v3.digests);
+
+  for (size_t i = 0; i < bytes.size() * 8; ++i) {
+    auto bad = bytes;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    INFO("bit " << i);
+    CHECK(fs::DecodeProfile(bad, 8).status().code() == StatusCode::kCorruption);
+  }
+  for (size_t n = 0; n < bytes.size(); ++n) CHECK(!fs::DecodeProfile(std::span(bytes).first(n), 8).ok());
+  // Well formed and checksummed, but a chunk of no bytes, one longer than a
+  // chunk can be, or a frame longer than zstd makes of its chunk.
+  for (uint32_t ulen : {0u, fs::kMaxChunkSize + 1}) {
+    fs::Profile bad = v3;
+    bad.ulens[0] = ulen;
+    CHECK(fs::DecodeProfile(fs::EncodeProfile(bad), 8).status().code() == StatusCode::kCorruption);
+  }
+  fs::Profile long_frame = v3;
+  long_frame.clens[2] = 40000 + 40000 / 128 + 1025;
+  CHECK(fs::DecodeProfile(fs::EncodeProfile(long_frame), 8).status().code() == StatusCode::kCorruption);
+  long_frame.clens[2] -= 1;  // the longest allowed
+  CHECK(fs::DecodeProfile(fs::EncodeProfile(long_frame), 8).ok());
+
+  // Against an image: it must have chunks 5, 0 and 7 with those digests and lengths.
+  std::vector<fs::ChunkRecord> image(8);
+  for (size_t i = 0; i < 3; ++i) {
+    std::memcpy(image[v3.chunks[i]].digest, v3.digests[i].bytes.data(), 32);
+    image[v3.chunks[i]].ulen = v3.ulens[i];
+  }
+  CHECK(fs::MismatchWithImage(v3, image) == "");
+  CHECK(fs::MismatchWithImage(v3, std::span(image).first(7)) != "");  // no chunk 7
+  auto other = image;
+  other[0].digest[31] ^= 1;
+  CHECK(fs::MismatchWithImage(v3, other).find("entry 1") != std::string::npos);
+  other = image;
+  other[7].ulen = 39999;
+  CHECK(fs::MismatchWithImage(v3, other).find("entry 2") != std::string::npos);
+  // Versions 1 and 2 carry no digests: only their indices are checked.
+  fs::Profile v2 = v3;
+  v2.digests.clear();
+  v2.ulens.clear();
+  CHECK(fs::MismatchWithImage(v2, other) == "");
+  CHECK(fs::MismatchWithImage(v2, std::span(image).first(7)) != "");
 }
 
 }  // namespace ferry

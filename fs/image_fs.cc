@@ -30,10 +30,12 @@ int ErrnoFor(const Status& st) {
   }
 }
 
-ImageFs::ImageFs(std::unique_ptr<ImageReader> image, chunkstore::ChunkReader* chunks, Logger log)
+ImageFs::ImageFs(std::unique_ptr<ImageReader> image, chunkstore::ChunkReader* chunks, Logger log,
+                 chunkstore::CountersPtr fetch)
     : image_(std::move(image)),
       chunks_(chunks),
       log_(std::move(log)),
+      fetch_(fetch != nullptr ? std::move(fetch) : std::make_shared<chunkstore::FetchCounters>()),
       prefetched_(new std::atomic<uint8_t>[image_->chunks().size()]()),
       in_profile_(new std::atomic<bool>[image_->chunks().size()]()) {
   for (uint64_t ino = 1; ino <= image_->inode_count(); ++ino) {
@@ -412,23 +414,28 @@ void ImageFs::AppendRuns(const std::vector<uint32_t>& batch, uint8_t mark, Runs*
 // read 120-160 ms -> 15-50 ms; workload 0.35 -> 0.32 s, median of 6).
 //
 // With a start-up pack the chunks lie back to back in profile order, so the
-// runs are simply consecutive stretches of the pack, cut the same way.
-void ImageFs::ReplayProfile(const Profile& profile) {
+// runs are simply consecutive stretches of the pack, cut the same way
+// (StartupPackRuns).
+bool ImageFs::ReplayProfile(const Profile& profile, bool fetching) {
   constexpr uint64_t kRunBytes = 4u << 20, kGap = 128u << 10;
   constexpr uint64_t kEarlyBytes = 1u << 20, kEarlyRunBytes = 256u << 10;
   const auto chunks = image_->chunks();
   const std::vector<uint32_t>& order = profile.chunks;
+  if (std::string why = MismatchWithImage(profile, chunks); !why.empty()) {
+    log_("profile: ignored, not this image's: " + why);
+    return false;
+  }
   if (profile.pack.has_value() && profile.clens.size() == order.size()) {
     // A frame longer than zstd can make of its chunk is a damaged profile:
     // the image's own packs are used instead.
     bool sane = true;
     for (size_t pos = 0; pos < order.size() && sane; ++pos) {
-      uint64_t ulen = order[pos] < chunks.size() ? chunks[order[pos]].ulen : 0;
+      uint64_t ulen = chunks[order[pos]].ulen;
       sane = ulen > 0 && profile.clens[pos] <= ulen + (ulen >> 7) + 1024;
     }
     if (sane) {
-      std::vector<chunkstore::ChunkLocation> run;
-      uint64_t offset = 0, seen = 0, run_bytes = 0, run_end = 0;
+      std::vector<chunkstore::ChunkLocation> frames;
+      uint64_t offset = 0;
       for (size_t pos = 0; pos < order.size(); ++pos) {
         const uint32_t i = order[pos];
         chunkstore::ChunkLocation loc = image_->Chunk(i);
@@ -440,19 +447,14 @@ void ImageFs::ReplayProfile(const Profile& profile) {
         if (prefetched_[i].exchange(kHandedOut, std::memory_order_relaxed) != 0) continue;
         in_profile_[i].store(true, std::memory_order_relaxed);
         ++profile_chunks_;
-        const uint64_t cap = seen < kEarlyBytes ? kEarlyRunBytes : kRunBytes;
-        seen += loc.ulen;
-        if (!run.empty() && (loc.offset - run_end > kGap || run_bytes + loc.ulen > cap)) {
-          chunks_->Prefetch(std::move(run), fetch_, /*keep=*/true);
-          run.clear();
-          run_bytes = 0;
-        }
-        run_bytes += loc.ulen;
-        run_end = loc.offset + loc.clen;
-        run.push_back(loc);
+        frames.push_back(loc);
       }
-      if (!run.empty()) chunks_->Prefetch(std::move(run), fetch_, /*keep=*/true);
-      return;
+      if (!fetching) {
+        for (auto& run : StartupPackRuns(std::move(frames))) {
+          chunks_->Prefetch(std::move(run), fetch_, /*keep=*/true);
+        }
+      }
+      return true;
     }
     log_("profile: its start-up pack " + profile.pack->Short() +
          " lists a frame too long for its chunk; reading the image's packs instead");
@@ -494,6 +496,7 @@ void ImageFs::ReplayProfile(const Profile& profile) {
   }
   std::stable_sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [pos, run] : runs) chunks_->Prefetch(std::move(run), fetch_, /*keep=*/true);
+  return true;
 }
 
 Result<uint64_t> ImageFs::Seek(uint64_t ino, uint64_t offset, int whence) const {

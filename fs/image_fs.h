@@ -45,7 +45,10 @@ struct FsCounters {
 class ImageFs {
  public:
   using Logger = std::function<void(const std::string&)>;
-  ImageFs(std::unique_ptr<ImageReader> image, chunkstore::ChunkReader* chunks, Logger log);
+  // `fetch` counts this image's store traffic (a new set if null; a caller
+  // that starts fetching for the image before it exists passes its own).
+  ImageFs(std::unique_ptr<ImageReader> image, chunkstore::ChunkReader* chunks, Logger log,
+          chunkstore::CountersPtr fetch = nullptr);
 
   const ImageReader& image() const { return *image_; }
 
@@ -76,8 +79,11 @@ class ImageFs {
   // Queues a start-up profile as prefetch: its chunks in order, neighbours
   // in one pack fetched together; demand reads still go first. A profile
   // with a start-up pack is read from that pack, in long sequential reads.
-  void ReplayProfile(const Profile& profile);
-  void ReplayProfile(const std::vector<uint32_t>& chunks) { ReplayProfile(Profile{chunks, {}, {}}); }
+  // `fetching`: the caller has already queued the start-up pack's chunks
+  // (PrefetchStartupPack); only the bookkeeping is done here. A version 3
+  // profile whose chunks are not this image's is ignored (false, logged).
+  bool ReplayProfile(const Profile& profile, bool fetching = false);
+  void ReplayProfile(const std::vector<uint32_t>& chunks) { ReplayProfile(Profile{chunks, {}, {}, {}, {}}); }
   uint64_t profile_chunks() const { return profile_chunks_; }
   // Chunks handed to prefetch by locality (whole files and directories
   // fetched on a first read, see LocalityRuns).
@@ -112,7 +118,7 @@ class ImageFs {
   chunkstore::ChunkReader* chunks_;
   Logger log_;
   FsCounters counters_;
-  chunkstore::CountersPtr fetch_ = std::make_shared<chunkstore::FetchCounters>();
+  chunkstore::CountersPtr fetch_;
   std::atomic<ProfileRecorder*> recorder_{nullptr};
   std::atomic<uint64_t> profile_chunks_{0};
   uint64_t total_bytes_ = 0;

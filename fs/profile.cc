@@ -14,22 +14,33 @@ namespace ferry::fs {
 namespace {
 constexpr char kMagic[8] = {'F', 'E', 'R', 'R', 'Y', 'P', 'R', 'F'};
 constexpr size_t kHeader = 16;     // magic, version, count
-constexpr size_t kPackField = 32;  // version 2: the start-up pack's id
+constexpr size_t kPackField = 32;  // versions 2 and 3: the start-up pack's id
+
+// The size of one entry of a profile of `version`.
+size_t EntrySize(uint32_t version) { return version == 1 ? 4 : version == 2 ? 8 : 44; }
+
+// The longest frame zstd makes of `ulen` bytes, with room to spare.
+uint64_t MaxFrame(uint64_t ulen) { return ulen + (ulen >> 7) + 1024; }
 }  // namespace
 
 std::string ProfileKey(const Digest& image_id) { return "profiles/" + image_id.Hex(); }
 
 std::vector<uint8_t> EncodeProfile(const Profile& p) {
-  const bool v2 = p.pack.has_value();
-  const size_t head = kHeader + (v2 ? kPackField : 0), entry = v2 ? 8 : 4;
+  const uint32_t version = !p.pack.has_value() ? 1 : p.digests.empty() ? 2 : 3;
+  const size_t head = kHeader + (version > 1 ? kPackField : 0), entry = EntrySize(version);
   std::vector<uint8_t> out(head + entry * p.chunks.size() + 8);
   std::memcpy(out.data(), kMagic, 8);
-  PutLe32(out.data() + 8, v2 ? 2 : 1);
+  PutLe32(out.data() + 8, version);
   PutLe32(out.data() + 12, static_cast<uint32_t>(p.chunks.size()));
-  if (v2) std::memcpy(out.data() + kHeader, p.pack->bytes.data(), kPackField);
+  if (version > 1) std::memcpy(out.data() + kHeader, p.pack->bytes.data(), kPackField);
   for (size_t i = 0; i < p.chunks.size(); ++i) {
-    PutLe32(out.data() + head + entry * i, p.chunks[i]);
-    if (v2) PutLe32(out.data() + head + entry * i + 4, p.clens[i]);
+    uint8_t* e = out.data() + head + entry * i;
+    PutLe32(e, p.chunks[i]);
+    if (version > 1) PutLe32(e + 4, p.clens[i]);
+    if (version > 2) {
+      PutLe32(e + 8, p.ulens[i]);
+      std::memcpy(e + 12, p.digests[i].bytes.data(), 32);
+    }
   }
   PutLe64(out.data() + out.size() - 8, XXH3_64bits(out.data(), out.size() - 8));
   return out;
@@ -40,11 +51,10 @@ Result<Profile> DecodeProfile(std::span<const uint8_t> b, uint32_t chunk_count) 
     return CorruptionError("profile: not a ferry profile");
   }
   const uint32_t version = GetLe32(b.data() + 8);
-  if (version != 1 && version != 2) {
+  if (version < 1 || version > 3) {
     return CorruptionError("profile: unsupported version " + std::to_string(version));
   }
-  const bool v2 = version == 2;
-  const size_t head = kHeader + (v2 ? kPackField : 0), entry = v2 ? 8 : 4;
+  const size_t head = kHeader + (version > 1 ? kPackField : 0), entry = EntrySize(version);
   const uint64_t count = GetLe32(b.data() + 12);
   if (b.size() < head + 8 || (b.size() - head - 8) / entry != count ||
       (b.size() - head - 8) % entry != 0) {
@@ -55,24 +65,105 @@ Result<Profile> DecodeProfile(std::span<const uint8_t> b, uint32_t chunk_count) 
   }
   Profile p;
   p.chunks.resize(count);
-  if (v2) {
+  if (version > 1) {
     p.pack.emplace();
     std::memcpy(p.pack->bytes.data(), b.data() + kHeader, kPackField);
     p.clens.resize(count);
   }
+  if (version > 2) {
+    p.ulens.resize(count);
+    p.digests.resize(count);
+  }
   for (size_t i = 0; i < count; ++i) {
-    p.chunks[i] = GetLe32(b.data() + head + entry * i);
+    const uint8_t* e = b.data() + head + entry * i;
+    p.chunks[i] = GetLe32(e);
     if (p.chunks[i] >= chunk_count) {
       return CorruptionError("profile: chunk index " + std::to_string(p.chunks[i]) + " out of range");
     }
-    if (v2) {
-      p.clens[i] = GetLe32(b.data() + head + entry * i + 4);
+    if (version > 1) {
+      p.clens[i] = GetLe32(e + 4);
       if (p.clens[i] == 0) {
         return CorruptionError("profile: entry " + std::to_string(i) + " has an empty frame");
       }
     }
+    if (version > 2) {
+      p.ulens[i] = GetLe32(e + 8);
+      std::memcpy(p.digests[i].bytes.data(), e + 12, 32);
+      if (p.ulens[i] == 0 || p.ulens[i] > kMaxChunkSize) {
+        return CorruptionError("profile: entry " + std::to_string(i) + " has a chunk length of " +
+                               std::to_string(p.ulens[i]));
+      }
+      if (p.clens[i] > MaxFrame(p.ulens[i])) {
+        return CorruptionError("profile: entry " + std::to_string(i) + " has a frame of " +
+                               std::to_string(p.clens[i]) + " bytes for a chunk of " +
+                               std::to_string(p.ulens[i]));
+      }
+    }
   }
   return p;
+}
+
+std::string MismatchWithImage(const Profile& p, std::span<const ChunkRecord> chunks) {
+  for (size_t i = 0; i < p.chunks.size(); ++i) {
+    if (p.chunks[i] >= chunks.size()) {
+      return "entry " + std::to_string(i) + " names chunk " + std::to_string(p.chunks[i]) +
+             " of an image of " + std::to_string(chunks.size());
+    }
+    if (i >= p.digests.size()) continue;
+    const ChunkRecord& c = chunks[p.chunks[i]];
+    if (c.ulen != p.ulens[i] || std::memcmp(c.digest, p.digests[i].bytes.data(), 32) != 0) {
+      return "entry " + std::to_string(i) + " does not match chunk " + std::to_string(p.chunks[i]) +
+             " of the image";
+    }
+  }
+  return "";
+}
+
+std::vector<std::vector<chunkstore::ChunkLocation>> StartupPackRuns(
+    std::vector<chunkstore::ChunkLocation> frames) {
+  constexpr uint64_t kRunBytes = 4u << 20, kGap = 128u << 10;
+  constexpr uint64_t kEarlyBytes = 1u << 20, kEarlyRunBytes = 256u << 10;
+  std::vector<std::vector<chunkstore::ChunkLocation>> runs;
+  std::vector<chunkstore::ChunkLocation> run;
+  uint64_t seen = 0, run_bytes = 0, run_end = 0;
+  for (const chunkstore::ChunkLocation& loc : frames) {
+    const uint64_t cap = seen < kEarlyBytes ? kEarlyRunBytes : kRunBytes;
+    seen += loc.ulen;
+    // Frames left out (handed out elsewhere) leave a hole: up to kGap of it
+    // is read and dropped, a longer one ends the run.
+    if (!run.empty() && (loc.offset - run_end > kGap || run_bytes + loc.ulen > cap)) {
+      runs.push_back(std::move(run));
+      run.clear();
+      run_bytes = 0;
+    }
+    run_bytes += loc.ulen;
+    run_end = loc.offset + loc.clen;
+    run.push_back(loc);
+  }
+  if (!run.empty()) runs.push_back(std::move(run));
+  return runs;
+}
+
+bool PrefetchStartupPack(chunkstore::ChunkReader& reader, const Profile& p,
+                         const chunkstore::CountersPtr& counters) {
+  if (!p.pack.has_value() || p.digests.size() != p.chunks.size() ||
+      p.clens.size() != p.chunks.size() || p.ulens.size() != p.chunks.size()) {
+    return false;
+  }
+  std::vector<chunkstore::ChunkLocation> frames(p.chunks.size());
+  uint64_t offset = 0;
+  for (size_t i = 0; i < p.chunks.size(); ++i) {
+    chunkstore::ChunkLocation& loc = frames[i];
+    loc.pack = *p.pack;
+    loc.startup = true;
+    loc.digest = p.digests[i];
+    loc.offset = offset;
+    loc.clen = p.clens[i];
+    loc.ulen = p.ulens[i];
+    offset += loc.clen;
+  }
+  for (auto& run : StartupPackRuns(std::move(frames))) reader.Prefetch(std::move(run), counters, /*keep=*/true);
+  return true;
 }
 
 Status PutProfile(chunkstore::ObjectStore& store, const Digest& image_id, const Profile& p) {
@@ -113,6 +204,8 @@ Result<Profile> MakeStartupPack(chunkstore::ObjectStore& store, chunkstore::Chun
     std::vector<uint8_t> frame = chunkstore::CompressChunk(**data, level);
     RETURN_IF_ERROR(writer->Append(locs[i].digest, frame, locs[i].ulen).status());
     p.clens.push_back(static_cast<uint32_t>(frame.size()));
+    p.ulens.push_back(locs[i].ulen);
+    p.digests.push_back(locs[i].digest);
   }
   auto id = writer->Finish();
   writer.reset();

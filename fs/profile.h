@@ -4,15 +4,18 @@
 // on a host that has not seen it (docs/format.md, "Start-up profiles").
 //
 // A profile names chunks by their index in the image's CHUNKS table, so it
-// belongs to exactly one image id. A version 2 profile also names a
+// belongs to exactly one image id. A version 2 or 3 profile also names a
 // start-up pack: a pack that holds exactly those chunks, back to back in
 // profile order and compressed harder than a build does, so that replay
 // reads the whole start-up with a few long range reads instead of one read
-// per place the chunks happen to lie in the image's packs. Loading verifies
-// the profile's checksum and that every index is in range: a damaged
-// profile is an error, never a wrong prefetch. A start-up pack that is
-// missing or damaged costs time, never a wrong byte: each chunk is verified
-// against the image's digest, and a read falls back to the image's packs.
+// per place the chunks happen to lie in the image's packs. Version 3 also
+// gives each chunk's digest and length, so that the start-up pack can be
+// fetched and verified before the image metadata has arrived
+// (PrefetchStartupPack). Loading verifies the profile's checksum and that
+// every index is in range: a damaged profile is an error, never a wrong
+// prefetch. A start-up pack that is missing or damaged costs time, never a
+// wrong byte: each chunk is verified against its digest, and a read falls
+// back to the image's packs.
 #pragma once
 
 #include <cstdint>
@@ -25,16 +28,21 @@
 #include "chunkstore/chunk_reader.h"
 #include "chunkstore/digest.h"
 #include "chunkstore/object_store.h"
+#include "fs/image_format.h"
 
 namespace ferry::fs {
 
 struct Profile {
   std::vector<uint32_t> chunks;  // indices into CHUNKS, in order of first use
-  // Version 2: the start-up pack, and the length of each chunk's frame in
-  // it (`clens[i]` for `chunks[i]`; frame i starts at the sum of the ones
-  // before it).
+  // Versions 2 and 3: the start-up pack, and the length of each chunk's
+  // frame in it (`clens[i]` for `chunks[i]`; frame i starts at the sum of
+  // the ones before it).
   std::optional<Digest> pack;
   std::vector<uint32_t> clens;
+  // Version 3: each chunk's digest and uncompressed length, as the image's
+  // CHUNKS record has them (empty for versions 1 and 2).
+  std::vector<Digest> digests;
+  std::vector<uint32_t> ulens;
 };
 
 // The zstd level of start-up packs: chosen once per image, read by every
@@ -44,16 +52,39 @@ struct Profile {
 inline constexpr int kStartupPackLevel = 9;
 
 std::string ProfileKey(const Digest& image_id);
+// Version 3 if `profile` has a pack and digests, 2 if a pack only, else 1.
 std::vector<uint8_t> EncodeProfile(const Profile& profile);
-// kCorruption for a damaged profile or an index >= `chunk_count`.
+// kCorruption for a damaged profile or an index >= `chunk_count` (a caller
+// that does not know the image yet passes UINT32_MAX and checks later:
+// MatchesImage).
 Result<Profile> DecodeProfile(std::span<const uint8_t> bytes, uint32_t chunk_count);
+
+// Whether a version 3 profile's digests and lengths are those of the
+// image's CHUNKS records at its indices (always true for versions 1 and 2,
+// which have none): "" if so, else what differs.
+std::string MismatchWithImage(const Profile& profile, std::span<const ChunkRecord> chunks);
+
+// Cuts the start-up pack's frames, given in pack order (some may be left
+// out), into range reads: the first MiB of chunk data in reads of at most
+// 256 KiB, so that the workload can start after a short transfer, then
+// reads of at most 4 MiB; a hole of more than 128 KiB ends a read.
+std::vector<std::vector<chunkstore::ChunkLocation>> StartupPackRuns(
+    std::vector<chunkstore::ChunkLocation> frames);
+
+// Fetches a version 3 profile's chunks from its start-up pack into `reader`
+// as prefetch (counted in `counters`), from the profile alone: each chunk is
+// verified against the profile's digest, so this may start before the
+// image metadata has loaded. Returns false (and does nothing) for a profile
+// without a start-up pack or digests.
+bool PrefetchStartupPack(chunkstore::ChunkReader& reader, const Profile& profile,
+                         const chunkstore::CountersPtr& counters);
 
 Status PutProfile(chunkstore::ObjectStore& store, const Digest& image_id, const Profile& profile);
 // The image's profile, or nullopt when it has none.
 Result<std::optional<Profile>> LoadProfile(chunkstore::ObjectStore& store, const Digest& image_id,
                                            uint32_t chunk_count);
 
-// Makes the version 2 profile of `order` (chunk indices; `locs[i]` is where
+// Makes the version 3 profile of `order` (chunk indices; `locs[i]` is where
 // the image keeps chunk `order[i]`): reads every chunk through `reader`,
 // verified, compresses it at `level` into one new pack in that order, and
 // puts the pack in `store`. The profile object itself is not written. An

@@ -70,6 +70,15 @@ auto Retrying(Fn fn) -> decltype(fn()) {
   }
 }
 
+// An image's start-up profile as Mount finds it: absent (status
+// kNotFound), unreadable (another status), or decoded, with its start-up
+// pack perhaps already being fetched.
+struct EarlyProfile {
+  Status status;
+  std::optional<fs::Profile> profile;
+  bool fetching = false;
+};
+
 // overlayfs shows the upper directory's own attributes for the root of the
 // merged tree: give it the image root's mode, owner, times and xattrs.
 void CopyRootAttributes(const std::string& from, const std::string& to) {
@@ -224,12 +233,29 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     out.shared = true;
   } else {
     // The profile (if any) is fetched while the image loads: on a remote
-    // store each request is a round trip.
-    auto profile_bytes = std::async(std::launch::async, [&store, &id] {
-      return Retrying([&] { return store->store->Get(fs::ProfileKey(*id)); });
+    // store each request is a round trip. A version 3 profile's start-up
+    // pack is fetched as soon as the profile is in, before the image is:
+    // its chunks are verified against the profile's digests, and the node
+    // cache is looked up first, so a warm host fetches nothing.
+    // bench/coldstart.sh (c) at 20 ms / 100 MB/s: the profile is in 13-16 ms
+    // before the image metadata is in and checked; 0.384 -> 0.368 s, medians
+    // of 8 interleaved runs.
+    auto fetch = std::make_shared<chunkstore::FetchCounters>();
+    auto early = std::async(std::launch::async, [&store, &id, &fetch] {
+      auto blob = Retrying([&] { return store->store->Get(fs::ProfileKey(*id)); });
+      EarlyProfile out{blob.status(), std::nullopt, false};
+      if (!blob.ok()) return out;
+      auto profile = fs::DecodeProfile((*blob)->bytes(), UINT32_MAX);
+      if (!profile.ok()) {
+        out.status = profile.status();
+        return out;
+      }
+      out.fetching = fs::PrefetchStartupPack(*store->reader, *profile, fetch);
+      out.profile = std::move(*profile);
+      return out;
     });
     auto reader = Retrying([&] { return fs::LoadImage(*store->store, *id); });
-    auto profile_blob = profile_bytes.get();
+    EarlyProfile profile = early.get();
     if (!reader.ok()) return reader.status().Annotate("cannot mount '" + name + "'");
     static std::atomic<uint64_t> seq{0};
     auto im = std::make_unique<Image>();
@@ -243,22 +269,18 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
     if (ec) return IoError("create " + im->mountpoint + ": " + ec.message());
     std::string tag = hex.substr(0, 12);
     im->fs = std::make_unique<fs::ImageFs>(std::move(*reader), store->reader.get(),
-                                           [tag](const std::string& l) { Log(tag + ": " + l); });
-    // A start-up profile, if the image has one, becomes prefetch at once,
-    // while the kernel mount is still being made.
-    if (profile_blob.ok()) {
-      auto profile = fs::DecodeProfile((*profile_blob)->bytes(),
-                                       static_cast<uint32_t>(im->fs->image().chunks().size()));
-      if (!profile.ok()) {
-        Log("image " + tag + ": ignoring its profile: " + profile.status().ToString());
-      } else {
-        im->fs->ReplayProfile(*profile);
-        Log("image " + tag + ": prefetching its start-up profile (" +
-            std::to_string(profile->chunks.size()) + " chunks" +
-            (profile->pack ? ", start-up pack " + profile->pack->Short() : std::string()) + ")");
+                                           [tag](const std::string& l) { Log(tag + ": " + l); }, fetch);
+    // A start-up profile, if the image has one, becomes prefetch at once
+    // (if it is not already being fetched), while the kernel mount is still
+    // being made.
+    if (profile.profile.has_value()) {
+      if (im->fs->ReplayProfile(*profile.profile, profile.fetching)) {
+        const fs::Profile& p = *profile.profile;
+        Log("image " + tag + ": prefetching its start-up profile (" + std::to_string(p.chunks.size()) +
+            " chunks" + (p.pack ? ", start-up pack " + p.pack->Short() : std::string()) + ")");
       }
-    } else if (profile_blob.status().code() != StatusCode::kNotFound) {
-      Log("image " + tag + ": ignoring its profile: " + profile_blob.status().ToString());
+    } else if (profile.status.code() != StatusCode::kNotFound) {
+      Log("image " + tag + ": ignoring its profile: " + profile.status.ToString());
     }
     fs::FuseOptions fo;
     fo.allow_other = true;

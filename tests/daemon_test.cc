@@ -311,6 +311,19 @@ TEST_CASE("a recorded start-up profile is fetched before the workload asks for i
     CHECK(d.Log().find("start-up profile") != std::string::npos);
     CHECK(env.Umount(mnt).exit_code == 0);
   }
+  {
+    // A warm host (ferryd restarted on the same node cache): the profile is
+    // replayed from the cache, and nothing is asked of the store.
+    ScopedDaemon d(env.root);
+    REQUIRE(env.Mount("img", mnt).exit_code == 0);
+    auto s = run(mnt, false);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // any prefetch still going
+    s = CacheStats(env.root)["images"][0];
+    CHECK(U64(s, "profile_chunks") > 0);
+    CHECK(U64(s, "store_fetches") == 0);
+    CHECK(U64(s, "store_bytes") == 0);
+    CHECK(env.Umount(mnt).exit_code == 0);
+  }
   // Without the profile, the same workload on a cold host asks the store itself.
   REQUIRE(Ferry(env.store, {"profile", "rm", "img"}).exit_code == 0);
   CHECK(Ferry(env.store, {"profile", "show", "img"}).exit_code == 3);

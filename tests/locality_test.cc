@@ -736,4 +736,91 @@ TEST_CASE("profile replay from a start-up pack that is missing or damaged: reads
   }
 }
 
+TEST_CASE("profile version 3: the start-up pack is fetched from the profile alone; a profile that lies costs fetches, never a wrong byte") {
+  Fixture f;
+  const std::vector<uint32_t> order = ScatteredProfile(f);
+  auto profile = fs::MakeStartupPack(*f.store, *f.chunks, order, Locations(f.fs->image(), order));
+  REQUIRE(profile.ok());
+  REQUIRE(profile->pack.has_value());
+  REQUIRE(profile->digests.size() == order.size());
+  REQUIRE(profile->ulens.size() == order.size());
+  uint64_t pack_bytes = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    CHECK(profile->digests[k] == f.fs->image().Chunk(order[k]).digest);
+    CHECK(profile->ulens[k] == f.fs->image().Chunk(order[k]).ulen);
+    pack_bytes += profile->clens[k];
+  }
+  // Stored and loaded, it is still version 3.
+  REQUIRE(fs::StoreProfile(*f.store, f.image_id, f.fs->image().chunks().size(), *profile).ok());
+  auto loaded = fs::LoadProfile(*f.store, f.image_id, f.fs->image().chunks().size());
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->has_value());
+  CHECK((*loaded)->digests == profile->digests);
+  CHECK((*loaded)->ulens == profile->ulens);
+
+  const std::string pack_key = chunkstore::StartupPackKey(*profile->pack);
+  RecordingStore rec(f.store.get());
+  chunkstore::ChunkReader reader(&rec, [] {
+    chunkstore::ChunkReaderOptions ro;
+    ro.fetch_threads = 1;
+    return ro;
+  }());
+  auto counters = std::make_shared<chunkstore::FetchCounters>();
+  // Waits until every chunk of `digests` is in memory (or given up on).
+  auto settle = [&](const std::vector<Digest>& digests) {
+    for (int i = 0; i < 2000; ++i) {
+      bool all = true;
+      for (const Digest& d : digests) all = all && reader.Present(d);
+      if (all) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    // In flight counts as present: a read of each waits for its flight.
+    for (size_t k = 0; k < order.size(); ++k) CHECK(reader.Read(f.fs->image().Chunk(order[k])).ok());
+  };
+
+  SECTION("its own profile") {
+    // No image loaded: the profile alone says what to fetch and how to check it.
+    REQUIRE(fs::PrefetchStartupPack(reader, *profile, counters));
+    settle(profile->digests);
+    const auto keys = rec.keys();
+    REQUIRE(!keys.empty());
+    uint64_t fetched = 0;
+    for (const auto& [offset, n] : rec.ranges()) fetched += n;
+    for (const auto& k : keys) CHECK(k == pack_key);  // nothing from the image's packs
+    CHECK(fetched == pack_bytes);
+    CHECK(counters->store_bytes == pack_bytes);
+    CHECK(reader.stats().corrupt == 0);
+
+    // Then the image arrives: the replay only takes note, and the reads
+    // need nothing more from the store.
+    fs::ImageFs fs(std::move(fs::LoadImage(*f.store, f.image_id).value()), &reader,
+                   [](const std::string&) {}, counters);
+    CHECK(fs.ReplayProfile(*profile, /*fetching=*/true));
+    CHECK(fs.profile_chunks() == std::set<uint32_t>(order.begin(), order.end()).size());
+    ReadProfileFiles(f, fs);
+    CHECK(fs.counters().read_errors == 0);
+    CHECK(fs.fetch_counters().demand_misses == 0);
+    CHECK(rec.keys().size() == keys.size());
+  }
+  SECTION("a profile whose digest for one entry is not the image's") {
+    fs::Profile lying = *profile;
+    lying.digests[1] = Sha256(std::string_view("not that chunk"));
+    REQUIRE(fs::PrefetchStartupPack(reader, lying, counters));
+    settle(lying.digests);
+    // The frame did not hash to the digest the profile gave: refused,
+    // never kept under either digest.
+    CHECK(reader.stats().corrupt >= 1);
+    CHECK(!reader.Present(lying.digests[1]));
+    std::vector<std::string> logged;
+    fs::ImageFs fs(std::move(fs::LoadImage(*f.store, f.image_id).value()), &reader,
+                   [&](const std::string& l) { logged.push_back(l); }, counters);
+    CHECK_FALSE(fs.ReplayProfile(lying, /*fetching=*/true));
+    CHECK(fs.profile_chunks() == 0);
+    REQUIRE(logged.size() == 1);
+    CHECK(logged[0].find("not this image's") != std::string::npos);
+    ReadProfileFiles(f, fs);  // right bytes, from the image's packs where needed
+    CHECK(fs.counters().read_errors == 0);
+  }
+}
+
 }  // namespace ferry::testing
