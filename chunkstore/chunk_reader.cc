@@ -289,13 +289,16 @@ Status ChunkReader::WithRetries(const std::function<Status()>& op, FetchCounters
   }
 }
 
-void ChunkReader::Sending(Turn* turn, bool sends) {
-  if (!turn->pending) return;
-  turn->pending = false;
+bool ChunkReader::Sending(Turn* turn, bool sends) {
   std::unique_lock<std::mutex> lock(mu_);
+  // Prefetch sends nothing more once the reader is stopping: its range
+  // reads (up to kMaxSpanBytes each, one per thread) would hold up the end.
+  const bool go = !turn->prefetch || !stopping_;
+  if (!turn->pending) return go;
+  turn->pending = false;
   if (!turn->prefetch) {
     if (--demand_unsent_ == 0) prefetch_cv_.notify_all();
-    return;
+    return true;
   }
   // A job that sends nothing passes its turn on at once, without waiting.
   if (sends) {
@@ -307,7 +310,7 @@ void ChunkReader::Sending(Turn* turn, bool sends) {
   }
   if (next_send_ != turn->ticket) {
     sent_early_.insert(turn->ticket);
-    return;
+    return !stopping_;
   }
   ++next_send_;
   while (!sent_early_.empty() && *sent_early_.begin() == next_send_) {
@@ -315,6 +318,7 @@ void ChunkReader::Sending(Turn* turn, bool sends) {
     ++next_send_;
   }
   send_cv_.notify_all();
+  return !stopping_;
 }
 
 void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c, Turn* turn, bool hint) {
@@ -343,7 +347,7 @@ void ChunkReader::FetchClaimed(Claimed mine, FetchCounters* c, Turn* turn, bool 
         ++stats_.fetches;
         stats_.fetched_bytes += span.size();
       }
-      Sending(turn);
+      if (!Sending(turn)) return UnavailableError("chunk reader is shutting down");
       return store_->GetRange(PackObjectKey(mine.front().first), begin, span);
     }, c);
   }
@@ -425,7 +429,7 @@ Result<ChunkData> ChunkReader::FetchFromStore(const ChunkLocation& loc, FetchCou
       stats_.fetched_bytes += loc.clen;
     }
     auto frame = std::make_unique_for_overwrite<uint8_t[]>(loc.clen);
-    Sending(turn);
+    if (!Sending(turn)) return UnavailableError("chunk reader is shutting down");
     RETURN_IF_ERROR(store_->GetRange(PackObjectKey(loc), loc.offset, {frame.get(), loc.clen}));
     Status v = DecompressAndVerify({frame.get(), loc.clen}, loc.ulen, loc.digest, data.get());
     if (v.code() == StatusCode::kCorruption) {

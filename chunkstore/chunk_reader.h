@@ -193,8 +193,10 @@ class ChunkReader {
   // Called right before each store request of a job (`sends`), and once
   // when the job is done. Only the first call acts: a demand job lets
   // prefetch go; a prefetch job that sends waits for its turn, and either
-  // passes the turn on (at shutdown the order no longer matters).
-  void Sending(Turn* turn, bool sends = true);
+  // passes the turn on (at shutdown the order no longer matters). False
+  // if the request must not be sent: a prefetch job's once the reader is
+  // stopping (every call answers that, not only the first).
+  bool Sending(Turn* turn, bool sends = true);
   // Runs `op` until it succeeds, fails for good, or runs out of attempts.
   Status WithRetries(const std::function<Status()>& op, FetchCounters* c);
   // The node cache's copy, or null (counted as a hit or a miss).

@@ -474,6 +474,28 @@ TEST_CASE("fetch engine: prefetch jobs reach a remote store in the order they we
   for (int k = 0; k < 29; ++k) CHECK(counting.offsets[k] == locs[28 - k].offset);
 }
 
+TEST_CASE("fetch engine: a reader that is stopping sends no more prefetch") {
+  // Four prefetch jobs on four threads, 10 s between sends: the first is
+  // sent, the others wait for their turn when the reader is destroyed.
+  // They must give up, not send their range reads on the way out.
+  TempStore t;
+  std::vector<std::vector<uint8_t>> chunks;
+  for (int i = 0; i < 4; ++i) chunks.push_back(Random(3000, 700 + i));
+  const std::vector<ChunkLocation> locs = WritePack(*t.store, chunks);
+  CountingStore counting(t.store.get());
+  ChunkReaderOptions o;
+  o.fetch_threads = 4;
+  o.prefetch_send_gap = std::chrono::seconds(10);
+  auto reader = std::make_unique<ChunkReader>(&counting, o);
+  for (int i = 0; i < 4; ++i) reader->Prefetch({locs[i]}, nullptr, /*keep=*/true);
+  for (int i = 0; i < 10000 && counting.range_reads < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  REQUIRE(counting.range_reads == 1);
+  reader.reset();
+  CHECK(counting.range_reads == 1);
+}
+
 TEST_CASE("fetch engine: a burst of prefetch starts as many threads as it needs, no more than fetch_threads") {
   SixChunks f(4);
   auto& [t, locs, counting, reader] = f;

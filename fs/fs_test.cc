@@ -461,6 +461,34 @@ TEST_CASE("profile: version 3 is laid out as docs/format.md says; damaged ones a
   v2.ulens.clear();
   CHECK(fs::MismatchWithImage(v2, other) == "");
   CHECK(fs::MismatchWithImage(v2, std::span(image).first(7)) != "");
+
+  // Arrays that do not fit together are refused before any entry is read:
+  // no bytes to store, a mismatch for any image, an error from PutProfile.
+  CHECK(fs::ShapeError(v3) == "");
+  CHECK(fs::ShapeError(v2) == "");
+  fs::SampleImage sample;
+  auto misshapen = [&](fs::Profile bad) {
+    CHECK(fs::ShapeError(bad) != "");
+    CHECK(fs::EncodeProfile(bad).empty());
+    CHECK(fs::MismatchWithImage(bad, image) != "");
+    const Digest id = Sha256(sample.object);
+    CHECK(fs::PutProfile(*sample.store, id, bad).code() == StatusCode::kInvalidArgument);
+    CHECK(!sample.store->Get(fs::ProfileKey(id)).ok());
+  };
+  fs::Profile bad = v3;
+  bad.ulens.pop_back();  // one length short
+  misshapen(bad);
+  bad = v3;
+  bad.digests.pop_back();
+  bad.ulens.pop_back();  // both short
+  misshapen(bad);
+  bad = v3;
+  bad.clens.push_back(1);
+  misshapen(bad);
+  bad = v3;
+  bad.pack.reset();  // digests and lengths without a pack
+  bad.clens.clear();
+  misshapen(bad);
 }
 
 }  // namespace ferry

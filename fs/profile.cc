@@ -25,7 +25,22 @@ uint64_t MaxFrame(uint64_t ulen) { return ulen + (ulen >> 7) + 1024; }
 
 std::string ProfileKey(const Digest& image_id) { return "profiles/" + image_id.Hex(); }
 
+std::string ShapeError(const Profile& p) {
+  const size_t n = p.chunks.size();
+  if (p.pack.has_value() && p.clens.size() != n) {
+    return std::to_string(p.clens.size()) + " frame lengths for " + std::to_string(n) + " chunks";
+  }
+  if (!p.pack.has_value() && !p.clens.empty()) return "frame lengths without a start-up pack";
+  if (p.digests.size() != p.ulens.size() || (!p.digests.empty() && p.digests.size() != n)) {
+    return std::to_string(p.digests.size()) + " digests and " + std::to_string(p.ulens.size()) +
+           " lengths for " + std::to_string(n) + " chunks";
+  }
+  if (!p.digests.empty() && !p.pack.has_value()) return "digests without a start-up pack";
+  return "";
+}
+
 std::vector<uint8_t> EncodeProfile(const Profile& p) {
+  if (!ShapeError(p).empty()) return {};
   const uint32_t version = !p.pack.has_value() ? 1 : p.digests.empty() ? 2 : 3;
   const size_t head = kHeader + (version > 1 ? kPackField : 0), entry = EntrySize(version);
   std::vector<uint8_t> out(head + entry * p.chunks.size() + 8);
@@ -104,6 +119,7 @@ Result<Profile> DecodeProfile(std::span<const uint8_t> b, uint32_t chunk_count) 
 }
 
 std::string MismatchWithImage(const Profile& p, std::span<const ChunkRecord> chunks) {
+  if (std::string why = ShapeError(p); !why.empty()) return why;
   for (size_t i = 0; i < p.chunks.size(); ++i) {
     if (p.chunks[i] >= chunks.size()) {
       return "entry " + std::to_string(i) + " names chunk " + std::to_string(p.chunks[i]) +
@@ -167,6 +183,9 @@ bool PrefetchStartupPack(chunkstore::ChunkReader& reader, const Profile& p,
 }
 
 Status PutProfile(chunkstore::ObjectStore& store, const Digest& image_id, const Profile& p) {
+  if (std::string why = ShapeError(p); !why.empty()) {
+    return InvalidArgumentError("profile for image " + image_id.Hex().substr(0, 12) + ": " + why);
+  }
   return store.Put(ProfileKey(image_id), EncodeProfile(p));
 }
 

@@ -52,7 +52,11 @@ struct Profile {
 inline constexpr int kStartupPackLevel = 9;
 
 std::string ProfileKey(const Digest& image_id);
+// "" if the arrays of `profile` fit together (clens with a pack, digests and
+// ulens all as long as `chunks`, or empty), else what does not.
+std::string ShapeError(const Profile& profile);
 // Version 3 if `profile` has a pack and digests, 2 if a pack only, else 1.
+// A profile with a ShapeError encodes to no bytes (which no decoder takes).
 std::vector<uint8_t> EncodeProfile(const Profile& profile);
 // kCorruption for a damaged profile or an index >= `chunk_count` (a caller
 // that does not know the image yet passes UINT32_MAX and checks later:
@@ -61,7 +65,7 @@ Result<Profile> DecodeProfile(std::span<const uint8_t> bytes, uint32_t chunk_cou
 
 // Whether a version 3 profile's digests and lengths are those of the
 // image's CHUNKS records at its indices (always true for versions 1 and 2,
-// which have none): "" if so, else what differs.
+// which have none): "" if so, else what differs (or its ShapeError).
 std::string MismatchWithImage(const Profile& profile, std::span<const ChunkRecord> chunks);
 
 // Cuts the start-up pack's frames, given in pack order (some may be left

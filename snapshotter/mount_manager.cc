@@ -277,7 +277,8 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
       if (im->fs->ReplayProfile(*profile.profile, profile.fetching)) {
         const fs::Profile& p = *profile.profile;
         Log("image " + tag + ": prefetching its start-up profile (" + std::to_string(p.chunks.size()) +
-            " chunks" + (p.pack ? ", start-up pack " + p.pack->Short() : std::string()) + ")");
+            " chunks" + (p.pack ? ", start-up pack " + p.pack->Short() : std::string()) +
+            (profile.fetching ? ", sent for before the image metadata was in" : "") + ")");
       }
     } else if (profile.status.code() != StatusCode::kNotFound) {
       Log("image " + tag + ": ignoring its profile: " + profile.status.ToString());

@@ -309,6 +309,9 @@ TEST_CASE("a recorded start-up profile is fetched before the workload asks for i
     CHECK(U64(s, "profile_chunks") > 0);
     CHECK(U64(s, "demand_misses") == 0);  // every chunk was there before it was asked for
     CHECK(d.Log().find("start-up profile") != std::string::npos);
+    // A version 3 profile: its start-up pack was asked for on the profile
+    // alone, while the image metadata was still loading.
+    CHECK(d.Log().find("sent for before the image metadata was in") != std::string::npos);
     CHECK(env.Umount(mnt).exit_code == 0);
   }
   {
