@@ -96,6 +96,13 @@ std::vector<ChunkLocation> WritePack(FileStore& store, const std::vector<std::ve
   return locs;
 }
 
+// A pack of `n` random chunks of `size` bytes (seeds seed, seed + 1, ...).
+std::vector<ChunkLocation> RandomPack(FileStore& store, int n, size_t size, uint32_t seed) {
+  std::vector<std::vector<uint8_t>> chunks;
+  for (int i = 0; i < n; ++i) chunks.push_back(Random(size, seed + i));
+  return WritePack(store, chunks);
+}
+
 TEST_CASE("pack writer: the file is exactly the frames, the index and the trailer, whatever their sizes") {
   TempStore t;
   std::string path = t.store->TempPath("test-pack");
@@ -370,11 +377,7 @@ TEST_CASE("fetch engine: a read waits at most the deadline; the fetch still land
 // demand and the default prefetch pool of a local store.
 struct SixChunks {
   explicit SixChunks(unsigned threads, bool local = false)
-      : locs(WritePack(*t.store, [] {
-          std::vector<std::vector<uint8_t>> chunks;
-          for (int i = 0; i < 6; ++i) chunks.push_back(Random(20000, 50 + i));
-          return chunks;
-        }())),
+      : locs(RandomPack(*t.store, 6, 20000, 50)),
         counting(t.store.get(), local),
         reader(&counting, [threads] {
           ChunkReaderOptions o;
@@ -446,9 +449,7 @@ TEST_CASE("fetch engine: prefetch jobs reach a remote store in the order they we
   // reader keeps, so that a test machine that preempts a thread for a few
   // milliseconds between its turn and its request cannot reorder them.
   TempStore t;
-  std::vector<std::vector<uint8_t>> chunks;
-  for (int i = 0; i < 30; ++i) chunks.push_back(Random(3000, 300 + i));
-  const std::vector<ChunkLocation> locs = WritePack(*t.store, chunks);
+  const std::vector<ChunkLocation> locs = RandomPack(*t.store, 30, 3000, 300);
   CountingStore counting(t.store.get());
   ChunkReaderOptions o;
   o.fetch_threads = 8;
@@ -479,9 +480,7 @@ TEST_CASE("fetch engine: a reader that is stopping sends no more prefetch") {
   // sent, the others wait for their turn when the reader is destroyed.
   // They must give up, not send their range reads on the way out.
   TempStore t;
-  std::vector<std::vector<uint8_t>> chunks;
-  for (int i = 0; i < 4; ++i) chunks.push_back(Random(3000, 700 + i));
-  const std::vector<ChunkLocation> locs = WritePack(*t.store, chunks);
+  const std::vector<ChunkLocation> locs = RandomPack(*t.store, 4, 3000, 700);
   CountingStore counting(t.store.get());
   ChunkReaderOptions o;
   o.fetch_threads = 4;
