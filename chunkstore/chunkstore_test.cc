@@ -14,6 +14,7 @@
 #include "chunkstore/fault_store.h"
 #include "chunkstore/file_store.h"
 #include "chunkstore/pack.h"
+#include "chunkstore/store_factory.h"
 #include "chunkstore/url_options.h"
 #include "tests/support/bytes.h"
 

@@ -147,17 +147,9 @@ Result<FaultOptions> ParseFaultOptions(const std::string& query) {
   return o;
 }
 
-
-
-Result<std::unique_ptr<ObjectStore>> OpenFaultStore(const std::string& url) {
-  std::string rest = url.substr(std::string("fault+").size());
-  size_t q = rest.rfind('?');
-  std::string inner_url = q == std::string::npos ? rest : rest.substr(0, q);
-  auto opt = ParseFaultOptions(q == std::string::npos ? "" : rest.substr(q + 1));
-  if (!opt.ok()) return opt.status().Annotate("store URL '" + url + "'");
-  ASSIGN_OR_RETURN(auto inner, OpenObjectStore(inner_url));
-  return std::unique_ptr<ObjectStore>(std::make_unique<FaultStore>(
-      std::move(inner), std::move(*opt), q == std::string::npos ? "" : rest.substr(q + 1)));
+std::unique_ptr<ObjectStore> WrapInFaults(std::unique_ptr<ObjectStore> inner, FaultOptions opt,
+                                          std::string query) {
+  return std::make_unique<FaultStore>(std::move(inner), std::move(opt), std::move(query));
 }
 
 }  // namespace ferry::chunkstore

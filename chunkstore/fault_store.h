@@ -35,8 +35,11 @@ struct FaultOptions {
 
 // Parses the options part of a fault URL (after '?').
 Result<FaultOptions> ParseFaultOptions(const std::string& query);
-// Opens "fault+<inner>?<options>" (used by OpenObjectStore). Its Url() is
-// the whole fault URL, so a daemon given it emulates the same faults.
-Result<std::unique_ptr<ObjectStore>> OpenFaultStore(const std::string& url);
+// `inner` with the faults of `opt`; `query` is the options as given, for
+// Url(), which is "fault+<inner's Url()>?<query>" so that a daemon given it
+// emulates the same faults. OpenObjectStore (store_factory.h) makes these
+// from "fault+" URLs.
+std::unique_ptr<ObjectStore> WrapInFaults(std::unique_ptr<ObjectStore> inner, FaultOptions opt,
+                                          std::string query);
 
 }  // namespace ferry::chunkstore

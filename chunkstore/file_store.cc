@@ -1,6 +1,4 @@
 #include "chunkstore/file_store.h"
-#include "chunkstore/fault_store.h"
-#include "chunkstore/s3_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -286,21 +284,6 @@ Status FileStore::Delete(const std::string& key) {
     fds_.erase(it);
   }
   return Status::Ok();
-}
-
-Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const std::string& url) {
-  if (url.rfind("fault+", 0) == 0) return OpenFaultStore(url);
-  if (url.rfind("s3://", 0) == 0) {
-    ASSIGN_OR_RETURN(auto s3, S3Store::OpenUrl(url));
-    return std::unique_ptr<ObjectStore>(std::move(s3));
-  }
-  if (url.find("://") != std::string::npos && url.rfind("file://", 0) != 0) {
-    return InvalidArgumentError("unsupported store URL '" + url +
-                                "' (supported: file:///path, a plain path, s3://bucket/prefix?options, "
-                                "fault+URL?options)");
-  }
-  ASSIGN_OR_RETURN(auto store, FileStore::Open(AbsoluteStoreUrl(url).substr(7)));
-  return std::unique_ptr<ObjectStore>(std::move(store));
 }
 
 }  // namespace ferry::chunkstore

@@ -66,11 +66,4 @@ class ObjectStore {
 // Whether `key` is a well-formed object key (see above).
 bool IsValidKey(const std::string& key);
 
-// Opens a store from a URL: "file:///abs/path" or a plain path (file store);
-// "s3://BUCKET[/PREFIX][?options]" (S3 or an S3-compatible service: options,
-// environment and credentials in s3_config.h; opening does not contact it);
-// "fault+<URL>?<options>" wraps one in fault emulation (fault_store.h).
-// Fails with kInvalidArgument for an unknown scheme.
-Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const std::string& url);
-
 }  // namespace ferry::chunkstore

@@ -17,6 +17,7 @@
 
 #include "chunkstore/file_store.h"
 #include "chunkstore/s3_store.h"
+#include "chunkstore/store_factory.h"
 #include "tests/s3/test_servers.h"
 #include "tests/support/bytes.h"
 

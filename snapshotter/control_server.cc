@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fs/daemon_client.h"
+#include "snapshotter/api/daemon_client.h"
 
 namespace ferry::snapshotter {
 namespace {
@@ -35,7 +35,7 @@ Handler Unary(grpc::Status (DaemonService::*method)(grpc::ServerContext*, const 
                                   std::string(st.message()));
     }
     Rep rep;
-    RETURN_IF_ERROR(fs::FromGrpc((service->*method)(nullptr, &req, &rep)));
+    RETURN_IF_ERROR(api::FromGrpc((service->*method)(nullptr, &req, &rep)));
     google::protobuf::util::JsonPrintOptions opt;
     opt.always_print_primitive_fields = true;
     opt.preserve_proto_field_names = true;
@@ -160,7 +160,7 @@ void ControlServer::Serve(int conn) {
     method = req["method"].get<std::string>();
     auto it = Methods().find(method);
     if (it == Methods().end()) {
-      st = InvalidArgumentError("no method '" + method + "' (see fs/proto/ferryd.proto)");
+      st = InvalidArgumentError("no method '" + method + "' (see snapshotter/api/ferryd.proto)");
     } else {
       st = it->second(service_, req.value("request", nlohmann::json::object()).dump(), &reply);
     }

@@ -1,7 +1,7 @@
 // ControlServer: ferryd's control socket (ROOT/ferryd.ctl). The methods of
 // DaemonService, each request and reply one line of JSON (protobuf's JSON
 // form of the .proto messages); what the `ferry` CLI uses, since a client
-// without gRPC starts fast (fs/control_client.h, docs/daemon.md).
+// without gRPC starts fast (snapshotter/api/control_client.h, docs/daemon.md).
 #pragma once
 
 #include <atomic>

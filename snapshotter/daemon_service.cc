@@ -2,14 +2,14 @@
 
 #include <unistd.h>
 
-#include "fs/daemon_client.h"
+#include "snapshotter/api/daemon_client.h"
 
 namespace ferry::snapshotter {
 
 grpc::Status DaemonService::Mount(grpc::ServerContext*, const daemon::MountRequest* req,
                                   daemon::MountReply* reply) {
   auto out = mounts_->Mount(req->store_url(), req->image(), req->target(), req->writable());
-  if (!out.ok()) return fs::ToGrpc(out.status());
+  if (!out.ok()) return api::ToGrpc(out.status());
   reply->set_image_id(out->image_id);
   reply->set_shared(out->shared);
   return grpc::Status::OK;
@@ -19,7 +19,7 @@ grpc::Status DaemonService::Unmount(grpc::ServerContext*, const daemon::UnmountR
                                     daemon::UnmountReply* reply) {
   std::string id;
   auto ended = mounts_->Unmount(req->target(), req->lazy(), &id);
-  if (!ended.ok()) return fs::ToGrpc(ended.status());
+  if (!ended.ok()) return api::ToGrpc(ended.status());
   reply->set_image_id(id);
   reply->set_session_ended(*ended);
   return grpc::Status::OK;
@@ -81,7 +81,7 @@ grpc::Status DaemonService::CacheStats(grpc::ServerContext*, const daemon::Cache
 grpc::Status DaemonService::CachePrune(grpc::ServerContext*, const daemon::CachePruneRequest* req,
                                        daemon::CachePruneReply* reply) {
   uint64_t before = cache_->Stats().evicted;
-  if (Status st = cache_->Prune(req->to_bytes()); !st.ok()) return fs::ToGrpc(st);
+  if (Status st = cache_->Prune(req->to_bytes()); !st.ok()) return api::ToGrpc(st);
   chunkstore::NodeCacheStats s = cache_->Stats();
   reply->set_used_bytes(s.used_bytes);
   reply->set_evicted(s.evicted - before);
@@ -91,7 +91,7 @@ grpc::Status DaemonService::CachePrune(grpc::ServerContext*, const daemon::Cache
 grpc::Status DaemonService::ProfileStart(grpc::ServerContext*, const daemon::ProfileRequest* req,
                                          daemon::ProfileReply* reply) {
   auto id = mounts_->StartProfile(req->target());
-  if (!id.ok()) return fs::ToGrpc(id.status());
+  if (!id.ok()) return api::ToGrpc(id.status());
   reply->set_image_id(*id);
   return grpc::Status::OK;
 }
@@ -99,7 +99,7 @@ grpc::Status DaemonService::ProfileStart(grpc::ServerContext*, const daemon::Pro
 grpc::Status DaemonService::ProfileStop(grpc::ServerContext*, const daemon::ProfileRequest* req,
                                         daemon::ProfileReply* reply) {
   auto r = mounts_->StopProfile(req->target());
-  if (!r.ok()) return fs::ToGrpc(r.status());
+  if (!r.ok()) return api::ToGrpc(r.status());
   reply->set_image_id(std::get<0>(*r));
   reply->set_chunks(std::get<1>(*r));
   reply->set_bytes(std::get<2>(*r));

@@ -1,12 +1,12 @@
-// DaemonService: ferryd's control API (fs/proto/ferryd.proto) over the
+// DaemonService: ferryd's control API (snapshotter/api/ferryd.proto) over the
 // mount manager and the node cache. Each call maps a ferry Status to a gRPC
-// status in one place (fs::ToGrpc).
+// status in one place (api::ToGrpc).
 #pragma once
 
 #include <string>
 
 #include "chunkstore/node_cache.h"
-#include "fs/proto/ferryd.grpc.pb.h"
+#include "snapshotter/api/ferryd.grpc.pb.h"
 #include "snapshotter/mount_manager.h"
 
 namespace ferry::snapshotter {

@@ -20,7 +20,7 @@
 
 #include "chunkstore/node_cache.h"
 #include "chunkstore/s3_transport.h"
-#include "fs/daemon_client.h"
+#include "snapshotter/api/daemon_client.h"
 #include "snapshotter/control_server.h"
 #include "snapshotter/daemon_service.h"
 #include "snapshotter/mount_manager.h"
@@ -81,7 +81,7 @@ int Run(Flags f) {
         "ferryd needs root (it makes bind and overlay mounts); without a daemon, "
         "`ferry mount --no-daemon` serves one image as the calling user"));
   }
-  auto capacity = fs::ParseByteSize(cache_size);
+  auto capacity = api::ParseByteSize(cache_size);
   if (!capacity.ok()) return Fail(capacity.status().Annotate("--cache-size"));
   std::error_code ec;
   root = std::filesystem::absolute(root).lexically_normal().string();
@@ -89,12 +89,12 @@ int Run(Flags f) {
   std::filesystem::create_directories(root, ec);
   if (ec) return Fail(ErrnoError("create " + root, ec.value()));
   if (cache_dir.empty()) cache_dir = root + "/cache";
-  const std::string socket = fs::DaemonSocketPath(root);
+  const std::string socket = api::DaemonSocketPath(root);
   if (socket.size() >= 100) {
     return Fail(InvalidArgumentError("socket path " + socket + " is too long for a unix socket"));
   }
   if (access(socket.c_str(), F_OK) == 0) {
-    fs::DaemonClient probe(root);
+    api::DaemonClient probe(root);
     if (auto ping = probe.Ping(std::chrono::seconds(1)); ping.ok()) {
       return Fail(FailedPreconditionError("another ferryd (pid " + std::to_string(ping->pid()) +
                                           ") is serving " + root));
@@ -140,7 +140,7 @@ int Run(Flags f) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) return Fail(FailedPreconditionError("cannot listen on " + socket));
   chmod(socket.c_str(), 0600);
-  auto control = snapshotter::ControlServer::Start(fs::ControlSocketPath(root), &service);
+  auto control = snapshotter::ControlServer::Start(api::ControlSocketPath(root), &service);
   if (!control.ok()) {
     server->Shutdown();
     return Fail(control.status());
@@ -148,7 +148,7 @@ int Run(Flags f) {
   PrefaultCode();
   std::fprintf(stderr, "ferryd: ready (pid %d): root %s, socket %s, node cache %s (%s)\n",
                getpid(), root.c_str(), socket.c_str(), cache_dir.c_str(),
-               fs::FormatBytes(*capacity).c_str());
+               api::FormatBytes(*capacity).c_str());
 
   std::thread waiter([&] {
     int sig = 0;
@@ -173,7 +173,7 @@ int Run(Flags f) {
 int main(int argc, char** argv) {
   CLI::App app{"ferryd: the ferry host daemon (node cache and mounts)"};
   ferry::Flags f;
-  f.root = ferry::fs::DefaultDaemonRoot();
+  f.root = ferry::api::DefaultDaemonRoot();
   app.add_option("--root", f.root, "state directory: socket, mounts, node cache")->capture_default_str();
   app.add_option("--cache-size", f.cache_size, "node cache capacity (e.g. 10G, 512M)")->capture_default_str();
   app.add_option("--cache-dir", f.cache_dir, "node cache directory (default ROOT/cache)");

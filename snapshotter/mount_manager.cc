@@ -15,6 +15,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "chunkstore/store_factory.h"
 #include "fs/image_store.h"
 #include "fs/profile.h"
 

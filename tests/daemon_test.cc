@@ -22,8 +22,8 @@
 #include <sstream>
 #include <thread>
 
-#include "fs/control_client.h"
-#include "fs/daemon_client.h"
+#include "snapshotter/api/control_client.h"
+#include "snapshotter/api/daemon_client.h"
 #include "tests/support/daemon.h"
 #include "tests/support/ferry_cli.h"
 #include "tests/support/fs_util.h"
@@ -611,7 +611,7 @@ TEST_CASE("1,000 mount/umount cycles leave no mounts, descriptors, threads or me
   Env env;
   Image img = MakeImage(env.Dir("src"), env.store, "img", 8);
   ScopedDaemon d(env.root);
-  fs::DaemonClient client(env.root);
+  api::DaemonClient client(env.root);
   std::string pin = env.Dir("pin"), mnt = env.Dir("mnt");
   auto store_url = "file://" + env.store;
   auto cycle = [&](bool writable) {
@@ -656,7 +656,7 @@ TEST_CASE("1,000 mount/umount cycles leave no mounts, descriptors, threads or me
 std::string RawControl(const std::string& root, const std::string& payload) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::string path = fs::ControlSocketPath(root);
+  std::string path = api::ControlSocketPath(root);
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
@@ -679,18 +679,18 @@ TEST_CASE("the control socket: the API of the gRPC socket, one state, clear erro
   Env env;
   Image img = MakeImage(env.Dir("src"), env.store, "img", 10);
   ScopedDaemon d(env.root);
-  fs::DaemonClient grpc_client(env.root);
+  api::DaemonClient grpc_client(env.root);
   std::string a = env.Dir("a"), b = env.Dir("b");
   const auto minute = std::chrono::minutes(1);
 
   // Two spellings of one store (a trailing slash; a plain path) are one
   // store to ferryd: one session, recorded under the store's own URL.
-  auto m1 = fs::CallDaemon(env.root, "Mount",
+  auto m1 = api::CallDaemon(env.root, "Mount",
                            {{"store_url", "file://" + env.store + "/"}, {"image", "img"}, {"target", a}}, minute);
   REQUIRE(m1.ok());
   CHECK(m1->at("image_id").get<std::string>().size() == 64);
   CHECK(m1->at("shared") == false);
-  auto m2 = fs::CallDaemon(env.root, "Mount", {{"store_url", env.store}, {"image", "img"}, {"target", b}}, minute);
+  auto m2 = api::CallDaemon(env.root, "Mount", {{"store_url", env.store}, {"image", "img"}, {"target", b}}, minute);
   REQUIRE(m2.ok());
   CHECK(m2->at("shared") == true);
   CHECK(Mismatches(img, b) == 0);
@@ -700,16 +700,16 @@ TEST_CASE("the control socket: the API of the gRPC socket, one state, clear erro
   for (const auto& m : list->mounts()) CHECK(m.store_url() == "file://" + env.store);
 
   // Errors come back with a code and a message naming what is wrong.
-  auto missing = fs::CallDaemon(env.root, "Mount",
+  auto missing = api::CallDaemon(env.root, "Mount",
                                 {{"store_url", env.store}, {"image", "nope"}, {"target", env.Dir("c")}}, minute);
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().code() == StatusCode::kNotFound);
   CHECK(missing.status().message().find("nope") != std::string::npos);
-  auto unknown = fs::CallDaemon(env.root, "Explode", nlohmann::json::object(), minute);
+  auto unknown = api::CallDaemon(env.root, "Explode", nlohmann::json::object(), minute);
   REQUIRE_FALSE(unknown.ok());
   CHECK(unknown.status().code() == StatusCode::kInvalidArgument);
   CHECK(unknown.status().message().find("no method 'Explode'") != std::string::npos);
-  auto wrong_type = fs::CallDaemon(env.root, "Unmount", {{"target", 42}}, minute);
+  auto wrong_type = api::CallDaemon(env.root, "Unmount", {{"target", 42}}, minute);
   REQUIRE_FALSE(wrong_type.ok());
   CHECK(wrong_type.status().code() == StatusCode::kInvalidArgument);
   CHECK(wrong_type.status().message().find("UnmountRequest") != std::string::npos);
@@ -723,7 +723,7 @@ TEST_CASE("the control socket: the API of the gRPC socket, one state, clear erro
 
   // Still serving after all that; both targets unmount through the socket.
   for (const auto& t : {a, b}) {
-    auto u = fs::CallDaemon(env.root, "Unmount", {{"target", t}}, minute);
+    auto u = api::CallDaemon(env.root, "Unmount", {{"target", t}}, minute);
     INFO(t);
     CHECK(u.ok());
   }
@@ -734,7 +734,7 @@ TEST_CASE("the control socket keeps serving after ferryd runs out of descriptors
   Env env;
   ScopedDaemon d(env.root);
   const auto second = std::chrono::seconds(1);
-  REQUIRE(fs::CallDaemon(env.root, "Ping", nlohmann::json::object(), second).ok());
+  REQUIRE(api::CallDaemon(env.root, "Ping", nlohmann::json::object(), second).ok());
   struct rlimit old;
   REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, nullptr, &old) == 0);
   struct rlimit tight = {d.OpenFds() + 2, old.rlim_max};
@@ -744,7 +744,7 @@ TEST_CASE("the control socket keeps serving after ferryd runs out of descriptors
   std::vector<int> idle;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::string path = fs::ControlSocketPath(env.root);
+  std::string path = api::ControlSocketPath(env.root);
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   for (int i = 0; i < 8; ++i) {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -758,7 +758,7 @@ TEST_CASE("the control socket keeps serving after ferryd runs out of descriptors
   // Answered again (within the deadline, not after one).
   bool answered = false;
   for (int i = 0; i < 20 && !answered; ++i) {
-    answered = fs::CallDaemon(env.root, "Ping", nlohmann::json::object(), second).ok();
+    answered = api::CallDaemon(env.root, "Ping", nlohmann::json::object(), second).ok();
   }
   CHECK(answered);
 }
@@ -775,7 +775,7 @@ TEST_CASE("without a daemon ferry mount says so; --start-daemon starts one") {
   REQUIRE(s.exit_code == 0);
   CHECK(Mismatches(img, mnt) == 0);
   CHECK(env.Umount(mnt).exit_code == 0);
-  fs::DaemonClient client(env.root);
+  api::DaemonClient client(env.root);
   auto ping = client.Ping();
   REQUIRE(ping.ok());
   kill(static_cast<pid_t>(ping->pid()), SIGTERM);

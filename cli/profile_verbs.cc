@@ -1,4 +1,4 @@
-#include "builder/profile_cli.h"
+#include "cli/profile_verbs.h"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "chunkstore/chunk_reader.h"
+#include "chunkstore/store_factory.h"
+#include "cli/verb_support.h"
 #include "fs/fuse_server.h"
 #include "fs/image_fs.h"
 #include "fs/image_store.h"
@@ -18,11 +20,6 @@
 
 namespace ferry::cli {
 namespace {
-
-int Fail(const Status& st) {
-  std::fprintf(stderr, "ferry: %s\n", st.ToString().c_str());
-  return st.code() == StatusCode::kNotFound ? 3 : 1;
-}
 
 struct Opened {
   std::unique_ptr<chunkstore::ObjectStore> store;

@@ -1,6 +1,6 @@
 // The `ferry` verbs that are clients of ferryd: mount (through the daemon),
 // umount, cache stats, cache prune, profile start/stop. They talk to its
-// control socket (fs/control_client.h) and link neither gRPC nor a store
+// control socket (snapshotter/api/control_client.h) and link neither gRPC nor a store
 // backend, so that the `ferry` front end (ferry_front.cc) runs them without
 // loading the full tool. Each returns the process exit code and prints
 // errors itself (exit codes as in ferry_main.cc).

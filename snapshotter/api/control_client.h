@@ -1,6 +1,6 @@
 // How the `ferry` CLI talks to ferryd: its control socket, ROOT/ferryd.ctl.
 //
-// ferryd serves one API (fs/proto/ferryd.proto) on two unix sockets:
+// ferryd serves one API (snapshotter/api/ferryd.proto) on two unix sockets:
 // gRPC on ROOT/ferryd.sock for programs, and on ROOT/ferryd.ctl the same
 // methods as one line of JSON each way, which is what the CLI uses: a
 // client that links no gRPC starts in a few milliseconds on a cold host,
@@ -16,7 +16,7 @@
 
 #include "chunkstore/status.h"
 
-namespace ferry::fs {
+namespace ferry::api {
 
 // $FERRY_DAEMON if set; else /var/lib/ferryd for root and
 // $HOME/.local/share/ferryd for other users.
@@ -41,4 +41,4 @@ Result<nlohmann::json> CallDaemon(const std::string& root, const std::string& me
 // A 64-bit field of a reply (a string, or a number), 0 if absent.
 uint64_t JsonU64(const nlohmann::json& message, const char* field);
 
-}  // namespace ferry::fs
+}  // namespace ferry::api

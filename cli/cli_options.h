@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "builder/daemon_cli.h"
+#include "cli/daemon_verbs.h"
 #include "chunkstore/store_url.h"
 
 namespace ferry::cli {

@@ -1,4 +1,4 @@
-#include "fs/control_client.h"
+#include "snapshotter/api/control_client.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -11,7 +11,7 @@
 
 #include "chunkstore/url_options.h"
 
-namespace ferry::fs {
+namespace ferry::api {
 
 std::string DefaultDaemonRoot() {
   if (const char* env = std::getenv("FERRY_DAEMON"); env != nullptr && *env != '\0') return env;
@@ -149,4 +149,4 @@ Result<nlohmann::json> CallDaemon(const std::string& root, const std::string& me
   return reply.contains("reply") ? reply["reply"] : nlohmann::json::object();
 }
 
-}  // namespace ferry::fs
+}  // namespace ferry::api

@@ -1,4 +1,4 @@
-#include "builder/daemon_cli.h"
+#include "cli/daemon_verbs.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -11,8 +11,9 @@
 #include <filesystem>
 #include <thread>
 
-#include "fs/control_client.h"
+#include "cli/verb_support.h"
 #include "fs/unmount.h"
+#include "snapshotter/api/control_client.h"
 
 namespace ferry::cli {
 namespace {
@@ -24,18 +25,13 @@ using std::chrono::milliseconds;
 constexpr milliseconds kMountDeadline = std::chrono::minutes(5);
 constexpr milliseconds kLocalDeadline = std::chrono::seconds(60);
 
-int Fail(const Status& st) {
-  std::fprintf(stderr, "ferry: %s\n", st.ToString().c_str());
-  return st.code() == StatusCode::kNotFound ? 3 : 1;
-}
-
 // Paths go to ferryd absolute: its working directory is not ours.
 std::string Absolute(const std::string& path) {
   return std::filesystem::absolute(path).lexically_normal().string();
 }
 
 std::string Root(const std::string& root) {
-  return Absolute(root.empty() ? fs::DefaultDaemonRoot() : root);
+  return Absolute(root.empty() ? api::DefaultDaemonRoot() : root);
 }
 
 // ferryd is installed next to ferry (the build tree puts them together);
@@ -80,7 +76,7 @@ Status StartDaemon(const std::string& root, const std::string& cache_size) {
   std::fprintf(stderr, "ferry: started ferryd (pid %d) for %s; log: %s\n", pid, root.c_str(),
                log.c_str());
   for (int i = 0; i < 300; ++i) {
-    if (fs::CallDaemon(root, "Ping", json::object(), milliseconds(200)).ok()) return Status::Ok();
+    if (api::CallDaemon(root, "Ping", json::object(), milliseconds(200)).ok()) return Status::Ok();
     int wstatus;
     if (waitpid(pid, &wstatus, WNOHANG) == pid) {
       return FailedPreconditionError("ferryd exited at start-up; see " + log);
@@ -105,10 +101,10 @@ int MountThroughDaemon(const DaemonMountArgs& args) {
   const std::string target = Absolute(args.mountpoint);
   const json req = {{"store_url", args.store_url}, {"image", args.image}, {"target", target},
                     {"writable", args.writable}};
-  auto reply = fs::CallDaemon(root, "Mount", req, kMountDeadline);
+  auto reply = api::CallDaemon(root, "Mount", req, kMountDeadline);
   if (!reply.ok() && reply.status().code() == StatusCode::kUnavailable && args.start_daemon) {
     if (Status st = StartDaemon(root, args.cache_size); !st.ok()) return Fail(st);
-    reply = fs::CallDaemon(root, "Mount", req, kMountDeadline);
+    reply = api::CallDaemon(root, "Mount", req, kMountDeadline);
   }
   if (!reply.ok()) return Fail(reply.status());
   std::printf("mounted %s (%s) at %s%s%s\n", args.image.c_str(),
@@ -120,7 +116,7 @@ int MountThroughDaemon(const DaemonMountArgs& args) {
 int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy) {
   const json req = {{"target", Absolute(mountpoint)},
                     {"lazy", lazy}};
-  auto reply = fs::CallDaemon(Root(daemon_root), "Unmount", req, kLocalDeadline);
+  auto reply = api::CallDaemon(Root(daemon_root), "Unmount", req, kLocalDeadline);
   if (reply.ok()) return 0;
   StatusCode code = reply.status().code();
   if (code != StatusCode::kNotFound && code != StatusCode::kUnavailable) return Fail(reply.status());
@@ -132,26 +128,26 @@ int Umount(const std::string& daemon_root, const std::string& mountpoint, bool l
 int CacheStats(const std::string& daemon_root, bool as_json, bool flush) {
   json req = json::object();
   if (flush) req["flush"] = true;
-  auto reply = fs::CallDaemon(Root(daemon_root), "CacheStats", req, kLocalDeadline);
+  auto reply = api::CallDaemon(Root(daemon_root), "CacheStats", req, kLocalDeadline);
   if (!reply.ok()) return Fail(reply.status());
   if (as_json) {
     std::printf("%s\n", reply->dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     return 0;
   }
   const json& s = *reply;
-  auto u = [](const json& m, const char* field) { return fs::JsonU64(m, field); };
+  auto u = [](const json& m, const char* field) { return api::JsonU64(m, field); };
   auto pct = [](uint64_t a, uint64_t b) { return b == 0 ? 0.0 : 100.0 * a / b; };
   std::printf("node cache  %s\n", s.value("cache_dir", std::string()).c_str());
-  std::printf("used        %s of %s (%.1f%%), %llu chunks\n", fs::FormatBytes(u(s, "used_bytes")).c_str(),
-              fs::FormatBytes(u(s, "capacity_bytes")).c_str(), pct(u(s, "used_bytes"), u(s, "capacity_bytes")),
+  std::printf("used        %s of %s (%.1f%%), %llu chunks\n", api::FormatBytes(u(s, "used_bytes")).c_str(),
+              api::FormatBytes(u(s, "capacity_bytes")).c_str(), pct(u(s, "used_bytes"), u(s, "capacity_bytes")),
               (unsigned long long)u(s, "chunks"));
   std::printf("lookups     %llu hits, %llu misses (%.1f%% hits), %s served from cache\n",
               (unsigned long long)u(s, "hits"), (unsigned long long)u(s, "misses"),
-              pct(u(s, "hits"), u(s, "hits") + u(s, "misses")), fs::FormatBytes(u(s, "hit_bytes")).c_str());
+              pct(u(s, "hits"), u(s, "hits") + u(s, "misses")), api::FormatBytes(u(s, "hit_bytes")).c_str());
   std::printf("admitted    %llu chunks (%s), %llu dropped\n", (unsigned long long)u(s, "admitted"),
-              fs::FormatBytes(u(s, "admitted_bytes")).c_str(), (unsigned long long)u(s, "dropped"));
+              api::FormatBytes(u(s, "admitted_bytes")).c_str(), (unsigned long long)u(s, "dropped"));
   std::printf("evicted     %llu chunks (%s), %llu kept in use\n", (unsigned long long)u(s, "evicted"),
-              fs::FormatBytes(u(s, "evicted_bytes")).c_str(), (unsigned long long)u(s, "kept"));
+              api::FormatBytes(u(s, "evicted_bytes")).c_str(), (unsigned long long)u(s, "kept"));
   std::printf("corrupt     %llu chunks dropped and refetched\n", (unsigned long long)u(s, "corrupt"));
   if (s.contains("images") && !s["images"].empty()) {
     std::printf("\n%-12s %4s %9s %10s %10s %10s %10s %10s %7s\n", "image", "refs", "reads",
@@ -160,32 +156,32 @@ int CacheStats(const std::string& daemon_root, bool as_json, bool flush) {
   for (const json& i : s.value("images", json::array())) {
     std::printf("%-12s %4u %9llu %10s %10s %10s %10llu %10llu %7llu\n",
                 i.value("image_id", std::string()).substr(0, 12).c_str(), static_cast<unsigned>(u(i, "references")), (unsigned long long)u(i, "reads"),
-                fs::FormatBytes(u(i, "read_bytes")).c_str(), fs::FormatBytes(u(i, "cache_hit_bytes")).c_str(),
-                fs::FormatBytes(u(i, "store_bytes")).c_str(), (unsigned long long)u(i, "store_fetches"),
+                api::FormatBytes(u(i, "read_bytes")).c_str(), api::FormatBytes(u(i, "cache_hit_bytes")).c_str(),
+                api::FormatBytes(u(i, "store_bytes")).c_str(), (unsigned long long)u(i, "store_fetches"),
                 (unsigned long long)u(i, "memory_hits"), (unsigned long long)u(i, "corrupt"));
   }
   return 0;
 }
 
 int CachePrune(const std::string& daemon_root, const std::string& to_size) {
-  auto bytes = fs::ParseByteSize(to_size);
+  auto bytes = api::ParseByteSize(to_size);
   if (!bytes.ok()) {
     std::fprintf(stderr, "ferry cache prune: %s\n", bytes.status().message().c_str());
     return 2;
   }
   // 64-bit integers travel as strings in protobuf's JSON form.
-  auto r = fs::CallDaemon(Root(daemon_root), "CachePrune", {{"to_bytes", std::to_string(*bytes)}},
+  auto r = api::CallDaemon(Root(daemon_root), "CachePrune", {{"to_bytes", std::to_string(*bytes)}},
                           std::chrono::minutes(10));
   if (!r.ok()) return Fail(r.status());
   std::printf("evicted %llu chunks; node cache now uses %s\n",
-              (unsigned long long)fs::JsonU64(*r, "evicted"),
-              fs::FormatBytes(fs::JsonU64(*r, "used_bytes")).c_str());
+              (unsigned long long)api::JsonU64(*r, "evicted"),
+              api::FormatBytes(api::JsonU64(*r, "used_bytes")).c_str());
   return 0;
 }
 
 int ProfileOnMount(const std::string& daemon_root, const std::string& mountpoint, bool start) {
   const json req = {{"target", Absolute(mountpoint)}};
-  auto r = fs::CallDaemon(Root(daemon_root), start ? "ProfileStart" : "ProfileStop", req, kMountDeadline);
+  auto r = api::CallDaemon(Root(daemon_root), start ? "ProfileStart" : "ProfileStop", req, kMountDeadline);
   if (!r.ok()) return Fail(r.status());
   const std::string id = r->value("image_id", std::string()).substr(0, 12);
   if (start) {
@@ -193,7 +189,7 @@ int ProfileOnMount(const std::string& daemon_root, const std::string& mountpoint
                 id.c_str(), mountpoint.c_str());
   } else {
     std::printf("stored a profile of %llu chunks (%.1f MB) for image %s\n",
-                (unsigned long long)fs::JsonU64(*r, "chunks"), fs::JsonU64(*r, "bytes") / 1e6, id.c_str());
+                (unsigned long long)api::JsonU64(*r, "chunks"), api::JsonU64(*r, "bytes") / 1e6, id.c_str());
   }
   return 0;
 }

@@ -1,4 +1,4 @@
-#include "fs/daemon_client.h"
+#include "snapshotter/api/daemon_client.h"
 
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-namespace ferry::fs {
+namespace ferry::api {
 
 grpc::Status ToGrpc(const Status& st) {
   using G = grpc::StatusCode;
@@ -136,4 +136,4 @@ Result<daemon::ProfileReply> DaemonClient::Profile(const std::string& target, bo
   return reply;
 }
 
-}  // namespace ferry::fs
+}  // namespace ferry::api

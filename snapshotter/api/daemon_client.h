@@ -1,6 +1,6 @@
 // DaemonClient: a gRPC client of ferryd, the per-host daemon that owns the
-// node cache and serves every mount (API: fs/proto/ferryd.proto). The
-// `ferry` CLI uses the control socket instead (fs/control_client.h).
+// node cache and serves every mount (API: snapshotter/api/ferryd.proto). The
+// `ferry` CLI uses the control socket instead (snapshotter/api/control_client.h).
 //
 // The daemon listens on ROOT/ferryd.sock. Every call has a deadline; a
 // daemon that is not running (no socket, connection refused) is
@@ -13,10 +13,10 @@
 #include <string>
 
 #include "chunkstore/status.h"
-#include "fs/control_client.h"  // DefaultDaemonRoot, DaemonSocketPath
-#include "fs/proto/ferryd.grpc.pb.h"
+#include "snapshotter/api/control_client.h"  // DefaultDaemonRoot, DaemonSocketPath
+#include "snapshotter/api/ferryd.grpc.pb.h"
 
-namespace ferry::fs {
+namespace ferry::api {
 
 // gRPC status <-> ferry Status, keeping the code's meaning both ways.
 grpc::Status ToGrpc(const Status& st);
@@ -41,4 +41,4 @@ class DaemonClient {
   std::unique_ptr<daemon::Ferryd::Stub> stub_;
 };
 
-}  // namespace ferry::fs
+}  // namespace ferry::api
