@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "chunkstore/chunk_reader.h"
+#include "chunkstore/clock.h"
 #include "chunkstore/fault_store.h"
 #include "chunkstore/file_store.h"
 #include "chunkstore/pack.h"
@@ -236,7 +237,7 @@ TEST_CASE("chunk reader: corrupt bytes from the store are never returned") {
   REQUIRE_FALSE(data.ok());
   CHECK(data.status().code() == StatusCode::kCorruption);
   CHECK(data.status().message().find(locs[0].digest.Hex()) != std::string::npos);
-  const int attempts = ChunkReaderOptions{}.max_attempts;
+  const int attempts = ChunkReaderOptions{}.retry.max_attempts;
   CHECK(reader.stats().corrupt == attempts);  // each attempt verified and refused
   CHECK(counting.range_reads == attempts);
   counting.flip_bit = false;  // not cached: the next read fetches again
@@ -314,7 +315,8 @@ TEST_CASE("chunk reader over a node cache: one store read per chunk, then the ca
   CHECK(later->cache_hits == 3);
   CHECK(later->store_bytes == 0);
   reader.Prefetch(locs, later);  // all cached: prefetch asks the store nothing
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(reader.WaitIdle());
+  CHECK(reader.stats().prefetch_requests == 1);  // the job was queued and done
   CHECK(counting.range_reads == 1);
 }
 
@@ -329,28 +331,114 @@ TEST_CASE("chunk reader over a node cache: corrupt store bytes are neither serve
   CHECK(reader.Read(locs[0], counters).status().code() == StatusCode::kCorruption);
   REQUIRE(cache->Flush().ok());
   CHECK_FALSE(cache->Contains(locs[0].digest));
-  CHECK(counters->corrupt == ChunkReaderOptions{}.max_attempts);
+  CHECK(counters->corrupt == ChunkReaderOptions{}.retry.max_attempts);
 }
 
-TEST_CASE("fetch engine: transient store errors are retried, others are not") {
+TEST_CASE("fetch engine: transient store errors are the store's to retry; the reader passes them on") {
   TempStore t;
   auto locs = WritePack(*t.store, {Random(30000, 31)});
   CountingStore counting(t.store.get());
   ChunkReader reader(&counting, 1 << 20);
-  counting.fail_next = 2;
+  counting.fail_next = 1;
   auto c = std::make_shared<FetchCounters>();
-  auto data = reader.Read(locs[0], c);
+  // One layer retries: a kUnavailable that reaches the reader is the
+  // store's final answer (its retries are spent), sent once.
+  CHECK(reader.Read(locs[0], c).status().code() == StatusCode::kUnavailable);
+  CHECK(c->retries == 0);
+  CHECK(counting.range_reads == 1);
+  auto data = reader.Read(locs[0], c);  // not cached as a failure
   REQUIRE(data.ok());
   CHECK(Sha256(**data) == locs[0].digest);
-  CHECK(c->retries == 2);
-  CHECK(counting.range_reads == 3);
+  CHECK(counting.range_reads == 2);
   // A pack the store does not have is not worth asking again.
   ChunkLocation missing = locs[0];
   missing.pack = Sha256(std::string("no such pack"));
   missing.digest = Sha256(std::string("no such chunk"));
   auto r = reader.Read(missing);
   CHECK(r.status().code() == StatusCode::kNotFound);
-  CHECK(counting.range_reads == 4);
+  CHECK(counting.range_reads == 3);
+}
+
+TEST_CASE("fetch engine: over a failing fault store, reads are byte-exact: the store retries") {
+  TempStore t;
+  auto locs = RandomPack(*t.store, 20, 20000, 900);
+  auto store = OpenObjectStore("fault+file://" + t.root + "?fail=0.2&seed=5");
+  REQUIRE(store.ok());
+  ChunkReader reader(store->get(), 8 << 20);
+  for (const auto& loc : locs) {
+    auto data = reader.Read(loc);
+    REQUIRE(data.ok());
+    CHECK(Sha256(**data) == loc.digest);
+  }
+  CHECK(reader.stats().retries == 0);  // none were the reader's
+}
+
+TEST_CASE("fetch engine: a read gives up exactly when the reader's clock reaches the deadline") {
+  TempStore t;
+  auto locs = WritePack(*t.store, {Random(30000, 42)});
+  CountingStore counting(t.store.get());
+  ManualClock clock;
+  ChunkReaderOptions o;
+  o.deadline = std::chrono::milliseconds(100);
+  o.clock = &clock;
+  ChunkReader reader(&counting, o);
+  counting.held = true;
+  const auto start = clock.Now();
+  std::atomic<bool> done{false};
+  Status st;
+  std::thread read([&] {
+    st = reader.Read(locs[0]).status();
+    done = true;
+  });
+  REQUIRE(clock.AwaitWaits(1));  // the read waits on the clock
+  CHECK(clock.NextDeadline() == start + std::chrono::milliseconds(100));
+  clock.Advance(std::chrono::milliseconds(99));
+  CHECK_FALSE(done);
+  CHECK(reader.stats().deadlines == 0);
+  clock.Advance(std::chrono::milliseconds(1));
+  read.join();
+  CHECK(st.code() == StatusCode::kDeadlineExceeded);
+  CHECK(reader.stats().deadlines == 1);
+  counting.held = false;
+  CHECK(reader.WaitIdle());
+  CHECK(reader.Read(locs[0]).ok());  // the held fetch landed
+  CHECK(counting.range_reads == 1);
+}
+
+TEST_CASE("fetch engine: a corrupt chunk is fetched again after the policy's pauses on the reader's clock") {
+  TempStore t;
+  auto locs = WritePack(*t.store, {Random(30000, 43)});
+  CountingStore counting(t.store.get());
+  counting.flip_bit = true;
+  ManualClock clock;
+  ChunkReaderOptions o;
+  o.clock = &clock;
+  ChunkReader reader(&counting, o);
+  std::atomic<bool> done{false};
+  Status st;
+  std::thread read([&] {
+    st = reader.Read(locs[0]).status();
+    done = true;
+  });
+  const RetryPolicy policy = o.retry;
+  // The read itself waits on the clock (its deadline) once; each pause
+  // between tries is one more wait.
+  const auto read_deadline = clock.Now() + o.deadline;
+  for (int failures = 1; failures < policy.max_attempts; ++failures) {
+    REQUIRE(clock.AwaitWaits(1 + failures));
+    auto next = clock.NextDeadline();
+    REQUIRE(next);
+    if (*next == read_deadline) continue;  // a pause of 0 was drawn: nothing to wait for
+    INFO("pause after " << failures << " failures");
+    CHECK(counting.range_reads == failures);  // no try before the pause is over
+    CHECK(*next - clock.Now() <= policy.Ceiling(failures));
+    clock.Advance(*next - clock.Now());
+  }
+  read.join();
+  CHECK(done);
+  CHECK(st.code() == StatusCode::kCorruption);
+  CHECK(counting.range_reads == policy.max_attempts);
+  CHECK(reader.stats().retries == static_cast<uint64_t>(policy.max_attempts - 1));
 }
 
 TEST_CASE("fetch engine: a read waits at most the deadline; the fetch still lands") {
@@ -424,7 +512,16 @@ TEST_CASE("fetch engine: prefetch queued after a demand request never reaches th
   // The prefetch pool is idle, but the queued demand request has not gone
   // out yet: the prefetch waits for it.
   reader.Prefetch({locs[2]});
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // time for a prefetch to start
+  // Its thread has looked at the queue and gone back to waiting, the job
+  // still queued (a thread that took it would no longer be idle).
+  ChunkReaderQueues q;
+  for (int i = 0; i < 5000; ++i) {
+    q = reader.queues();
+    if (q.prefetch_threads == 1 && q.prefetch_idle == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CHECK(q.prefetch_idle == 1);
+  CHECK(q.prefetch_queued == 1);
   CHECK(counting.range_reads == 1);
   counting.held = false;
   first.join();
@@ -512,8 +609,11 @@ TEST_CASE("fetch engine: a burst of prefetch starts as many threads as it needs,
   for (int i = 0; i < 5000 && counting.range_reads < 5; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a sixth would show up
+  // Every started thread holds a job at the store; none more was started
+  // for the one still queued (threads start only as jobs are taken).
   CHECK(counting.range_reads == 5);
+  CHECK(reader.queues().prefetch_threads == 4);
+  CHECK(reader.queues().prefetch_queued == 1);
   counting.held = false;
   for (int i = 1; i < 6; ++i) CHECK(reader.Read(locs[i]).ok());
   CHECK(counting.range_reads == 6);
@@ -556,8 +656,9 @@ TEST_CASE("fetch engine: prefetch from a local store uses half the CPUs, a remot
   for (int i = 0; i < 5000 && counting.range_reads < static_cast<int>(std::min(half, 5u)); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // one more would show up
   CHECK(counting.range_reads == static_cast<int>(std::min(half, 5u)));
+  CHECK(reader.queues().prefetch_threads == half);
+  CHECK(reader.queues().prefetch_queued == 5 - std::min(half, 5u));
   std::thread demand([&] { CHECK(reader.Read(locs[5]).ok()); });
   for (int i = 0; i < 5000 && counting.range_reads < static_cast<int>(std::min(half, 5u)) + 1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -597,7 +698,8 @@ TEST_CASE("fault store: options, seeded failures, corruption, the URL round trip
   CHECK(o->seed == 9);
 
   auto failures = [&](uint64_t seed) {
-    auto s = OpenObjectStore("fault+file://" + t.root + "?fail=0.5&seed=" + std::to_string(seed));
+    // attempts=1: the raw draws, without the store's retries.
+    auto s = OpenObjectStore("fault+file://" + t.root + "?fail=0.5&attempts=1&seed=" + std::to_string(seed));
     REQUIRE(s.ok());
     std::string pattern;
     for (int i = 0; i < 200; ++i) {
