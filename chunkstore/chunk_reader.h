@@ -66,8 +66,8 @@ struct ChunkReaderStats {
   uint64_t memory_hits = 0;
   uint64_t cache_hits = 0;      // chunks read from the node cache
   uint64_t corrupt = 0;         // chunks that failed verification
-  uint64_t retries = 0;         // store requests repeated after corruption (the store
-                                // counts its own retries of transient errors)
+  uint64_t retries = 0;         // store requests repeated after corruption (a store's own
+                                // retries of transient errors are not seen here)
   uint64_t deadlines = 0;       // reads that gave up waiting for the store
   uint64_t demand_requests = 0;    // queued for the fetch threads, demand
   uint64_t prefetch_requests = 0;  // and prefetch

@@ -2,17 +2,14 @@
 // their deadline) and for retries under a RetryPolicy driven by it. No test
 // here depends on wall time: the clock moves only when a test moves it.
 #include <catch2/catch.hpp>
-#include <unistd.h>
 
 #include <atomic>
-#include <filesystem>
 #include <thread>
 
 #include "chunkstore/clock.h"
 #include "chunkstore/fault_store.h"
-#include "chunkstore/file_store.h"
 #include "chunkstore/retry_policy.h"
-#include "tests/support/bytes.h"
+#include "chunkstore/test_stores.h"
 
 namespace ferry::chunkstore {
 namespace {
@@ -183,39 +180,33 @@ TEST_CASE("retries: the policy's deadline cuts the last pause short and ends the
 }
 
 TEST_CASE("fault store: injected failures are retried with the policy's pauses on its clock") {
-  char tmpl[] = "/tmp/ferry-fault-XXXXXX";
-  const std::string root = mkdtemp(tmpl);
-  {
-    auto file = FileStore::Open(root);
-    REQUIRE(file.ok());
-    REQUIRE((*file)->Put("obj", testing::Bytes("hello")).ok());
-    auto opt = ParseFaultOptions("fail=1&attempts=3&backoff=40ms&latency=10ms");
-    REQUIRE(opt.ok());
-    CHECK(opt->retry.max_attempts == 3);
-    CHECK(opt->retry.backoff == milliseconds(40));
-    CHECK_FALSE(ParseFaultOptions("attempts=0").ok());
-    ManualClock clock;
-    auto store = NewFaultStore(std::move(*file), *opt, "fail=1", &clock);
-    Status st;
-    std::thread request([&] { st = store->Size("obj").status(); });
-    // Each try waits out the latency, then fails; between tries, a pause of
-    // at most 40 ms, then 80 ms. Every wait is on the clock.
-    const std::vector<milliseconds> ceilings = {milliseconds(10), milliseconds(40), milliseconds(10),
-                                                milliseconds(80), milliseconds(10)};
-    for (size_t k = 0; k < ceilings.size(); ++k) {
-      REQUIRE(clock.AwaitWaits(k + 1));
-      auto next = clock.NextDeadline();
-      if (!next) continue;  // a pause of 0 was drawn
-      INFO("wait " << k);
-      CHECK(*next - clock.Now() <= ceilings[k]);
-      if (k % 2 == 0) CHECK(*next - clock.Now() == ceilings[k]);  // latency, no jitter
-      clock.Advance(*next - clock.Now());
-    }
-    request.join();
-    CHECK(st.code() == StatusCode::kUnavailable);
-    CHECK(st.message().find("after 3 attempts") != std::string::npos);
+  TempStore t;
+  REQUIRE(t.store->Put("obj", testing::Bytes("hello")).ok());
+  auto opt = ParseFaultOptions("fail=1&attempts=3&backoff=40ms&latency=10ms");
+  REQUIRE(opt.ok());
+  CHECK(opt->retry.max_attempts == 3);
+  CHECK(opt->retry.backoff == milliseconds(40));
+  CHECK_FALSE(ParseFaultOptions("attempts=0").ok());
+  ManualClock clock;
+  auto store = NewFaultStore(std::move(FileStore::Open(t.root).value()), *opt, "fail=1", &clock);
+  Status st;
+  std::thread request([&] { st = store->Size("obj").status(); });
+  // Each try waits out the latency, then fails; between tries, a pause of
+  // at most 40 ms, then 80 ms. Every wait is on the clock.
+  const std::vector<milliseconds> ceilings = {milliseconds(10), milliseconds(40), milliseconds(10),
+                                              milliseconds(80), milliseconds(10)};
+  for (size_t k = 0; k < ceilings.size(); ++k) {
+    REQUIRE(clock.AwaitWaits(k + 1));
+    auto next = clock.NextDeadline();
+    if (!next) continue;  // a pause of 0 was drawn
+    INFO("wait " << k);
+    CHECK(*next - clock.Now() <= ceilings[k]);
+    if (k % 2 == 0) CHECK(*next - clock.Now() == ceilings[k]);  // latency, no jitter
+    clock.Advance(*next - clock.Now());
   }
-  std::filesystem::remove_all(root);
+  request.join();
+  CHECK(st.code() == StatusCode::kUnavailable);
+  CHECK(st.message().find("after 3 attempts") != std::string::npos);
 }
 
 }  // namespace
