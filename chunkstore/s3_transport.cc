@@ -196,6 +196,8 @@ void InitHttpClient() {
   std::call_once(global_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+namespace {
+
 RetryPolicy S3RetryPolicy(const S3Config& config) {
   RetryPolicy p;
   p.max_attempts = config.attempts;
@@ -204,6 +206,8 @@ RetryPolicy S3RetryPolicy(const S3Config& config) {
   p.deadline = std::chrono::microseconds(static_cast<int64_t>(config.timeout_s * 1e6));
   return p;
 }
+
+}  // namespace
 
 S3Transport::S3Transport(S3Config config, Clock* clock)
     : config_(std::move(config)),
@@ -333,8 +337,7 @@ Result<S3Transport::Response> S3Transport::Perform(const Request& req) {
   if (!sha.ok()) return sha.status().Annotate(Describe(req));
   const std::string url = UrlFor(req);
   const auto start = clock_->Now();
-  const auto deadline = start + std::chrono::duration_cast<Clock::Duration>(
-                                    std::chrono::duration<double>(config_.timeout_s));
+  const auto deadline = start + retry_.deadline;
   auto deadline_error = [&](int attempts, const std::string& last) {
     char limit[32];
     std::snprintf(limit, sizeof(limit), "%g s", config_.timeout_s);
