@@ -1,7 +1,5 @@
 #include "chunkstore/chunk_reader.h"
 
-#include <random>
-
 #include "chunkstore/sha256_mb.h"
 
 namespace ferry::chunkstore {
@@ -30,7 +28,10 @@ ChunkReaderOptions ForStore(const ObjectStore& store, ChunkReaderOptions opt) {
 }  // namespace
 
 ChunkReader::ChunkReader(ObjectStore* store, ChunkReaderOptions opt)
-    : store_(store), opt_(ForStore(*store, opt)), node_cache_(opt.node_cache) {}
+    : store_(store),
+      opt_(ForStore(*store, opt)),
+      node_cache_(opt.node_cache),
+      clock_(opt.clock != nullptr ? opt.clock : DefaultClock()) {}
 
 ChunkReader::ChunkReader(ObjectStore* store, size_t cache_bytes, ChunkCache* node_cache)
     : ChunkReader(store, [&] {
@@ -59,6 +60,26 @@ bool ChunkReader::Present(const Digest& d) const {
 ChunkReaderStats ChunkReader::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
+}
+
+ChunkReaderQueues ChunkReader::queues() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  ChunkReaderQueues q;
+  q.demand_queued = demand_queue_.size();
+  q.prefetch_queued = prefetch_queue_.size();
+  q.demand_threads = demand_pool_.threads;
+  q.prefetch_threads = prefetch_pool_.threads;
+  q.demand_idle = demand_pool_.idle;
+  q.prefetch_idle = prefetch_pool_.idle;
+  q.running = running_;
+  return q;
+}
+
+bool ChunkReader::WaitIdle(std::chrono::milliseconds limit) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return idle_cv_.wait_for(lock, limit, [&] {
+    return demand_queue_.empty() && prefetch_queue_.empty() && running_ == 0;
+  });
 }
 
 Result<ChunkData> ChunkReader::Read(const ChunkLocation& loc, const CountersPtr& counters) {
@@ -153,7 +174,7 @@ Result<ChunkData> ChunkReader::WaitOther(const ChunkLocation& loc,
 
 Result<ChunkData> ChunkReader::Wait(const ChunkLocation& loc, const std::shared_ptr<Flight>& flight) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (!cv_.wait_for(lock, opt_.deadline, [&] { return flight->done; })) {
+  if (!clock_->WaitUntil(cv_, lock, clock_->Now() + opt_.deadline, [&] { return flight->done; })) {
     ++stats_.deadlines;
     return Status(StatusCode::kDeadlineExceeded,
                   "chunk " + loc.digest.Hex() + " (pack " + loc.pack.Hex() + "): no answer from " +
@@ -231,11 +252,13 @@ void ChunkReader::FetchLoop(bool prefetch) {
         if (demand_queue_.empty()) return;
         job = std::move(demand_queue_.front());
         demand_queue_.pop_front();
+        ++running_;
         Grow(false);
       } else {
         if (stopping_) return;
         job = std::move(prefetch_queue_.front());
         prefetch_queue_.pop_front();
+        ++running_;
         turn.ticket = next_ticket_++;
         Grow(true);
         for (const ChunkLocation& loc : job.run) {  // claim what is still missing
@@ -263,30 +286,30 @@ void ChunkReader::FetchLoop(bool prefetch) {
     }
     if (!job.claimed.empty()) FetchClaimed(std::move(job.claimed), c, &turn, prefetch);
     Sending(&turn, /*sends=*/false);  // a job that sent nothing lets the others go
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --running_;
+    }
+    idle_cv_.notify_all();
   }
 }
 
+// Only corruption is tried again here: a transient error has already been
+// retried by the store (retry_policy.h), and repeating it would multiply
+// the store's attempts by ours.
 Status ChunkReader::WithRetries(const std::function<Status()>& op, FetchCounters* c) {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  auto delay = opt_.backoff;
-  for (int attempt = 1;; ++attempt) {
-    Status st = op();
-    bool again = st.IsRetryable() || st.code() == StatusCode::kCorruption;
-    if (st.ok() || !again || attempt >= opt_.max_attempts) {
-      if (!st.ok() && attempt > 1) return st.Annotate("after " + std::to_string(attempt) + " attempts");
-      return st;
-    }
+  RetryHooks hooks;
+  hooks.retryable = [](const Status& st) { return st.code() == StatusCode::kCorruption; };
+  hooks.before_retry = [&] {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return st;
+      if (stopping_) return false;
       ++stats_.retries;
     }
     Add(&FetchCounters::retries, c);
-    // Full jitter: anywhere up to the current backoff.
-    std::this_thread::sleep_for(std::chrono::microseconds(
-        std::uniform_int_distribution<int64_t>(0, delay.count() * 1000)(rng)));
-    delay *= 2;
-  }
+    return true;
+  };
+  return RunWithRetries(opt_.retry, *clock_, op, hooks);
 }
 
 bool ChunkReader::Sending(Turn* turn, bool sends) {
@@ -304,8 +327,8 @@ bool ChunkReader::Sending(Turn* turn, bool sends) {
   if (sends) {
     send_cv_.wait(lock, [&] { return stopping_ || next_send_ == turn->ticket; });
     if (opt_.prefetch_send_gap.count() > 0) {
-      send_cv_.wait_until(lock, last_send_ + opt_.prefetch_send_gap, [&] { return stopping_; });
-      last_send_ = std::chrono::steady_clock::now();
+      clock_->WaitUntil(send_cv_, lock, last_send_ + opt_.prefetch_send_gap, [&] { return stopping_; });
+      last_send_ = clock_->Now();
     }
   }
   if (next_send_ != turn->ticket) {

@@ -14,11 +14,13 @@
 // a thread behind prefetch. One chunk is in
 // flight at most once however many callers wait for it (single flight), and
 // neighbouring chunks of one pack are fetched with one range read.
-// Retryable store errors (kUnavailable, kDeadlineExceeded) and chunks that
-// fail verification are tried again with exponential backoff and jitter; a
-// caller waits at most `deadline` and then gets kDeadlineExceeded (the fetch
-// goes on, and its result is kept). Thread-safe; one reader may serve many
-// images of one store.
+// Chunks that fail verification (kCorruption) are fetched again under
+// `retry` (backoff with jitter); transient store errors (kUnavailable,
+// kDeadlineExceeded) are not: the store has already retried them
+// (retry_policy.h says which layer retries what), and the reader passes
+// them on. A caller waits at most `deadline` of the reader's clock and then
+// gets kDeadlineExceeded (the fetch goes on, and its result is kept).
+// Thread-safe; one reader may serve many images of one store.
 #pragma once
 
 #include <atomic>
@@ -34,9 +36,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "chunkstore/clock.h"
 #include "chunkstore/node_cache.h"
 #include "chunkstore/object_store.h"
 #include "chunkstore/pack.h"
+#include "chunkstore/retry_policy.h"
 
 namespace ferry::chunkstore {
 
@@ -51,7 +55,7 @@ struct FetchCounters {
   std::atomic<uint64_t> store_bytes{0};      // compressed bytes read from it
   std::atomic<uint64_t> corrupt{0};          // store chunks that failed verification
   std::atomic<uint64_t> demand_misses{0};    // chunks a read had to ask the store for itself
-  std::atomic<uint64_t> retries{0};          // store requests repeated
+  std::atomic<uint64_t> retries{0};          // store requests the reader repeated (after corruption)
   std::atomic<uint64_t> deadlines{0};        // reads that gave up waiting
 };
 using CountersPtr = std::shared_ptr<FetchCounters>;
@@ -62,10 +66,20 @@ struct ChunkReaderStats {
   uint64_t memory_hits = 0;
   uint64_t cache_hits = 0;      // chunks read from the node cache
   uint64_t corrupt = 0;         // chunks that failed verification
-  uint64_t retries = 0;         // store requests repeated after a failure
+  uint64_t retries = 0;         // store requests repeated after corruption (a store's own
+                                // retries of transient errors are not seen here)
   uint64_t deadlines = 0;       // reads that gave up waiting for the store
   uint64_t demand_requests = 0;    // queued for the fetch threads, demand
   uint64_t prefetch_requests = 0;  // and prefetch
+};
+
+// What the fetch pools hold at one moment, for tests that must know that
+// a job is still queued, or that no more threads were started.
+struct ChunkReaderQueues {
+  size_t demand_queued = 0, prefetch_queued = 0;      // jobs no thread has taken
+  unsigned demand_threads = 0, prefetch_threads = 0;  // threads started
+  unsigned demand_idle = 0, prefetch_idle = 0;        // threads waiting for work
+  unsigned running = 0;                               // jobs taken and not finished
 };
 
 struct ChunkReaderOptions {
@@ -104,8 +118,11 @@ struct ChunkReaderOptions {
   // start-up pack sent after the two behind it in most runs.
   std::chrono::microseconds prefetch_send_gap{-1};
   std::chrono::milliseconds deadline{30000};  // longest wait for the store
-  int max_attempts = 4;              // per store request
-  std::chrono::milliseconds backoff{25};      // first retry delay, doubling
+  // Re-fetches of chunks (or ranges) that come back corrupt: tries per
+  // request, the first included, and the pauses between them (25 ms
+  // doubling, full jitter). Transient store errors are the store's to retry.
+  RetryPolicy retry;
+  Clock* clock = nullptr;  // deadlines, pauses and the send gap; null: DefaultClock()
 };
 
 class ChunkReader {
@@ -145,6 +162,12 @@ class ChunkReader {
   // True if the chunk is in memory or being fetched.
   bool Present(const Digest& d) const;
   ChunkReaderStats stats() const;
+  // Blocks until no job is queued or running in either pool (what was
+  // queued before the call has been fetched or dropped), so that a test
+  // can check that something was not fetched without sleeping. False if
+  // that took longer than `limit` of real time.
+  bool WaitIdle(std::chrono::milliseconds limit = std::chrono::seconds(20)) const;
+  ChunkReaderQueues queues() const;
 
  private:
   struct Flight {
@@ -197,7 +220,7 @@ class ChunkReader {
   // if the request must not be sent: a prefetch job's once the reader is
   // stopping (every call answers that, not only the first).
   bool Sending(Turn* turn, bool sends = true);
-  // Runs `op` until it succeeds, fails for good, or runs out of attempts.
+  // Runs `op` again while it fails with kCorruption, under opt_.retry.
   Status WithRetries(const std::function<Status()>& op, FetchCounters* c);
   // The node cache's copy, or null (counted as a hit or a miss).
   ChunkData FromNodeCache(const ChunkLocation& loc, FetchCounters* c);
@@ -209,6 +232,7 @@ class ChunkReader {
   ObjectStore* store_;
   const ChunkReaderOptions opt_;
   ChunkCache* node_cache_;
+  Clock* const clock_;
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_;  // a flight completed
   std::list<std::pair<Digest, ChunkData>> lru_;  // most recent first
@@ -238,7 +262,7 @@ class ChunkReader {
   uint64_t next_ticket_ = 0, next_send_ = 0;
   std::set<uint64_t> sent_early_;
   std::condition_variable send_cv_;  // next_send_ moved
-  std::chrono::steady_clock::time_point last_send_{};  // the last turn taken
+  Clock::TimePoint last_send_{};  // the last turn taken
   struct Pool {
     unsigned threads = 0;  // started
     unsigned idle = 0;     // waiting for work
@@ -246,6 +270,8 @@ class ChunkReader {
   std::vector<std::thread> threads_;  // both pools
   Pool demand_pool_, prefetch_pool_;
   std::condition_variable demand_cv_, prefetch_cv_;  // work queued
+  unsigned running_ = 0;  // jobs taken by a fetch thread and not finished
+  mutable std::condition_variable idle_cv_;  // a job finished
   bool stopping_ = false;
 };
 

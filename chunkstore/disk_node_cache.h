@@ -102,6 +102,7 @@ class DiskNodeCache final : public ChunkCache {
   void AdmissionFailed(const Status& s);
 
   const NodeCacheOptions opt_;
+  Clock* const clock_;
   const std::string segment_dir_;
   std::unique_ptr<rocksdb::DB> db_;
   std::thread writer_;
@@ -127,11 +128,11 @@ class DiskNodeCache final : public ChunkCache {
   uint64_t queued_bytes_ = 0;           // data of Puts taken but not written
   std::vector<Digest> corrupt_;         // dropped by Get; writer deletes them
   uint64_t put_seq_ = 0;
-  std::chrono::steady_clock::time_point last_put_{};      // the latest Put queued
-  std::chrono::steady_clock::time_point first_queued_{};  // the oldest Put still queued
+  Clock::TimePoint last_put_{};      // the latest Put queued
+  Clock::TimePoint first_queued_{};  // the oldest Put still queued
   int flushing_ = 0;  // Flush calls waiting: the writer writes at once
   uint64_t done_seq_ = 0;
-  std::chrono::steady_clock::time_point paused_until_{};  // Puts dropped until then
+  Clock::TimePoint paused_until_{};  // Puts dropped until then
   bool stop_ = false;
   uint64_t used_bytes_ = 0;
   NodeCacheStats stats_;

@@ -3,12 +3,19 @@
 // shared bandwidth limit, a failure rate (kUnavailable, as a throttled or
 // flaky service answers) and a corruption rate (one flipped byte in what a
 // read returns), all drawn from a seeded generator so a run can be repeated.
+// Like the transport of the network store it stands for (S3Transport), it
+// retries the failures it injects, with backoff and jitter on its clock
+// (retry_policy.h); failures of the inner store and corrupt bytes are passed
+// on as they are (the inner store and the verifying caller retry those).
+// Latency, bandwidth and pauses are waited out on the clock.
 //
 // Selected by URL: "fault+<inner URL>?<options>", options separated by '&':
 //   latency=20ms    added to every request (also "2s", "500us")
 //   jitter=5ms      plus a uniform random 0..jitter
 //   bandwidth=100MB bytes per second over all requests together (K/M/G)
 //   fail=0.2        probability that a request fails (kUnavailable)
+//   attempts=4      tries per request, the first included (1: no retries)
+//   backoff=25ms    ceiling of the first pause between tries, doubling
 //   corrupt=0.01    probability that a read returns one flipped byte
 //   seed=7          generator seed (default 1)
 //   gate=/path      range reads wait until /path exists (for tests that
@@ -19,7 +26,9 @@
 #include <memory>
 #include <string>
 
+#include "chunkstore/clock.h"
 #include "chunkstore/object_store.h"
+#include "chunkstore/retry_policy.h"
 
 namespace ferry::chunkstore {
 
@@ -28,6 +37,7 @@ struct FaultOptions {
   double jitter_s = 0;
   double bandwidth_bps = 0;  // 0: unlimited
   double fail_rate = 0;
+  RetryPolicy retry;  // of injected failures; attempts= and backoff=
   double corrupt_rate = 0;
   uint64_t seed = 1;
   std::string gate;
@@ -38,8 +48,9 @@ Result<FaultOptions> ParseFaultOptions(const std::string& query);
 // `inner` with the faults of `opt`; `query` is the options as given, for
 // Url(), which is "fault+<inner's Url()>?<query>" so that a daemon given it
 // emulates the same faults. OpenObjectStore (store_factory.h) makes these
-// from "fault+" URLs.
+// from "fault+" URLs; tests wrap a store directly. `clock` (null:
+// DefaultClock()) must outlive the store.
 std::unique_ptr<ObjectStore> WrapInFaults(std::unique_ptr<ObjectStore> inner, FaultOptions opt,
-                                          std::string query);
+                                          std::string query, Clock* clock = nullptr);
 
 }  // namespace ferry::chunkstore

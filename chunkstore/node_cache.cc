@@ -57,7 +57,10 @@ Status DiskNodeCache::FromRocks(const rocksdb::Status& s, const std::string& wha
 }
 
 DiskNodeCache::DiskNodeCache(const NodeCacheOptions& opt)
-    : opt_(opt), segment_dir_(opt.dir + "/segments"), disk_limit_(opt.capacity_bytes) {
+    : opt_(opt),
+      clock_(opt.clock != nullptr ? opt.clock : DefaultClock()),
+      segment_dir_(opt.dir + "/segments"),
+      disk_limit_(opt.capacity_bytes) {
   stats_.capacity_bytes = opt.capacity_bytes;
 }
 
@@ -273,15 +276,15 @@ void DiskNodeCache::Put(const Digest& d, ChunkData data) {
   if (!data) return;
   std::lock_guard<std::mutex> l(mu_);
   if (index_.contains(d) || pending_.contains(d)) return;
-  bool paused = paused_until_ != std::chrono::steady_clock::time_point{} &&
-                std::chrono::steady_clock::now() < paused_until_;
+  bool paused = paused_until_ != Clock::TimePoint{} &&
+                clock_->Now() < paused_until_;
   if (paused || data->size() > UINT32_MAX || queued_bytes_ + data->size() > kMaxQueuedBytes) {
     ++stats_.dropped;
     return;
   }
   pending_.emplace(d, PendingChunk{data, false});
   queued_bytes_ += data->size();
-  last_put_ = std::chrono::steady_clock::now();
+  last_put_ = clock_->Now();
   const bool first = queue_.empty();
   if (first) first_queued_ = last_put_;
   queue_.push_back(QueuedChunk{d, std::move(data), false});

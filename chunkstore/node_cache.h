@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "chunkstore/clock.h"
 #include "chunkstore/digest.h"
 #include "chunkstore/status.h"
 
@@ -80,6 +81,9 @@ struct NodeCacheOptions {
   std::chrono::milliseconds admission_quiet{500};
   uint64_t admission_batch_bytes = 64ull << 20;
   std::chrono::milliseconds admission_max_delay{5000};
+  // Times the waits above and the 5 s pause after a failed write; null:
+  // DefaultClock(). Must outlive the cache.
+  Clock* clock = nullptr;
 };
 
 // Opens (or creates) the node cache in `opt.dir`: the segment files and the

@@ -413,5 +413,35 @@ TEST_CASE("node cache: a full disk drops new chunks and keeps serving", "[node_c
   CHECK(cache->Stats().corrupt == 0);
 }
 
+TEST_CASE("node cache: admission comes after admission_quiet of the cache's clock, counted from the last Put",
+          "[node_cache]") {
+  TempDir dir;
+  ManualClock clock;
+  NodeCacheOptions opt{dir.path, 64u << 20, 256 * kKiB};
+  opt.clock = &clock;  // the default quiet period: 500 ms
+  auto r = OpenNodeCache(opt);
+  REQUIRE(r.ok());
+  auto& cache = **r;
+  uint64_t waits = clock.waits();
+  cache.Put(MakeChunk(1).digest, MakeChunk(1).data);
+  REQUIRE(clock.AwaitWaits(waits + 1));  // the writer waits for quiet
+  CHECK(clock.NextDeadline() == clock.Now() + std::chrono::milliseconds(500));
+  clock.Advance(std::chrono::milliseconds(300));
+  cache.Put(MakeChunk(2).digest, MakeChunk(2).data);  // quiet again from now
+  waits = clock.waits();
+  clock.Advance(std::chrono::milliseconds(300));  // 500 ms after the first Put, 300 after the second
+  REQUIRE(clock.AwaitWaits(waits + 1));  // woken, the writer went back to waiting
+  CHECK(cache.Stats().admitted == 0);
+  CHECK(clock.NextDeadline() == clock.Now() + std::chrono::milliseconds(200));
+  clock.Advance(std::chrono::milliseconds(199));
+  CHECK(cache.Stats().admitted == 0);
+  clock.Advance(std::chrono::milliseconds(1));
+  for (int i = 0; i < 2000 && cache.Stats().admitted < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the write, in real time
+  }
+  CHECK(cache.Stats().admitted == 2);
+  CHECK(Holds(cache, MakeChunk(1)));
+}
+
 }  // namespace
 }  // namespace ferry::chunkstore

@@ -47,8 +47,8 @@ void DiskNodeCache::WriterLoop() {
              queued_bytes_ < opt_.admission_batch_bytes) {
         auto until = std::min(last_put_ + opt_.admission_quiet,
                               first_queued_ + opt_.admission_max_delay);
-        if (std::chrono::steady_clock::now() >= until) break;
-        work_cv_.wait_until(l, until);
+        if (clock_->Now() >= until) break;
+        clock_->WaitUntil(work_cv_, l, until);
       }
       batch.swap(queue_);
       corrupt.swap(corrupt_);
@@ -91,8 +91,8 @@ void DiskNodeCache::WriteQueued(std::deque<QueuedChunk>* batch) {
     bool paused;
     {
       std::lock_guard<std::mutex> l(mu_);
-      paused = paused_until_ != std::chrono::steady_clock::time_point{} &&
-               std::chrono::steady_clock::now() < paused_until_;
+      paused = paused_until_ != Clock::TimePoint{} &&
+               clock_->Now() < paused_until_;
     }
     if (paused) {
       Drop(std::vector<QueuedChunk>(batch->begin(), batch->end()));
@@ -354,7 +354,7 @@ void DiskNodeCache::AdmissionFailed(const Status& s) {
   uint64_t used;
   {
     std::lock_guard<std::mutex> l(mu_);
-    paused_until_ = std::chrono::steady_clock::now() + kAdmissionRetry;
+    paused_until_ = clock_->Now() + kAdmissionRetry;
     used = used_bytes_;
   }
   if (no_space) {

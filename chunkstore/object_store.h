@@ -5,7 +5,9 @@
 // [A-Za-z0-9._:@+%=-]. Objects are written whole and atomically: a reader
 // sees the complete old object, the complete new one, or none. Everything a
 // store returns is untrusted: callers verify contents against their address.
-// Implementations are thread-safe.
+// A store retries its own transient failures (retry_policy.h): a
+// kUnavailable or kDeadlineExceeded it returns is its final answer, and
+// callers do not send the request again. Implementations are thread-safe.
 #pragma once
 
 #include <cstdint>

@@ -10,8 +10,11 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
+#include "chunkstore/clock.h"
 #include "chunkstore/s3_store.h"
+#include "chunkstore/s3_transport.h"
 #include "tests/s3/test_servers.h"
 #include "tests/support/ferry_cli.h"
 
@@ -141,6 +144,35 @@ TEST_CASE("s3 retries: 503 SlowDown twice, then the answer", "[retry]") {
   CHECK(Contains(seen[0], "-> 503"));
   CHECK(Contains(seen[1], "-> 503"));
   CHECK(Contains(seen[2], "-> 200"));
+}
+
+TEST_CASE("s3 retries: the pauses between tries are the policy's, kept on the transport's clock", "[retry]") {
+  ScopedS3Front front;
+  auto store = FrontStore(front);
+  auto config = ParseS3Url("s3://ferry-test/p?endpoint=" + front.endpoint(), ProcessEnv());
+  REQUIRE(config.ok());
+  ManualClock clock;
+  S3Transport transport(*config, &clock);
+  size_t before = front.Log().size();
+  front.ScriptFaults({"503 SlowDown", "503 SlowDown"});
+  S3Transport::Request req;
+  req.method = "GET";
+  req.object = config->ObjectName("obj");
+  Result<S3Transport::Response> resp = InternalError("not run");
+  std::thread request([&] { resp = transport.Perform(req); });
+  for (int failures = 1; failures <= 2; ++failures) {
+    REQUIRE(clock.AwaitWaits(failures));  // the next try waits for the clock
+    auto next = clock.NextDeadline();
+    if (!next) continue;  // a pause of 0 was drawn
+    CHECK(*next - clock.Now() <= transport.retry_policy().Ceiling(failures));
+    clock.Advance(*next - clock.Now());
+  }
+  request.join();
+  REQUIRE(resp.ok());
+  CHECK(resp->status == 200);
+  CHECK(resp->body == "payload");
+  CHECK(resp->attempts == 3);
+  CHECK(Since(front, before).size() == 3);
 }
 
 TEST_CASE("s3 retries: 403 is final at once and names the object", "[retry]") {

@@ -15,14 +15,12 @@
 namespace ferry::chunkstore {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr size_t kMaxXmlBody = 32u << 20;   // listings and upload results
 constexpr size_t kMaxErrorBody = 64u << 10;  // what we keep of an error page
 constexpr size_t kMaxReserve = 256u << 20;   // a Content-Length we trust for reserve()
 constexpr size_t kMaxIdleHandles = 64;
-constexpr double kBackoffBase = 0.1;
-constexpr double kBackoffCap = 5.0;
+constexpr std::chrono::milliseconds kBackoffBase{100};
+constexpr std::chrono::seconds kBackoffCap{5};
 
 // The state of one try of one request, shared with libcurl's callbacks.
 struct AttemptState {
@@ -198,7 +196,23 @@ void InitHttpClient() {
   std::call_once(global_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-S3Transport::S3Transport(S3Config config) : config_(std::move(config)) {
+namespace {
+
+RetryPolicy S3RetryPolicy(const S3Config& config) {
+  RetryPolicy p;
+  p.max_attempts = config.attempts;
+  p.backoff = kBackoffBase;
+  p.max_backoff = kBackoffCap;
+  p.deadline = std::chrono::microseconds(static_cast<int64_t>(config.timeout_s * 1e6));
+  return p;
+}
+
+}  // namespace
+
+S3Transport::S3Transport(S3Config config, Clock* clock)
+    : config_(std::move(config)),
+      retry_(S3RetryPolicy(config_)),
+      clock_(clock != nullptr ? clock : DefaultClock()) {
   InitHttpClient();
   share_ = curl_share_init();
   auto lock = [](CURL*, curl_lock_data data, curl_lock_access, void* user) {
@@ -322,9 +336,8 @@ Result<S3Transport::Response> S3Transport::Perform(const Request& req) {
   auto sha = BodySha256(req.body);
   if (!sha.ok()) return sha.status().Annotate(Describe(req));
   const std::string url = UrlFor(req);
-  const auto start = Clock::now();
-  const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(config_.timeout_s));
+  const auto start = clock_->Now();
+  const auto deadline = start + retry_.deadline;
   auto deadline_error = [&](int attempts, const std::string& last) {
     char limit[32];
     std::snprintf(limit, sizeof(limit), "%g s", config_.timeout_s);
@@ -334,7 +347,7 @@ Result<S3Transport::Response> S3Transport::Perform(const Request& req) {
   };
   std::string last = "none";
   for (int attempt = 1;; ++attempt) {
-    double left = std::chrono::duration<double>(deadline - Clock::now()).count();
+    double left = std::chrono::duration<double>(deadline - clock_->Now()).count();
     if (left <= 0) return deadline_error(attempt - 1, last);
     if (req.into_vector != nullptr) req.into_vector->clear();  // a retry starts over
     AttemptState a;
@@ -363,22 +376,22 @@ Result<S3Transport::Response> S3Transport::Perform(const Request& req) {
       if (a.read_errno != 0) return ErrnoError(what + ": read the request body", a.read_errno);
       last = std::string("curl error ") + std::to_string(rc) + " (" + curl_easy_strerror(rc) + ")" +
              (a.error_buf[0] != '\0' ? ": " + std::string(a.error_buf) : "");
-      if (rc == CURLE_OPERATION_TIMEDOUT && Clock::now() >= deadline) return deadline_error(attempt, last);
+      if (rc == CURLE_OPERATION_TIMEDOUT && clock_->Now() >= deadline) return deadline_error(attempt, last);
       if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {
         return FailedPreconditionError(what + ": " + last + " (check AWS_CA_BUNDLE)");
       }
       if (!RetryableCurl(rc)) return UnavailableError(what + ": " + last);
     }
-    if (attempt >= config_.attempts) {
+    if (attempt >= retry_.max_attempts) {
       return UnavailableError(Describe(req) + ": gave up after " + std::to_string(attempt) +
                               " attempt(s); last: " + last);
     }
-    // Full jitter: a random sleep in [0, min(cap, base * 2^(attempt-1))).
+    // Full jitter: a random sleep in [0, min(cap, base * 2^(attempt-1))]
+    // (RetryPolicy::Pause), cut short by the deadline.
     thread_local std::mt19937_64 rng(std::random_device{}());
-    double ceiling = std::min(kBackoffCap, kBackoffBase * static_cast<double>(1u << std::min(attempt - 1, 16)));
-    double pause = std::uniform_real_distribution<double>(0, ceiling)(rng);
-    left = std::chrono::duration<double>(deadline - Clock::now()).count();
-    std::this_thread::sleep_for(std::chrono::duration<double>(std::max(0.0, std::min(pause, left))));
+    auto pause = retry_.Pause(attempt, rng);
+    auto remaining = std::chrono::duration_cast<std::chrono::microseconds>(deadline - clock_->Now());
+    clock_->SleepFor(std::max(std::chrono::microseconds(0), std::min(pause, remaining)));
   }
 }
 

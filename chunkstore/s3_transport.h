@@ -8,8 +8,11 @@
 // attempt by connect_timeout_s. Retries: 500, 502, 503 (SlowDown), 504,
 // 408, 429, a 400 RequestTimeout and network errors are tried again, up to
 // S3Config::attempts tries in all, after a random sleep in [0, min(5 s,
-// 100 ms * 2^n)) ("full jitter"); other answers are final at once.
-// Thread-safe; one instance serves every thread of a store.
+// 100 ms * 2^n)] ("full jitter"); other answers are final at once. These
+// are the only retries of an s3:// store's requests (retry_policy.h): the
+// stores and readers above do not repeat a transient error. The deadline
+// and the pauses are kept on the transport's clock (curl's own timeouts
+// are real time). Thread-safe; one instance serves every thread of a store.
 #pragma once
 
 #include <curl/curl.h>
@@ -20,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "chunkstore/clock.h"
+#include "chunkstore/retry_policy.h"
 #include "chunkstore/s3_config.h"
 
 namespace ferry::chunkstore {
@@ -69,12 +74,16 @@ class S3Transport {
     std::string error_message;
   };
 
-  explicit S3Transport(S3Config config);
+  // `clock` (null: DefaultClock()) must outlive the transport.
+  explicit S3Transport(S3Config config, Clock* clock = nullptr);
   ~S3Transport();
   S3Transport(const S3Transport&) = delete;
   S3Transport& operator=(const S3Transport&) = delete;
 
   const S3Config& config() const { return config_; }
+  // The retries of Perform: S3Config::attempts, 100 ms doubling to 5 s,
+  // within S3Config::timeout_s.
+  const RetryPolicy& retry_policy() const { return retry_; }
 
   // Runs `req`, retrying as described above. Returns the final answer
   // whatever its HTTP status (callers decide what a 404 means); an error
@@ -102,6 +111,8 @@ class S3Transport {
                       const std::string& payload_sha256, double seconds_left, void* attempt) const;
 
   const S3Config config_;
+  const RetryPolicy retry_;
+  Clock* const clock_;
   CURLSH* share_ = nullptr;
   // One lock per kind of shared data (DNS, TLS sessions), for libcurl.
   std::mutex share_mu_[CURL_LOCK_DATA_LAST];

@@ -320,9 +320,15 @@ TEST_CASE("a recorded start-up profile is fetched before the workload asks for i
     ScopedDaemon d(env.root);
     REQUIRE(env.Mount("img", mnt).exit_code == 0);
     auto s = run(mnt, false);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // any prefetch still going
-    s = CacheStats(env.root)["images"][0];
+    // The replay is over once every profile chunk has come from the node
+    // cache (each is read from it once, by the replay or by a read): a
+    // chunk it had to ask the store for would never get there.
+    for (int i = 0; i < 400 && U64(s, "cache_hits") < U64(s, "profile_chunks"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+      s = CacheStats(env.root)["images"][0];
+    }
     CHECK(U64(s, "profile_chunks") > 0);
+    CHECK(U64(s, "cache_hits") >= U64(s, "profile_chunks"));
     CHECK(U64(s, "store_fetches") == 0);
     CHECK(U64(s, "store_bytes") == 0);
     CHECK(env.Umount(mnt).exit_code == 0);
@@ -752,7 +758,13 @@ TEST_CASE("the control socket keeps serving after ferryd runs out of descriptors
     REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
     idle.push_back(fd);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // ferryd hits the limit
+  // ferryd hits the limit: it says so in its log.
+  bool hit = false;
+  for (int i = 0; i < 400 && !hit; ++i) {
+    hit = d.Log().find("accept: Too many open files") != std::string::npos;
+    if (!hit) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  CHECK(hit);
   for (int fd : idle) close(fd);
   REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, &old, nullptr) == 0);
   // Answered again (within the deadline, not after one).

@@ -456,7 +456,7 @@ TEST_CASE("locality: readahead stops at the end of a file read front to back, un
     for (uint64_t off = 0; off < size; off += step) fx.Read(path, off, step);
   };
   read_through("d/a");
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // anything still queued
+  REQUIRE(fx.chunks->WaitIdle());  // whatever a's reads queued has been fetched
   CHECK(fx.Absent("d/b") == fx.fs->image().Extents(fx.Ino("d/b")).size());  // nothing of b
   read_through("d/b");  // from a's end into b's start: now streaming across files
   CHECK(fx.ArrivesAny("d/c"));
@@ -470,7 +470,7 @@ TEST_CASE("locality: reading, one after another, modules that came as imports op
   fx.Read(kPyc, 0, 60'000);
   for (const auto& m : kImported) REQUIRE(fx.Arrives(m));
   for (const auto& m : kImported) fx.Read(m, 0, 60'000);  // in pack order, each whole
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(fx.chunks->WaitIdle());  // whatever the reads queued has been fetched
   CHECK(fx.Absent("zzz/after") == fx.fs->image().Extents(fx.Ino("zzz/after")).size());
 }
 
@@ -653,7 +653,7 @@ TEST_CASE("profile replay from a start-up pack: a few reads of that pack alone, 
     auto& [rec, reader, fs] = r;
     fs.ReplayProfile(p);
     REQUIRE(Arrive(reader, fs, order));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // nothing else follows
+    REQUIRE(reader.WaitIdle());  // the replay's every request is in rec
     ReadProfileFiles(f, fs);
     CHECK(fs.fetch_counters().demand_misses == 0);
     *keys = rec.keys();
@@ -727,8 +727,12 @@ TEST_CASE("profile replay from a start-up pack that is missing or damaged: reads
         return st;
       };
       fs.ReplayProfile(*profile);
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the replay's reads are out
-      CHECK(reader.Present(fs.image().Chunk(order.front()).digest));  // in flight
+      // The replay's first request is out (its chunks claimed, in flight).
+      const Digest first = fs.image().Chunk(order.front()).digest;
+      for (int i = 0; i < 2000 && !reader.Present(first); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      CHECK(reader.Present(first));
       ReadProfileFiles(f, fs);
       CHECK(fs.counters().read_errors == 0);
       CHECK(fs.fetch_counters().demand_misses > 0);  // fetched from the image's packs

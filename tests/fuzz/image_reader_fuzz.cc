@@ -377,7 +377,7 @@ void OpenAndExercise(std::vector<uint8_t> bytes) {
   // The store always fails: no retries, so each input stays fast.
   ferry::chunkstore::ChunkReaderOptions copt;
   copt.memory_bytes = 1 << 20;
-  copt.max_attempts = 1;
+  copt.retry.max_attempts = 1;
   copt.fetch_threads = 1;
   ferry::chunkstore::ChunkReader chunks(&store, copt);
   ferry::fs::ImageFs fs(std::move(*reader), &chunks, [](const std::string& msg) { Touch(msg); });
