@@ -12,24 +12,37 @@ void Add(std::atomic<uint64_t> FetchCounters::*field, FetchCounters* c, uint64_t
   if (c != nullptr) (c->*field) += n;
 }
 
-// The options with the prefetch sizes left to the store (0) chosen for it.
-ChunkReaderOptions ForStore(const ObjectStore& store, ChunkReaderOptions opt) {
+// The options with the demand limit made valid.
+ChunkReaderOptions Checked(ChunkReaderOptions opt) {
   opt.fetch_threads = std::max(1u, opt.fetch_threads);
-  const bool local = store.IsLocal();
-  if (opt.prefetch_threads == 0) {
-    opt.prefetch_threads = local ? std::max(1u, std::thread::hardware_concurrency() / 2) : opt.fetch_threads;
-  }
-  if (opt.prefetch_run_bytes == 0) opt.prefetch_run_bytes = local ? 256u << 10 : 1u << 20;
-  if (opt.prefetch_gap_bytes < 0) opt.prefetch_gap_bytes = local ? 0 : 64 << 10;
-  if (opt.prefetch_send_gap.count() < 0) opt.prefetch_send_gap = std::chrono::microseconds(local ? 0 : 100);
   return opt;
 }
 
 }  // namespace
 
+PrefetchSettings PrefetchSettings::ForStore(bool local, unsigned fetch_threads) {
+  PrefetchSettings s;
+  s.threads = local ? std::max(1u, std::thread::hardware_concurrency() / 2) : std::max(1u, fetch_threads);
+  s.run_bytes = local ? 256u << 10 : 1u << 20;
+  s.gap_bytes = local ? 0 : 64u << 10;
+  s.send_gap = std::chrono::microseconds(local ? 0 : 100);
+  return s;
+}
+
+PrefetchSettings ChunkReaderOptions::PrefetchFor(const ObjectStore& store) const {
+  PrefetchSettings s = PrefetchSettings::ForStore(store.IsLocal(), fetch_threads);
+  // A pool of no threads would never run the prefetch queued for it.
+  if (prefetch_threads.has_value()) s.threads = std::max(1u, *prefetch_threads);
+  if (prefetch_run_bytes.has_value()) s.run_bytes = *prefetch_run_bytes;
+  if (prefetch_gap_bytes.has_value()) s.gap_bytes = *prefetch_gap_bytes;
+  if (prefetch_send_gap.has_value()) s.send_gap = *prefetch_send_gap;
+  return s;
+}
+
 ChunkReader::ChunkReader(ObjectStore* store, ChunkReaderOptions opt)
     : store_(store),
-      opt_(ForStore(*store, opt)),
+      opt_(Checked(opt)),
+      prefetch_(opt_.PrefetchFor(*store)),
       node_cache_(opt.node_cache),
       clock_(opt.clock != nullptr ? opt.clock : DefaultClock()) {}
 
@@ -223,7 +236,7 @@ void ChunkReader::Enqueue(Job job, bool demand, bool keep) {
 void ChunkReader::Grow(bool prefetch) {
   Pool& pool = prefetch ? prefetch_pool_ : demand_pool_;
   size_t waiting = (prefetch ? prefetch_queue_ : demand_queue_).size();
-  const unsigned limit = prefetch ? opt_.prefetch_threads : opt_.fetch_threads;
+  const unsigned limit = prefetch ? prefetch_.threads : opt_.fetch_threads;
   while (!stopping_ && waiting > pool.idle && pool.threads < limit) {
     ++pool.threads;
     --waiting;
@@ -326,8 +339,8 @@ bool ChunkReader::Sending(Turn* turn, bool sends) {
   // A job that sends nothing passes its turn on at once, without waiting.
   if (sends) {
     send_cv_.wait(lock, [&] { return stopping_ || next_send_ == turn->ticket; });
-    if (opt_.prefetch_send_gap.count() > 0) {
-      clock_->WaitUntil(send_cv_, lock, last_send_ + opt_.prefetch_send_gap, [&] { return stopping_; });
+    if (prefetch_.send_gap.count() > 0) {
+      clock_->WaitUntil(send_cv_, lock, last_send_ + prefetch_.send_gap, [&] { return stopping_; });
       last_send_ = clock_->Now();
     }
   }

@@ -31,6 +31,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -82,47 +83,69 @@ struct ChunkReaderQueues {
   unsigned running = 0;                               // jobs taken and not finished
 };
 
-struct ChunkReaderOptions {
-  size_t memory_bytes = 256u << 20;  // bound of the in-memory cache
-  ChunkCache* node_cache = nullptr;  // optional; outlives the reader
-  unsigned fetch_threads = 8;        // store requests in parallel, per pool
-  // The prefetch pool's limit; 0: fetch_threads for a remote store, half
-  // the CPUs (at least one) for a local one (ObjectStore::IsLocal). From a
-  // local disk a fetch costs no round trip to hide, only disk time and the
-  // CPU to decompress and verify, so prefetch in parallel only competes
-  // with the workload and with its own demand reads: the python3 start-up
-  // of bench/run.sh from file:// on 2 vCPUs took 0.36 s with 32 prefetch
-  // threads, 0.34 s with 2 and 0.31 s with 1 (medians of 12 interleaved
-  // runs; native 0.21 s).
-  unsigned prefetch_threads = 0;
-  // The longest prefetch run (one range read) the reader's users make; 0:
+// The prefetch settings of a reader, chosen once for its store. Each has a
+// value for a local store (ObjectStore::IsLocal: file://, a disk on this
+// machine) and one for a remote store (a round trip per request); ForStore
+// is the one place they are chosen (a default-constructed one is no valid
+// setting).
+struct PrefetchSettings {
+  // The prefetch pool's limit: fetch_threads for a remote store, half the
+  // CPUs (at least one) for a local one. From a local disk a fetch costs no
+  // round trip to hide, only disk time and the CPU to decompress and verify,
+  // so prefetch in parallel only competes with the workload and with its
+  // own demand reads: the python3 start-up of bench/run.sh from file:// on
+  // 2 vCPUs took 0.36 s with 32 prefetch threads, 0.34 s with 2 and 0.31 s
+  // with 1 (medians of 12 interleaved runs; native 0.21 s).
+  unsigned threads = 0;
+  // The longest prefetch run (one range read) the reader's users make:
   // 1 MiB from a remote store, where each request is a round trip, 256 KiB
   // from a local one, where a read that needs one chunk of a run in flight
   // waits for the whole run to be read, decompressed and verified
   // (bench/run.sh from file:// on 2 vCPUs, medians of 20 interleaved runs:
   // python3 start 0.341 -> 0.317 s; read-all, 4 runs: 1.97 -> 1.72 s).
-  uint64_t prefetch_run_bytes = 0;
+  uint64_t run_bytes = 0;
   // The widest gap between chunks that the reader's users bridge to make
-  // one range read of two runs (the gap's bytes are read and dropped); -1:
+  // one range read of two runs (the gap's bytes are read and dropped):
   // 64 KiB from a remote store, where every request has a cost of its own
   // (s3rver answers about one request per 4 ms, one after another), 0 from
   // a local one. bench/coldstart.sh (b) at 20 ms / 100 MB/s, 7 interleaved
   // runs: 130 -> 98 requests, 0.99 -> 0.90 s, 16.8 -> 17.5 MB fetched.
-  int64_t prefetch_gap_bytes = -1;
+  uint64_t gap_bytes = 0;
   // Prefetch jobs send their first store request in the order they were
-  // queued (see next_send_), each at least this long after the one before;
-  // -1: 100 us from a remote store, 0 from a local one. A request goes out
+  // queued (see next_send_), each at least this long after the one before:
+  // 100 us from a remote store, 0 from a local one. A request goes out
   // microseconds after its turn, but the thread woken for the next turn
   // can preempt it on its CPU and send first: bench/coldstart.sh (c), with
   // the order but no gap, still had one of five 1.7 MB ranges of the
   // start-up pack sent after the two behind it in most runs.
-  std::chrono::microseconds prefetch_send_gap{-1};
+  std::chrono::microseconds send_gap{0};
+
+  // The settings above for a local or a remote store; `fetch_threads` is
+  // the reader's demand limit (at least 1), which a remote store's prefetch
+  // pool matches.
+  static PrefetchSettings ForStore(bool local, unsigned fetch_threads);
+};
+
+struct ChunkReaderOptions {
+  size_t memory_bytes = 256u << 20;  // bound of the in-memory cache
+  ChunkCache* node_cache = nullptr;  // optional; outlives the reader
+  unsigned fetch_threads = 8;        // store requests in parallel, per pool (0 is taken as 1)
+  // Overrides of PrefetchSettings::ForStore for the reader's store (unset:
+  // the store's value). An override of 0 prefetch threads is taken as 1.
+  std::optional<unsigned> prefetch_threads;
+  std::optional<uint64_t> prefetch_run_bytes;
+  std::optional<uint64_t> prefetch_gap_bytes;
+  std::optional<std::chrono::microseconds> prefetch_send_gap;
   std::chrono::milliseconds deadline{30000};  // longest wait for the store
   // Re-fetches of chunks (or ranges) that come back corrupt: tries per
   // request, the first included, and the pauses between them (25 ms
   // doubling, full jitter). Transient store errors are the store's to retry.
   RetryPolicy retry;
   Clock* clock = nullptr;  // deadlines, pauses and the send gap; null: DefaultClock()
+
+  // The prefetch settings a reader of `store` uses: the store's, with each
+  // override above that is set.
+  PrefetchSettings PrefetchFor(const ObjectStore& store) const;
 };
 
 class ChunkReader {
@@ -133,11 +156,12 @@ class ChunkReader {
 
   ~ChunkReader();
 
-  // The prefetch sizes in effect (those left at 0 chosen for the store).
+  // The limits and prefetch settings in effect (ChunkReaderOptions::PrefetchFor).
   unsigned fetch_threads() const { return opt_.fetch_threads; }
-  unsigned prefetch_threads() const { return opt_.prefetch_threads; }
-  uint64_t prefetch_run_bytes() const { return opt_.prefetch_run_bytes; }
-  uint64_t prefetch_gap_bytes() const { return static_cast<uint64_t>(opt_.prefetch_gap_bytes); }
+  const PrefetchSettings& prefetch_settings() const { return prefetch_; }
+  unsigned prefetch_threads() const { return prefetch_.threads; }
+  uint64_t prefetch_run_bytes() const { return prefetch_.run_bytes; }
+  uint64_t prefetch_gap_bytes() const { return prefetch_.gap_bytes; }
 
   // `counters` (optional) are charged with what this call costs.
   Result<ChunkData> Read(const ChunkLocation& loc, const CountersPtr& counters = nullptr);
@@ -231,6 +255,7 @@ class ChunkReader {
 
   ObjectStore* store_;
   const ChunkReaderOptions opt_;
+  const PrefetchSettings prefetch_;
   ChunkCache* node_cache_;
   Clock* const clock_;
   mutable std::mutex mu_;  // guards everything below

@@ -60,8 +60,8 @@ class ObjectStore {
   // Whether requests are served by this machine's own disk and CPU (a
   // local directory), not across a network: a request then costs no round
   // trip, and many in parallel only queue at the disk. The fetch engine
-  // sizes its prefetch by it (ChunkReaderOptions::prefetch_threads and
-  // prefetch_run_bytes).
+  // sizes its prefetch by it (PrefetchSettings::ForStore in
+  // chunk_reader.h).
   virtual bool IsLocal() const { return false; }
 };
 

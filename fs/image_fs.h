@@ -5,7 +5,9 @@
 // ErrnoFor() into errno, in one place. Reads fetch chunks through a
 // ChunkReader, which verifies every chunk against its address: a chunk that
 // fails is an error (EIO), never wrong bytes. Holes read as zeros without a
-// fetch. Thread-safe.
+// fetch. What a read fetches besides its own bytes (neighbours, readahead,
+// locality, profile replay) is its PrefetchPlanner's decision; ImageFs only
+// hands the plans to the ChunkReader. Thread-safe.
 #pragma once
 
 #include <sys/stat.h>
@@ -15,12 +17,13 @@
 #include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "chunkstore/chunk_reader.h"
 #include "fs/image_reader.h"
+#include "fs/prefetch_planner.h"
 #include "fs/profile.h"
 
 namespace ferry::fs {
@@ -82,37 +85,29 @@ class ImageFs {
   // `fetching`: the caller has already queued the start-up pack's chunks
   // (PrefetchStartupPack); only the bookkeeping is done here. A version 3
   // profile whose chunks are not this image's is ignored (false, logged).
+  // The plan is PrefetchPlanner::PlanReplay's.
   bool ReplayProfile(const Profile& profile, bool fetching = false);
   void ReplayProfile(const std::vector<uint32_t>& chunks) { ReplayProfile(Profile{chunks, {}, {}, {}, {}}); }
-  uint64_t profile_chunks() const { return profile_chunks_; }
+  // Chunks handed to prefetch by profile replay.
+  uint64_t profile_chunks() const { return planner_.profile_chunks(); }
   // Chunks handed to prefetch by locality (whole files and directories
-  // fetched on a first read, see LocalityRuns).
-  uint64_t locality_chunks() const { return locality_chunks_; }
+  // fetched on a first read, see PrefetchPlanner).
+  uint64_t locality_chunks() const { return planner_.locality_chunks(); }
   // What this image's reads cost in the fetch path (memory, node cache, store).
   const chunkstore::FetchCounters& fetch_counters() const { return *fetch_; }
 
  private:
-  struct Window {
-    uint64_t bytes;     // beyond the read's own request
-    bool across_files;  // may run past the end of the file read
+  // The planner's view of the fetch path: this image's ChunkReader.
+  class ReaderView final : public FetchPathView {
+   public:
+    explicit ReaderView(const chunkstore::ChunkReader* reader) : reader_(reader) {}
+    bool Present(const Digest& digest) const override { return reader_->Present(digest); }
+    uint64_t prefetch_run_bytes() const override { return reader_->prefetch_run_bytes(); }
+    uint64_t prefetch_gap_bytes() const override { return reader_->prefetch_gap_bytes(); }
+
+   private:
+    const chunkstore::ChunkReader* reader_;
   };
-  Window ReadaheadWindow(uint32_t first_chunk, uint32_t last_chunk, bool starts_file, bool ends_file,
-                         bool by_loads);
-  std::vector<chunkstore::ChunkLocation> DemandNeighbours(uint32_t chunk);
-  using Runs = std::vector<std::vector<chunkstore::ChunkLocation>>;
-  // Up to chunk `limit` (inclusive).
-  void PrefetchFrom(uint32_t first_chunk, uint64_t request_bytes, uint64_t window_bytes, uint32_t limit,
-                    Runs* runs);
-  // What the first read of file `ino` prefetches besides its own request;
-  // `missed`: its first chunk was neither in memory nor in flight.
-  void LocalityRuns(uint64_t ino, bool missed, Runs* runs);
-  // The files `ino` loads, transitively (see image_fs.cc).
-  std::vector<uint32_t> LoadsClosure(uint64_t ino);
-  // Appends `chunks` (ascending indices) not yet handed to prefetch, cut
-  // into runs of one pack each (one range read), gaps of at most the
-  // reader's prefetch_gap_bytes bridged, up to its prefetch_run_bytes.
-  // Each chunk handed out is marked `mark` in prefetched_.
-  void AppendRuns(const std::vector<uint32_t>& chunks, uint8_t mark, Runs* runs);
 
   std::unique_ptr<ImageReader> image_;
   chunkstore::ChunkReader* chunks_;
@@ -120,26 +115,9 @@ class ImageFs {
   FsCounters counters_;
   chunkstore::CountersPtr fetch_;
   std::atomic<ProfileRecorder*> recorder_{nullptr};
-  std::atomic<uint64_t> profile_chunks_{0};
   uint64_t total_bytes_ = 0;
-  std::atomic<uint32_t> next_chunk_{0};   // readahead: chunk after the last read
-  std::atomic<uint64_t> window_{0};       // readahead: current window in bytes
-  std::atomic<bool> prev_ended_file_{false};  // readahead: the last read reached its file's end
-  std::atomic<bool> across_files_{false};     // readahead: streaming from file to file
-  // Per chunk: 0, or how it was handed to prefetch (or claimed by a read).
-  static constexpr uint8_t kHandedOut = 1;  // a read, its neighbours, readahead, a batch
-  static constexpr uint8_t kByLoads = 2;    // as a file some read file loads (LOADS)
-  std::unique_ptr<std::atomic<uint8_t>[]> prefetched_;
-  std::unique_ptr<std::atomic<bool>[]> in_profile_;     // per chunk: in the start-up profile
-  // Locality state, made on the first read: each inode's first directory,
-  // whether a file has been
-  // read, and per directory how many of its files have missed.
-  std::once_flag locality_once_;
-  std::vector<uint32_t> parent_;
-  std::unique_ptr<std::atomic<bool>[]> file_read_;
-  std::unique_ptr<std::atomic<bool>[]> loads_expanded_;  // its LOADS were followed
-  std::unique_ptr<std::atomic<uint32_t>[]> dir_missed_;
-  std::atomic<uint64_t> locality_chunks_{0};
+  ReaderView reader_view_;
+  PrefetchPlanner planner_;  // after image_ and reader_view_, which it uses
 };
 
 }  // namespace ferry::fs

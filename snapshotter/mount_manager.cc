@@ -191,7 +191,7 @@ Result<MountManager::Store*> MountManager::GetStore(const std::string& url) {
   ro.memory_bytes = opt_.memory_cache_bytes;
   ro.node_cache = opt_.node_cache;
   ro.fetch_threads = opt_.fetch_threads;
-  ro.prefetch_threads = opt_.prefetch_threads;
+  if (opt_.prefetch_threads != 0) ro.prefetch_threads = opt_.prefetch_threads;  // else the store's
   ro.deadline = opt_.fetch_deadline;
   s->reader = std::make_unique<chunkstore::ChunkReader>(s->store.get(), ro);
   Store* raw = s.get();
