@@ -1,8 +1,9 @@
-// Prefetch without and with a profile: what a miss brings in besides itself
-// (ImageFs::LocalityRuns), and which range reads a profile replay issues
-// (ImageFs::ReplayProfile), checked by which chunks are in memory or in
-// flight, by the fetch counters and by the requests the store sees, never
-// by timing. No FUSE: ImageFs is called directly.
+// Prefetch without and with a profile, through ImageFs and its ChunkReader
+// (the plans alone are in fs/prefetch_planner_test.cc): what a miss brings
+// in besides itself (PrefetchPlanner::LocalityRuns), and which range reads
+// a profile replay issues (ImageFs::ReplayProfile), checked by which chunks
+// are in memory or in flight, by the fetch counters and by the requests the
+// store sees, never by timing. No FUSE: ImageFs is called directly.
 #include <catch2/catch.hpp>
 #include <sys/stat.h>
 
