@@ -200,6 +200,7 @@ TEST_CASE("sessions: a slow store for one image blocks neither Targets(), Images
     seen.unmount_b = f.mounts->Unmount(tb, false, &id);
     return seen;
   });
+  OpenOnExit unblock_meanwhile{f.gate};  // before `meanwhile` waits for its task
   REQUIRE(meanwhile.wait_for(kHangGuard) == std::future_status::ready);
   Seen seen = meanwhile.get();
   CHECK(seen.targets_before == 0);
