@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -28,23 +29,20 @@ struct Fixture {
     REQUIRE(a.ok());
     return std::move(*a);
   }
-  // A new directory to attach at.
-  std::string Dir(const std::string& name) {
-    std::string p = tmp.path() + "/" + name;
-    stdfs::create_directories(p);
-    return p;
-  }
   static TargetInfo What(const std::string& target, bool writable) {
     return TargetInfo{target, kImage, "file:///store", writable, "", ""};
+  }
+  // A new directory to attach at.
+  std::string Dir(const std::string& name) {
+    stdfs::create_directories(tmp.path() + "/" + name);
+    return tmp.path() + "/" + name;
   }
   nlohmann::json Table() {
     std::ifstream in(tmp.path() + "/mounts.json");
     return nlohmann::json::parse(in);
   }
-  size_t Sandboxes() {
-    size_t n = 0;
-    for ([[maybe_unused]] const auto& e : stdfs::directory_iterator(tmp.path() + "/sandboxes")) ++n;
-    return n;
+  ptrdiff_t Sandboxes() {
+    return std::distance(stdfs::directory_iterator(tmp.path() + "/sandboxes"), stdfs::directory_iterator());
   }
 };
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -165,10 +166,8 @@ struct Fixture {
     stdfs::create_directories(p);
     return p;
   }
-  size_t SessionMounts() {
-    size_t n = 0;
-    for ([[maybe_unused]] const auto& e : stdfs::directory_iterator(tmp.path() + "/root/mnt")) ++n;
-    return n;
+  ptrdiff_t SessionMounts() {
+    return std::distance(stdfs::directory_iterator(tmp.path() + "/root/mnt"), stdfs::directory_iterator());
   }
 };
 
