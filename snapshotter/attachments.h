@@ -61,8 +61,8 @@ class Attachments {
   // nothing is left: no mount, no table entry, no upper directory. Errors:
   // those of CheckFree, the mounter's, or an I/O error saving the table.
   Status Attach(TargetInfo what, const std::string& source);
-  // Unmounts `target` (lazily: even if busy), removes its upper directory
-  // and its table entry. NotFound if it is not an attached target;
+  // Unmounts `target` (with `lazy`, even if busy), removes its table entry
+  // and then its upper directory. NotFound if it is not an attached target;
   // FailedPrecondition if busy and not `lazy`. A target already unmounted by
   // hand is removed from the table. `*removed` is set whenever the entry was
   // removed, even if saving the table then failed (the error returned).
