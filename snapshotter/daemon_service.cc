@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "snapshotter/api/daemon_client.h"
+#include "snapshotter/counters.h"
 
 namespace ferry::snapshotter {
 
@@ -42,38 +43,13 @@ grpc::Status DaemonService::CacheStats(grpc::ServerContext*, const daemon::Cache
   if (req->flush()) cache_->Flush().IgnoreError();  // a failed write is counted as dropped
   chunkstore::NodeCacheStats s = cache_->Stats();
   reply->set_cache_dir(cache_dir_);
-  reply->set_capacity_bytes(s.capacity_bytes);
-  reply->set_used_bytes(s.used_bytes);
-  reply->set_chunks(s.chunks);
-  reply->set_hits(s.hits);
-  reply->set_misses(s.misses);
-  reply->set_hit_bytes(s.hit_bytes);
-  reply->set_admitted(s.admitted);
-  reply->set_admitted_bytes(s.admitted_bytes);
-  reply->set_dropped(s.dropped);
-  reply->set_evicted(s.evicted);
-  reply->set_evicted_bytes(s.evicted_bytes);
-  reply->set_kept(s.kept);
-  reply->set_corrupt(s.corrupt);
+  for (const NodeCacheCounter& c : kNodeCacheCounters) SetCounterField(reply, c.name, s.*c.member);
   for (const ImageInfo& i : mounts_->Images()) {
     auto* m = reply->add_images();
     m->set_image_id(i.image_id);
     m->set_store_url(i.store_url);
     m->set_references(i.references);
-    m->set_reads(i.reads);
-    m->set_read_bytes(i.read_bytes);
-    m->set_read_errors(i.read_errors);
-    m->set_memory_hits(i.memory_hits);
-    m->set_cache_hits(i.cache_hits);
-    m->set_cache_hit_bytes(i.cache_hit_bytes);
-    m->set_cache_misses(i.cache_misses);
-    m->set_store_fetches(i.store_fetches);
-    m->set_store_bytes(i.store_bytes);
-    m->set_corrupt(i.corrupt);
-    m->set_demand_misses(i.demand_misses);
-    m->set_profile_chunks(i.profile_chunks);
-    m->set_retries(i.retries);
-    m->set_locality_chunks(i.locality_chunks);
+    for (const CounterValue& c : i.counters) SetCounterField(m, c.name, c.value);
   }
   return grpc::Status::OK;
 }

@@ -1,33 +1,41 @@
-// MountManager: the mounts ferryd serves, one FUSE session per image.
+// MountManager: what ferryd mounts, composed of its parts.
 //
-// Every image in use has one read-only FUSE mount under ROOT/mnt/<id>,
-// shared by all its targets and reference-counted: a target is a read-only
-// bind of that mount, or (writable) an overlayfs with it as lowerdir and a
-// private upper directory under ROOT/sandboxes/. The session ends when the
-// last target goes. All images of one store share one ChunkReader (memory
-// cache, single flight, prefetch) over the node cache.
+//   image_sessions.h  one shared, reference-counted, read-only FUSE session
+//                     per image (ROOT/mnt/<id>.<n>), over one ChunkReader per
+//                     store (store_registry.h), loaded by image_loading.h
+//   attachments.h     the targets users see: a read-only bind of a session's
+//                     mount, or a writable overlay with a private upper
+//                     directory (ROOT/sandboxes/), saved in ROOT/mounts.json,
+//                     made through a Mounter (mounter.h)
 //
-// The table of targets is kept in ROOT/mounts.json (rewritten atomically on
-// every change) so that a daemon restarted after a crash can remove the
-// stale mounts and upper directories the dead one left. Needs root (bind
-// and overlay mounts). Thread-safe; the read path never takes its lock.
+// A Mount acquires a reference to the image's session and attaches the
+// target to it; an Unmount detaches the target and releases the reference.
+// Needs root (bind and overlay mounts, FUSE) unless the options put fakes in.
+//
+// Room for what comes next: filesystem and directory snapshots and the
+// containerd snapshots service will be parts beside these two, with their
+// own keys (snapshot and containerd keys, not target paths), parents
+// (a snapshot's base image and upper directory; containerd's parent chain)
+// and lifecycle (prepare, commit, remove), each with its own saved state
+// under ROOT. They use sessions for the images they read and the Mounter
+// for what they mount; this class only composes them for ferryd's API.
+//
+// Thread-safe. Lock order: MountManager holds no lock of its own, and
+// Attachments::mu_, ImageSessions::mu_ and StoreRegistry::mu_ are leaves
+// (none is taken while another is held). The read path takes none of them.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <vector>
 
-#include "chunkstore/chunk_reader.h"
 #include "chunkstore/node_cache.h"
-#include "chunkstore/object_store.h"
-#include "fs/fuse_server.h"
-#include "fs/image_fs.h"
+#include "snapshotter/attachments.h"
+#include "snapshotter/image_sessions.h"
+#include "snapshotter/mounter.h"
+#include "snapshotter/store_registry.h"
 
 namespace ferry::snapshotter {
 
@@ -39,25 +47,11 @@ struct MountManagerOptions {
   unsigned fetch_threads = 32;               // store requests in parallel, per store
   unsigned prefetch_threads = 0;             // and for prefetch (0: chosen by the store)
   std::chrono::milliseconds fetch_deadline{30000};  // a read fails (EIO) after this
-};
-
-struct TargetInfo {
-  std::string target;
-  std::string image_id;
-  std::string store_url;
-  bool writable = false;
-  std::string upper;  // writable: the sandbox directory (upper/ and work/)
-};
-
-// An image with a live FUSE session and what its reads cost so far.
-struct ImageInfo {
-  std::string image_id;
-  std::string store_url;
-  uint32_t references = 0;
-  uint64_t reads = 0, read_bytes = 0, read_errors = 0;
-  uint64_t memory_hits = 0, cache_hits = 0, cache_hit_bytes = 0, cache_misses = 0;
-  uint64_t store_fetches = 0, store_bytes = 0, corrupt = 0;
-  uint64_t demand_misses = 0, profile_chunks = 0, retries = 0, locality_chunks = 0;
+  // Tests only: fakes for what needs root or a real store. Null: the real ones
+  // (NewSystemMounter, FUSE, chunkstore::OpenObjectStore).
+  std::shared_ptr<Mounter> mounter;
+  ImageServerFactory new_server;
+  StoreOpener open_store;
 };
 
 struct MountOutcome {
@@ -74,7 +68,8 @@ class MountManager {
 
   // `target` must be an absolute path to an existing directory that is not
   // already a target. NotFound for an unknown image; the image's metadata
-  // is verified before anything is mounted.
+  // is verified before anything is mounted. A slow store delays only the
+  // mounts of its images.
   Result<MountOutcome> Mount(const std::string& store_url, const std::string& image,
                              const std::string& target, bool writable);
   // FailedPrecondition if the target is busy (unless `lazy`); NotFound if it
@@ -91,26 +86,14 @@ class MountManager {
   void Shutdown();
 
  private:
-  struct Store;
-  struct Image;
-  explicit MountManager(MountManagerOptions opt);
-  void CleanStale();
-  Status SaveTable();  // with mu_ held
-  Result<Store*> GetStore(const std::string& url);  // with mu_ held
-  void EndSession(std::unique_ptr<Image> image);    // with mu_ held
-  void ReapLoop();
+  MountManager(std::string root, std::shared_ptr<Mounter> mounter)
+      : root_(std::move(root)), mounter_(std::move(mounter)) {}
+  Result<TargetInfo> FindTarget(const std::string& target) const;
 
-  MountManagerOptions opt_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Store>> stores_;   // by canonical URL
-  std::map<std::string, std::string> store_alias_;         // URL as given -> canonical
-  std::map<std::string, std::unique_ptr<Image>> images_;   // by image id (hex)
-  std::map<std::string, TargetInfo> targets_;              // by target path
-  // Sessions whose mount was detached, waiting for their loop to end.
-  std::vector<std::unique_ptr<Image>> draining_;
-  std::condition_variable reap_cv_;
-  bool stopping_ = false;
-  std::thread reaper_;
+  const std::string root_;
+  std::shared_ptr<Mounter> mounter_;           // used by both parts below
+  std::unique_ptr<Attachments> attachments_;
+  std::unique_ptr<ImageSessions> sessions_;
 };
 
 }  // namespace ferry::snapshotter

@@ -1,0 +1,95 @@
+// Attachments: where ferryd shows an image, and what it must undo after a
+// crash.
+//
+// An attachment makes an image's shared read-only mount (its session's
+// mount point, image_sessions.h) visible at a target directory: a read-only
+// bind, or (writable) an overlayfs with the session's mount as lowerdir and
+// a private upper directory ROOT/sandboxes/XXXXXX/{upper,work}. Attachments
+// are keyed by target path and know nothing of FUSE or stores: the caller
+// names the source; every mount goes through a Mounter (mounter.h).
+//
+// The table of targets is ROOT/mounts.json, rewritten atomically (write,
+// fsync, rename) on every change and before a target is mounted, so that a
+// daemon restarted after a crash finds every mount and upper directory the
+// dead one may have left. Its format (docs/format.md):
+//   {"targets": [{"target": PATH, "image": HEX, "store": URL,
+//                 "writable": BOOL, "upper": DIR or ""}, ...]}
+//
+// Thread-safe. No lock is held while a mount is made, since making an
+// overlay reads the session's FUSE mount, nor while an upper directory is
+// removed.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chunkstore/status.h"
+#include "snapshotter/mounter.h"
+
+namespace ferry::snapshotter {
+
+struct TargetInfo {
+  std::string target;
+  std::string image_id;
+  std::string store_url;
+  bool writable = false;
+  std::string upper;   // writable: the sandbox directory (upper/ and work/)
+  std::string source;  // the session mount shown here (not saved in mounts.json)
+};
+
+class Attachments {
+ public:
+  // Creates ROOT/sandboxes if needed, detaches every target the table at
+  // ROOT/mounts.json lists (logging "removed stale mount T" for each that was
+  // mounted), removes everything under ROOT/sandboxes, and saves an empty
+  // table. An unreadable table is logged and ignored. `mounter` must
+  // outlive the result. Destroying the result leaves every target as it is
+  // (mounted and in the table), as a crash would: Close() detaches them.
+  static Result<std::unique_ptr<Attachments>> Open(const std::string& root, Mounter* mounter);
+
+  // OK if `target` may be attached now. FailedPrecondition once Close() has
+  // been called; AlreadyExists if it is a target (or being made one).
+  Status CheckFree(const std::string& target) const;
+  // Shows `source` at `target` (an absolute, normalised path of an existing
+  // directory) as `what` says: `what.writable` picks an overlay, for which a
+  // fresh upper directory is made; `what.upper` and `what.source` are set
+  // here. The target is in the saved table before it is mounted. On failure
+  // nothing is left: no mount, no table entry, no upper directory. Errors:
+  // those of CheckFree, the mounter's, or an I/O error saving the table.
+  Status Attach(TargetInfo what, const std::string& source);
+  // Unmounts `target` (with `lazy`, even if busy), removes its table entry
+  // and then its upper directory. NotFound if it is not an attached target;
+  // FailedPrecondition if busy and not `lazy`. A target already unmounted by
+  // hand is removed from the table. `*removed` is set whenever the entry was
+  // removed, even if saving the table then failed (the error returned).
+  Status Detach(const std::string& target, bool lazy, TargetInfo* removed);
+  // The attached targets (not those being attached), sorted by path.
+  std::vector<TargetInfo> List() const;
+  std::optional<TargetInfo> Find(const std::string& target) const;
+  // Refuses attachments from now on, detaches every target lazily, removes
+  // their upper directories and saves an empty table. Idempotent.
+  void Close();
+
+ private:
+  struct Entry {
+    TargetInfo info;
+    bool attached = false;  // false while its mount is being made
+  };
+  Attachments(std::string root, Mounter* mounter) : root_(std::move(root)), mounter_(mounter) {}
+  void CleanStale();
+  Status SaveTable();  // with mu_ held
+  Status MountTarget(const TargetInfo& info);
+  static void RemoveUpper(const std::string& upper);
+
+  const std::string root_;
+  Mounter* const mounter_;
+  mutable std::mutex mu_;  // a leaf: nothing else is locked while it is held
+  std::map<std::string, Entry> targets_;  // by target path, under mu_
+  bool closed_ = false;                   // under mu_
+};
+
+}  // namespace ferry::snapshotter

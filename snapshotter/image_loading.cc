@@ -1,0 +1,43 @@
+#include "snapshotter/image_loading.h"
+
+#include <future>
+
+#include "fs/image_store.h"
+#include "snapshotter/retrying.h"
+
+namespace ferry::snapshotter {
+
+Result<Digest> ResolveImageName(chunkstore::ObjectStore& store, const std::string& name) {
+  return Retrying([&] { return fs::ResolveImage(store, name); });
+}
+
+Result<LoadedImage> LoadImageAndProfile(OpenStore& store, const Digest& id) {
+  // The profile (if any) is fetched while the image loads: on a remote
+  // store each request is a round trip. A version 3 profile's start-up
+  // pack is fetched as soon as the profile is in, before the image is:
+  // its chunks are verified against the profile's digests, and the node
+  // cache is looked up first, so a warm host fetches nothing.
+  // bench/coldstart.sh (c) at 20 ms / 100 MB/s: the profile is in 13-16 ms
+  // before the image metadata is in and checked; 0.384 -> 0.368 s, medians
+  // of 8 interleaved runs.
+  auto fetch = std::make_shared<chunkstore::FetchCounters>();
+  auto early = std::async(std::launch::async, [&store, &id, &fetch] {
+    auto blob = Retrying([&] { return store.store->Get(fs::ProfileKey(id)); });
+    EarlyProfile out{blob.status(), std::nullopt, false};
+    if (!blob.ok()) return out;
+    auto profile = fs::DecodeProfile((*blob)->bytes(), UINT32_MAX);
+    if (!profile.ok()) {
+      out.status = profile.status();
+      return out;
+    }
+    out.fetching = fs::PrefetchStartupPack(*store.reader, *profile, fetch);
+    out.profile = std::move(*profile);
+    return out;
+  });
+  auto reader = Retrying([&] { return fs::LoadImage(*store.store, id); });
+  EarlyProfile profile = early.get();
+  if (!reader.ok()) return reader.status();
+  return LoadedImage{std::move(*reader), std::move(profile), std::move(fetch)};
+}
+
+}  // namespace ferry::snapshotter
