@@ -2,13 +2,37 @@
 
 #include <future>
 
+#include "chunkstore/retry_policy.h"
 #include "fs/image_store.h"
-#include "snapshotter/retrying.h"
 
 namespace ferry::snapshotter {
+namespace {
+
+// Transient store errors are the store's to retry (chunkstore/retry_policy.h):
+// what comes back here is final. What only this caller can see is metadata
+// that does not hash to the image id (bytes damaged on the way): that is
+// fetched again, like a chunk that fails verification in the fetch engine.
+// The same budget as before the retries were put in one layer: 5 tries,
+// pauses up to 50 ms doubling.
+Result<std::unique_ptr<fs::ImageReader>> LoadVerified(chunkstore::ObjectStore& store, const Digest& id) {
+  chunkstore::RetryPolicy policy;
+  policy.max_attempts = 5;
+  policy.backoff = std::chrono::milliseconds(50);
+  Result<std::unique_ptr<fs::ImageReader>> out = Status(StatusCode::kInternal, "not loaded");
+  chunkstore::RetryHooks hooks;
+  hooks.retryable = [](const Status& st) { return st.code() == StatusCode::kCorruption; };
+  Status last = chunkstore::RunWithRetries(policy, *chunkstore::DefaultClock(), [&] {
+    out = fs::LoadImage(store, id);
+    return out.status();
+  }, hooks);
+  if (!out.ok()) return last;
+  return out;
+}
+
+}  // namespace
 
 Result<Digest> ResolveImageName(chunkstore::ObjectStore& store, const std::string& name) {
-  return Retrying([&] { return fs::ResolveImage(store, name); });
+  return fs::ResolveImage(store, name);
 }
 
 Result<LoadedImage> LoadImageAndProfile(OpenStore& store, const Digest& id) {
@@ -22,7 +46,7 @@ Result<LoadedImage> LoadImageAndProfile(OpenStore& store, const Digest& id) {
   // of 8 interleaved runs.
   auto fetch = std::make_shared<chunkstore::FetchCounters>();
   auto early = std::async(std::launch::async, [&store, &id, &fetch] {
-    auto blob = Retrying([&] { return store.store->Get(fs::ProfileKey(id)); });
+    auto blob = store.store->Get(fs::ProfileKey(id));
     EarlyProfile out{blob.status(), std::nullopt, false};
     if (!blob.ok()) return out;
     auto profile = fs::DecodeProfile((*blob)->bytes(), UINT32_MAX);
@@ -34,7 +58,7 @@ Result<LoadedImage> LoadImageAndProfile(OpenStore& store, const Digest& id) {
     out.profile = std::move(*profile);
     return out;
   });
-  auto reader = Retrying([&] { return fs::LoadImage(*store.store, id); });
+  auto reader = LoadVerified(*store.store, id);
   EarlyProfile profile = early.get();
   if (!reader.ok()) return reader.status();
   return LoadedImage{std::move(*reader), std::move(profile), std::move(fetch)};

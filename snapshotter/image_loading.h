@@ -1,6 +1,7 @@
 // Image loading: what a new image session needs from the store, fetched
 // before the session exists and without any lock held (image_sessions.h).
-// Each store call is retried (retrying.h); everything fetched is verified.
+// Transient store errors are the store's to retry; metadata that fails
+// verification is fetched again here. Everything fetched is verified.
 #pragma once
 
 #include <memory>
