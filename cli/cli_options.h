@@ -18,6 +18,7 @@ struct DaemonVerbArgs {
   bool writable = false, start_daemon = false, no_daemon = false, foreground = false;
   bool debug = false, lazy = false, json = false, flush = false;
   size_t cache_mb = 256;
+  long into_pid = 0;  // mount/umount --into PID: in that process's mount namespace
 };
 
 inline void AddStoreOption(CLI::App& app, DaemonVerbArgs* a) {
@@ -44,6 +45,13 @@ inline CLI::App* AddMountCommand(CLI::App& app, DaemonVerbArgs* a) {
   mount->add_option("--memory-cache-mb", a->cache_mb, "with --no-daemon: in-memory chunk cache")
       ->capture_default_str();
   mount->add_flag("--debug", a->debug, "with --no-daemon --foreground: trace FUSE requests");
+  auto* into = mount->add_option(
+      "--into", a->into_pid,
+      "mount inside the mount namespace of running process PID (a sandbox), without restarting "
+      "it: MOUNTPOINT is an absolute path as PID sees it (below its root), created if missing; "
+      "nothing is mounted on the host (ferryd)");
+  into->type_name("PID")->check(CLI::PositiveNumber);
+  into->excludes(mount->get_option("--no-daemon"))->excludes(mount->get_option("--foreground"));
   return mount;
 }
 
@@ -51,6 +59,11 @@ inline CLI::App* AddUmountCommand(CLI::App& app, DaemonVerbArgs* a) {
   auto* umount = app.add_subcommand("umount", "unmount a ferry mount");
   umount->add_option("MOUNTPOINT", a->mountpoint, "the mount point")->required();
   umount->add_flag("--lazy,-l", a->lazy, "detach now even if in use (MNT_DETACH)");
+  umount->add_option("--into", a->into_pid,
+                     "a mount made with `ferry mount --into PID`: MOUNTPOINT is the path as PID "
+                     "sees it")
+      ->type_name("PID")
+      ->check(CLI::PositiveNumber);
   return umount;
 }
 
@@ -102,9 +115,10 @@ inline int RunDaemonVerb(CLI::App* mount, CLI::App* umount, const CacheCommands&
   if (*mount && !a.no_daemon && !a.foreground) {
     std::string url = a.store_url.empty() ? chunkstore::DefaultStoreUrl() : a.store_url;
     return MountThroughDaemon({chunkstore::AbsoluteStoreUrl(url), a.image, a.mountpoint,
-                               a.daemon_root, a.writable, a.start_daemon, a.cache_size});
+                               a.daemon_root, a.writable, a.start_daemon, a.cache_size,
+                               a.into_pid});
   }
-  if (*umount) return Umount(a.daemon_root, a.mountpoint, a.lazy);
+  if (*umount) return Umount(a.daemon_root, a.mountpoint, a.lazy, a.into_pid);
   if (*cache.stats) return CacheStats(a.daemon_root, a.json, a.flush);
   if (*cache.prune) return CachePrune(a.daemon_root, a.prune_to);
   if (*profile.start) return ProfileOnMount(a.daemon_root, a.mountpoint, true);

@@ -98,26 +98,34 @@ std::string ProgramBesideThis(const std::string& name) {
 
 int MountThroughDaemon(const DaemonMountArgs& args) {
   const std::string root = Root(args.daemon_root);
-  const std::string target = Absolute(args.mountpoint);
-  const json req = {{"store_url", args.store_url}, {"image", args.image}, {"target", target},
-                    {"writable", args.writable}};
+  // A path in another process is as that process sees it: ferryd checks it
+  // is absolute, and nothing here can make it so.
+  const std::string target = args.into_pid != 0 ? args.mountpoint : Absolute(args.mountpoint);
+  json req = {{"store_url", args.store_url}, {"image", args.image}, {"target", target},
+              {"writable", args.writable}};
+  if (args.into_pid != 0) req["into_pid"] = args.into_pid;
   auto reply = api::CallDaemon(root, "Mount", req, kMountDeadline);
   if (!reply.ok() && reply.status().code() == StatusCode::kUnavailable && args.start_daemon) {
     if (Status st = StartDaemon(root, args.cache_size); !st.ok()) return Fail(st);
     reply = api::CallDaemon(root, "Mount", req, kMountDeadline);
   }
   if (!reply.ok()) return Fail(reply.status());
-  std::printf("mounted %s (%s) at %s%s%s\n", args.image.c_str(),
+  const std::string in =
+      args.into_pid != 0 ? " in process " + std::to_string(args.into_pid) : "";
+  std::printf("mounted %s (%s) at %s%s%s%s\n", args.image.c_str(),
               reply->value("image_id", std::string()).substr(0, 12).c_str(), target.c_str(),
-              args.writable ? ", writable" : "", reply->value("shared", false) ? " (shared session)" : "");
+              in.c_str(), args.writable ? ", writable" : "", reply->value("shared", false) ? " (shared session)" : "");
   return 0;
 }
 
-int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy) {
-  const json req = {{"target", Absolute(mountpoint)},
-                    {"lazy", lazy}};
+int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy,
+           long into_pid) {
+  json req = {{"target", into_pid != 0 ? mountpoint : Absolute(mountpoint)},
+              {"lazy", lazy}};
+  if (into_pid != 0) req["into_pid"] = into_pid;
   auto reply = api::CallDaemon(Root(daemon_root), "Unmount", req, kLocalDeadline);
   if (reply.ok()) return 0;
+  if (into_pid != 0) return Fail(reply.status());  // nothing of ours to unmount here
   StatusCode code = reply.status().code();
   if (code != StatusCode::kNotFound && code != StatusCode::kUnavailable) return Fail(reply.status());
   // Not the daemon's: a --no-daemon mount, or one left by a dead daemon.

@@ -19,6 +19,7 @@ struct DaemonMountArgs {
   bool writable = false;
   bool start_daemon = false;
   std::string cache_size;   // for a daemon started here ("" = ferryd's default)
+  long into_pid = 0;        // not 0: mount in this process's namespace (MountRequest.into_pid)
 };
 
 int MountThroughDaemon(const DaemonMountArgs& args);
@@ -26,8 +27,10 @@ int MountThroughDaemon(const DaemonMountArgs& args);
 // that cannot be read): ferry, ferry-tool and ferryd are installed together.
 std::string ProgramBesideThis(const std::string& name);
 // Unmounts a target of the daemon; a mount it does not know (one served by
-// `ferry mount --no-daemon`) is unmounted directly.
-int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy);
+// `ferry mount --no-daemon`) is unmounted directly. With `into_pid`, a
+// target made with `ferry mount --into PID` (never unmounted directly).
+int Umount(const std::string& daemon_root, const std::string& mountpoint, bool lazy,
+           long into_pid = 0);
 int CacheStats(const std::string& daemon_root, bool json, bool flush);
 int CachePrune(const std::string& daemon_root, const std::string& to_size);
 // Starts or stops (and stores) recording a start-up profile on a mount.

@@ -34,8 +34,15 @@ void Attachments::CleanStale() {
     try {
       auto table = nlohmann::json::parse(in);
       for (const auto& t : table.at("targets")) {
-        std::string target = t.at("target").get<std::string>();
-        if (mounter_->Unmount(target, /*lazy=*/true).ok()) Log("removed stale mount " + target);
+        TargetInfo info;
+        info.target = t.at("target").get<std::string>();
+        info.into.pid = t.value("into_pid", 0);
+        info.into.mnt_ns = t.value("mnt_ns", uint64_t{0});
+        // One in a namespace that is gone (its process exited) went with it.
+        if (UnmountTarget(info, /*lazy=*/true).ok()) {
+          Log("removed stale mount " + info.target +
+              (info.into.pid != 0 ? " in process " + std::to_string(info.into.pid) : ""));
+        }
       }
     } catch (const std::exception& e) {
       Log("ignoring unreadable " + root_ + "/mounts.json: " + e.what());
@@ -51,9 +58,13 @@ Status Attachments::SaveTable() {
   nlohmann::json table = {{"targets", nlohmann::json::array()}};
   for (const auto& [path, e] : targets_) {
     const TargetInfo& t = e.info;
-    table["targets"].push_back({{"target", t.target}, {"image", t.image_id},
-                                {"store", t.store_url}, {"writable", t.writable},
-                                {"upper", t.upper}});
+    nlohmann::json entry = {{"target", t.target}, {"image", t.image_id}, {"store", t.store_url},
+                            {"writable", t.writable}, {"upper", t.upper}};
+    if (t.into.pid != 0) {
+      entry["into_pid"] = t.into.pid;
+      entry["mnt_ns"] = t.into.mnt_ns;
+    }
+    table["targets"].push_back(std::move(entry));
   }
   std::string path = root_ + "/mounts.json", tmp = path + ".tmp";
   {
@@ -71,10 +82,25 @@ Status Attachments::SaveTable() {
   return Status::Ok();
 }
 
-Status Attachments::CheckFree(const std::string& target) const {
+std::string Attachments::KeyOf(const std::string& target, const ProcessNamespace& into) {
+  if (into.pid == 0) return target;
+  return "mntns " + std::to_string(into.mnt_ns) + ":" + target;
+}
+
+std::string Attachments::LookupKey(const std::string& target,
+                                   const ProcessNamespace& into) const {
+  if (into.pid == 0 || into.mnt_ns != 0) return KeyOf(target, into);
+  // The process is gone, so its namespace is unknown: find it by pid.
+  for (const auto& [key, e] : targets_) {
+    if (e.info.target == target && e.info.into.pid == into.pid) return key;
+  }
+  return "";
+}
+
+Status Attachments::CheckFree(const std::string& target, const ProcessNamespace& into) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return FailedPreconditionError("ferryd is shutting down");
-  if (auto t = targets_.find(target); t != targets_.end()) {
+  if (auto t = targets_.find(KeyOf(target, into)); t != targets_.end()) {
     return AlreadyExistsError(target + " is already a ferry mount (image " + t->second.info.image_id +
                               ")");
   }
@@ -89,7 +115,7 @@ Status Attachments::Attach(TargetInfo info, const std::string& source) {
     // leaves a trace the next daemon cleans up.
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return FailedPreconditionError("ferryd is shutting down");
-    if (auto t = targets_.find(info.target); t != targets_.end()) {
+    if (auto t = targets_.find(KeyOf(info.target, info.into)); t != targets_.end()) {
       return AlreadyExistsError(info.target + " is already a ferry mount (image " +
                                 t->second.info.image_id + ")");
     }
@@ -100,9 +126,9 @@ Status Attachments::Attach(TargetInfo info, const std::string& source) {
       }
       info.upper = tmpl;
     }
-    targets_[info.target] = Entry{info, false};
+    targets_[KeyOf(info.target, info.into)] = Entry{info, false};
     if (Status st = SaveTable(); !st.ok()) {
-      targets_.erase(info.target);
+      targets_.erase(KeyOf(info.target, info.into));
       SaveTable().IgnoreError();
       RemoveUpper(info.upper);
       return st;
@@ -110,14 +136,14 @@ Status Attachments::Attach(TargetInfo info, const std::string& source) {
   }
   Status mounted = MountTarget(info);
   std::unique_lock<std::mutex> lock(mu_);
-  auto t = targets_.find(info.target);
+  auto t = targets_.find(KeyOf(info.target, info.into));
   if (mounted.ok() && t != targets_.end() && !closed_) {
     t->second.attached = true;
     return Status::Ok();
   }
   // Close() ran meanwhile (and dropped the entry): undo the mount it missed.
   if (mounted.ok()) {
-    mounter_->Unmount(info.target, /*lazy=*/true).IgnoreError();
+    UnmountTarget(info, /*lazy=*/true).IgnoreError();
     mounted = FailedPreconditionError("ferryd is shutting down");
   }
   if (t != targets_.end()) {
@@ -130,30 +156,48 @@ Status Attachments::Attach(TargetInfo info, const std::string& source) {
 }
 
 Status Attachments::MountTarget(const TargetInfo& info) {
-  if (!info.writable) return mounter_->BindReadOnly(info.source, info.target);
+  const bool into = info.into.pid != 0;
+  if (!info.writable) {
+    return into ? mounter_->BindReadOnlyInto(info.source, info.into, info.target)
+                : mounter_->BindReadOnly(info.source, info.target);
+  }
   std::error_code ec;
   stdfs::create_directory(info.upper + "/upper", ec);
   stdfs::create_directory(info.upper + "/work", ec);
   mounter_->CopyRootAttributes(info.source, info.upper + "/upper");
-  return mounter_->Overlay(info.source, info.upper + "/upper", info.upper + "/work", info.target);
+  const std::string upper = info.upper + "/upper", work = info.upper + "/work";
+  return into ? mounter_->OverlayInto(info.source, upper, work, info.into, info.target)
+              : mounter_->Overlay(info.source, upper, work, info.target);
 }
 
-Status Attachments::Detach(const std::string& target, bool lazy, TargetInfo* removed) {
+Status Attachments::UnmountTarget(const TargetInfo& info, bool lazy) {
+  if (info.into.pid == 0) return mounter_->Unmount(info.target, lazy);
+  return mounter_->UnmountIn(info.into, info.target, lazy);
+}
+
+Status Attachments::Detach(const std::string& target, bool lazy, TargetInfo* removed,
+                           const ProcessNamespace& into) {
   std::unique_lock<std::mutex> lock(mu_);
-  auto t = targets_.find(target);
+  auto t = targets_.find(LookupKey(target, into));
   if (t == targets_.end() || !t->second.attached) {
+    if (into.pid != 0) {
+      return NotFoundError(target + " in process " + std::to_string(into.pid) +
+                           " is not mounted by ferryd (" + root_ + ")");
+    }
     return NotFoundError(target + " is not mounted by ferryd (" + root_ + ")");
   }
   // Unmounting a bind or an overlay does not wait on the FUSE server below
   // it, so this is done with the lock held: no two callers detach one target.
-  if (Status st = mounter_->Unmount(target, lazy); !st.ok()) {
+  if (Status st = UnmountTarget(t->second.info, lazy); !st.ok()) {
     int err = st.sys_errno();
     if (err == EBUSY) {
       return FailedPreconditionError(target + " is busy (in use); stop what uses it, or unmount "
                                      "with --lazy");
     }
-    // EINVAL: no longer a mount point (unmounted by hand); clean up the rest.
-    if (err != EINVAL && err != ENOENT) return st;
+    // EINVAL: no longer a mount point (unmounted by hand); ESRCH: its
+    // process and namespace are gone, and the mount with them. Clean up the
+    // rest.
+    if (err != EINVAL && err != ENOENT && err != ESRCH) return st;
   }
   *removed = t->second.info;
   targets_.erase(t);
@@ -181,9 +225,10 @@ std::vector<TargetInfo> Attachments::List() const {
   return out;
 }
 
-std::optional<TargetInfo> Attachments::Find(const std::string& target) const {
+std::optional<TargetInfo> Attachments::Find(const std::string& target,
+                                            const ProcessNamespace& into) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto t = targets_.find(target);
+  auto t = targets_.find(LookupKey(target, into));
   if (t == targets_.end() || !t->second.attached) return std::nullopt;
   return t->second.info;
 }
@@ -192,8 +237,8 @@ void Attachments::Close() {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return;
   closed_ = true;
-  for (const auto& [path, e] : targets_) {
-    mounter_->Unmount(path, /*lazy=*/true).IgnoreError();
+  for (const auto& [key, e] : targets_) {
+    UnmountTarget(e.info, /*lazy=*/true).IgnoreError();
     if (!e.info.upper.empty()) {
       std::error_code ec;
       stdfs::remove_all(e.info.upper, ec);

@@ -15,6 +15,13 @@
 //   {"targets": [{"target": PATH, "image": HEX, "store": URL,
 //                 "writable": BOOL, "upper": DIR or ""}, ...]}
 //
+// A target may also live in another process's mount namespace (`ferry mount
+// --into PID`): the same mounts, made detached and moved there through the
+// Mounter's *Into calls, keyed by the namespace's identity and the path as
+// that process sees it; its table entry also has "into_pid": PID and
+// "mnt_ns": INODE, so that a restarted daemon detaches it only from that
+// namespace (and not from a process that reused the pid).
+//
 // Thread-safe. No lock is held while a mount is made, since making an
 // overlay reads the session's FUSE mount, nor while an upper directory is
 // removed.
@@ -39,6 +46,7 @@ struct TargetInfo {
   bool writable = false;
   std::string upper;   // writable: the sandbox directory (upper/ and work/)
   std::string source;  // the session mount shown here (not saved in mounts.json)
+  ProcessNamespace into;  // pid 0: a target in ferryd's namespace; else `target` is there
 };
 
 class Attachments {
@@ -53,9 +61,11 @@ class Attachments {
 
   // OK if `target` may be attached now. FailedPrecondition once Close() has
   // been called; AlreadyExists if it is a target (or being made one).
-  Status CheckFree(const std::string& target) const;
+  // `into`: a target in that process's namespace (with its mnt_ns).
+  Status CheckFree(const std::string& target, const ProcessNamespace& into = {}) const;
   // Shows `source` at `target` (an absolute, normalised path of an existing
-  // directory) as `what` says: `what.writable` picks an overlay, for which a
+  // directory; with `what.into`, a path in that process, created there if
+  // missing) as `what` says: `what.writable` picks an overlay, for which a
   // fresh upper directory is made; `what.upper` and `what.source` are set
   // here. The target is in the saved table before it is mounted. On failure
   // nothing is left: no mount, no table entry, no upper directory. Errors:
@@ -66,10 +76,14 @@ class Attachments {
   // FailedPrecondition if busy and not `lazy`. A target already unmounted by
   // hand is removed from the table. `*removed` is set whenever the entry was
   // removed, even if saving the table then failed (the error returned).
-  Status Detach(const std::string& target, bool lazy, TargetInfo* removed);
+  // `into`: a target in that process's namespace; with mnt_ns 0 (the process
+  // is gone), the target attached into the process with that pid. A target
+  // whose process (namespace) is gone went with it: its entry is removed.
+  Status Detach(const std::string& target, bool lazy, TargetInfo* removed,
+                const ProcessNamespace& into = {});
   // The attached targets (not those being attached), sorted by path.
   std::vector<TargetInfo> List() const;
-  std::optional<TargetInfo> Find(const std::string& target) const;
+  std::optional<TargetInfo> Find(const std::string& target, const ProcessNamespace& into = {}) const;
   // Refuses attachments from now on, detaches every target lazily, removes
   // their upper directories and saves an empty table. Idempotent.
   void Close();
@@ -83,12 +97,18 @@ class Attachments {
   void CleanStale();
   Status SaveTable();  // with mu_ held
   Status MountTarget(const TargetInfo& info);
+  Status UnmountTarget(const TargetInfo& info, bool lazy);
+  // The key of a target in targets_: its path, or for one in another
+  // namespace, "mntns INODE:" and its path (never a path: no leading '/').
+  static std::string KeyOf(const std::string& target, const ProcessNamespace& into);
+  // With mu_ held: the key of `target` in `into` (see Detach), or "".
+  std::string LookupKey(const std::string& target, const ProcessNamespace& into) const;
   static void RemoveUpper(const std::string& upper);
 
   const std::string root_;
   Mounter* const mounter_;
   mutable std::mutex mu_;  // a leaf: nothing else is locked while it is held
-  std::map<std::string, Entry> targets_;  // by target path, under mu_
+  std::map<std::string, Entry> targets_;  // by KeyOf(), under mu_
   bool closed_ = false;                   // under mu_
 };
 

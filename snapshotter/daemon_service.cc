@@ -9,7 +9,11 @@ namespace ferry::snapshotter {
 
 grpc::Status DaemonService::Mount(grpc::ServerContext*, const daemon::MountRequest* req,
                                   daemon::MountReply* reply) {
-  auto out = mounts_->Mount(req->store_url(), req->image(), req->target(), req->writable());
+  auto out = req->into_pid() != 0
+                 ? mounts_->MountInto(req->store_url(), req->image(),
+                                      static_cast<pid_t>(req->into_pid()), req->target(),
+                                      req->writable())
+                 : mounts_->Mount(req->store_url(), req->image(), req->target(), req->writable());
   if (!out.ok()) return api::ToGrpc(out.status());
   reply->set_image_id(out->image_id);
   reply->set_shared(out->shared);
@@ -19,7 +23,10 @@ grpc::Status DaemonService::Mount(grpc::ServerContext*, const daemon::MountReque
 grpc::Status DaemonService::Unmount(grpc::ServerContext*, const daemon::UnmountRequest* req,
                                     daemon::UnmountReply* reply) {
   std::string id;
-  auto ended = mounts_->Unmount(req->target(), req->lazy(), &id);
+  auto ended = req->into_pid() != 0
+                   ? mounts_->UnmountInto(static_cast<pid_t>(req->into_pid()), req->target(),
+                                          req->lazy(), &id)
+                   : mounts_->Unmount(req->target(), req->lazy(), &id);
   if (!ended.ok()) return api::ToGrpc(ended.status());
   reply->set_image_id(id);
   reply->set_session_ended(*ended);
@@ -34,6 +41,8 @@ grpc::Status DaemonService::ListMounts(grpc::ServerContext*, const daemon::ListM
     m->set_image_id(t.image_id);
     m->set_store_url(t.store_url);
     m->set_writable(t.writable);
+    m->set_into_pid(t.into.pid);
+    m->set_mount_namespace(t.into.mnt_ns);
   }
   return grpc::Status::OK;
 }

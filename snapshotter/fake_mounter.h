@@ -4,7 +4,10 @@
 // Thread-safe.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cerrno>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <set>
@@ -42,6 +45,26 @@ class FakeMounter final : public Mounter {
     std::lock_guard<std::mutex> l(mu_);
     mounts_[target] = Mount{"stale", "", "", ""};
   }
+  // Processes for the *Into calls: `pid` lives in mount namespace `mnt_ns`.
+  // Ending it ends its namespace, and with it the mounts made there.
+  void StartProcess(pid_t pid, uint64_t mnt_ns) {
+    std::lock_guard<std::mutex> l(mu_);
+    processes_[pid] = mnt_ns;
+  }
+  void EndProcess(pid_t pid) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto p = processes_.find(pid);
+    if (p == processes_.end()) return;
+    const std::string prefix = IntoKey(p->second, "");
+    processes_.erase(p);
+    for (auto m = mounts_.lower_bound(prefix); m != mounts_.end() && m->first.starts_with(prefix);) {
+      m = mounts_.erase(m);
+    }
+  }
+  // How mounts() names `path` in mount namespace `mnt_ns`.
+  static std::string IntoKey(uint64_t mnt_ns, const std::string& path) {
+    return "mntns " + std::to_string(mnt_ns) + ":" + path;
+  }
   std::map<std::string, Mount> mounts() const {
     std::lock_guard<std::mutex> l(mu_);
     return mounts_;
@@ -69,6 +92,28 @@ class FakeMounter final : public Mounter {
   }
   void CopyRootAttributes(const std::string&, const std::string&) override {}
 
+  Result<uint64_t> MountNamespace(pid_t pid) override {
+    std::lock_guard<std::mutex> l(mu_);
+    auto p = processes_.find(pid);
+    if (p == processes_.end()) return Gone(pid);
+    return p->second;
+  }
+  Status BindReadOnlyInto(const std::string& source, const ProcessNamespace& in,
+                          const std::string& path) override {
+    if (Status st = Check(in); !st.ok()) return st;
+    return Add(IntoKey(in.mnt_ns, path), Mount{"bind-ro", source, "", ""}, "bind at " + path);
+  }
+  Status OverlayInto(const std::string& lower, const std::string& upper, const std::string& work,
+                     const ProcessNamespace& in, const std::string& path) override {
+    if (Status st = Check(in); !st.ok()) return st;
+    return Add(IntoKey(in.mnt_ns, path), Mount{"overlay", lower, upper, work},
+               "mount overlay at " + path);
+  }
+  Status UnmountIn(const ProcessNamespace& in, const std::string& path, bool lazy) override {
+    if (Status st = Check(in); !st.ok()) return st;
+    return Unmount(IntoKey(in.mnt_ns, path), lazy);
+  }
+
  private:
   Status Add(const std::string& target, Mount m, const std::string& what) {
     std::lock_guard<std::mutex> l(mu_);
@@ -82,8 +127,20 @@ class FakeMounter final : public Mounter {
     return Status::Ok();
   }
 
+  static Status Gone(pid_t pid) {
+    return Status(StatusCode::kNotFound, "process " + std::to_string(pid) + " does not exist",
+                  ESRCH);
+  }
+  Status Check(const ProcessNamespace& in) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto p = processes_.find(in.pid);
+    if (p == processes_.end() || (in.mnt_ns != 0 && p->second != in.mnt_ns)) return Gone(in.pid);
+    return Status::Ok();
+  }
+
   mutable std::mutex mu_;
-  std::map<std::string, Mount> mounts_;  // by target
+  std::map<pid_t, uint64_t> processes_;   // pid -> mount namespace
+  std::map<std::string, Mount> mounts_;  // by target (IntoKey in a process's namespace)
   std::map<std::string, int> fail_;
   std::set<std::string> busy_;
   std::vector<std::string> unmounted_;

@@ -58,8 +58,62 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
 Result<bool> MountManager::Unmount(const std::string& target_in, bool lazy,
                                    std::string* image_id) {
   const std::string target = stdfs::path(target_in).lexically_normal().string();
+  return DetachAndRelease(target, lazy, ProcessNamespace{}, image_id);
+}
+
+namespace {
+
+// An absolute, normalised path without a trailing '/', and not "/": the
+// sandbox's root itself is not a mount point ferryd replaces.
+Result<std::string> PathInProcess(const std::string& target_in, pid_t pid) {
+  if (pid <= 0) return InvalidArgumentError("no process " + std::to_string(pid));
+  if (target_in.empty() || target_in[0] != '/') {
+    return InvalidArgumentError("mount point '" + target_in + "' must be an absolute path (as "
+                                "process " + std::to_string(pid) + " sees it)");
+  }
+  std::string target = stdfs::path(target_in).lexically_normal().string();
+  while (target.size() > 1 && target.back() == '/') target.pop_back();
+  if (target == "/") return InvalidArgumentError("cannot mount over the root of process " +
+                                                 std::to_string(pid));
+  return target;
+}
+
+}  // namespace
+
+Result<MountOutcome> MountManager::MountInto(const std::string& store_url,
+                                             const std::string& name, pid_t pid,
+                                             const std::string& target_in, bool writable) {
+  ASSIGN_OR_RETURN(std::string target, PathInProcess(target_in, pid));
+  ASSIGN_OR_RETURN(uint64_t mnt_ns, mounter_->MountNamespace(pid));
+  const ProcessNamespace into{pid, mnt_ns};
+  RETURN_IF_ERROR(attachments_->CheckFree(target, into));
+  ASSIGN_OR_RETURN(SessionRef session, sessions_->Acquire(store_url, name));
+  TargetInfo info{target, session.image_id, session.store_url, writable, "", "", into};
+  if (Status attached = attachments_->Attach(info, session.mountpoint); !attached.ok()) {
+    sessions_->Release(session);
+    return attached;
+  }
+  return MountOutcome{session.image_id, session.shared};
+}
+
+Result<bool> MountManager::UnmountInto(pid_t pid, const std::string& target_in, bool lazy,
+                                       std::string* image_id) {
+  ASSIGN_OR_RETURN(std::string target, PathInProcess(target_in, pid));
+  ProcessNamespace into{pid, 0};  // mnt_ns 0: the process is gone, find it by pid
+  if (auto ns = mounter_->MountNamespace(pid); ns.ok()) into.mnt_ns = *ns;
+  auto ended = DetachAndRelease(target, lazy, into, image_id);
+  if (!ended.ok() && ended.status().code() == StatusCode::kNotFound && into.mnt_ns != 0) {
+    // A target attached into an earlier process whose pid was reused.
+    return DetachAndRelease(target, lazy, ProcessNamespace{pid, 0}, image_id);
+  }
+  return ended;
+}
+
+Result<bool> MountManager::DetachAndRelease(const std::string& target, bool lazy,
+                                            const ProcessNamespace& into,
+                                            std::string* image_id) {
   TargetInfo removed;
-  Status st = attachments_->Detach(target, lazy, &removed);
+  Status st = attachments_->Detach(target, lazy, &removed, into);
   if (removed.target.empty()) return st;  // nothing was detached
   if (image_id != nullptr) *image_id = removed.image_id;
   bool ended = sessions_->Release(

@@ -75,6 +75,18 @@ class MountManager {
   // FailedPrecondition if the target is busy (unless `lazy`); NotFound if it
   // is not a target of this daemon. Returns whether the session ended.
   Result<bool> Unmount(const std::string& target, bool lazy, std::string* image_id);
+  // Mount and Unmount inside the mount namespace of the running process
+  // `pid` (a sandbox), at `target` as it sees it (below its root), without
+  // restarting it; `target` is created there if missing. NotFound if the
+  // process is gone (checked before the store is read);
+  // FailedPrecondition if `target` is not a directory there or cannot be
+  // created (a read-only parent). On failure nothing is mounted, neither
+  // here nor there. UnmountInto also finds a target whose process is gone
+  // (by its pid), and then only forgets it.
+  Result<MountOutcome> MountInto(const std::string& store_url, const std::string& image,
+                                 pid_t pid, const std::string& target, bool writable);
+  Result<bool> UnmountInto(pid_t pid, const std::string& target, bool lazy,
+                           std::string* image_id);
   // Recording a start-up profile on a mounted image (fs/profile.h). Stop
   // stores it in the image's store; returns the image id, chunk count and
   // bytes. FailedPrecondition if not recording (or, for Start, already).
@@ -89,6 +101,9 @@ class MountManager {
   MountManager(std::string root, std::shared_ptr<Mounter> mounter)
       : root_(std::move(root)), mounter_(std::move(mounter)) {}
   Result<TargetInfo> FindTarget(const std::string& target) const;
+  // Detaches the target `target` in `into` and releases its session.
+  Result<bool> DetachAndRelease(const std::string& target, bool lazy,
+                                const ProcessNamespace& into, std::string* image_id);
 
   const std::string root_;
   std::shared_ptr<Mounter> mounter_;           // used by both parts below

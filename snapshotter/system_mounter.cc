@@ -10,6 +10,7 @@
 
 #include "snapshotter/daemon_log.h"
 #include "snapshotter/mounter.h"
+#include "snapshotter/namespace_mount.h"
 
 namespace ferry::snapshotter {
 namespace {
@@ -61,6 +62,28 @@ class SystemMounter final : public Mounter {
     }
     const struct timespec times[2] = {st.st_atim, st.st_mtim};
     utimensat(AT_FDCWD, to.c_str(), times, AT_SYMLINK_NOFOLLOW);
+  }
+
+  Result<uint64_t> MountNamespace(pid_t pid) override { return MountNamespaceOf(pid); }
+
+  Status BindReadOnlyInto(const std::string& source, const ProcessNamespace& in,
+                          const std::string& path) override {
+    ASSIGN_OR_RETURN(int fd, DetachedReadOnlyBind(source));
+    Status st = MoveIntoNamespace(fd, in, path);
+    close(fd);  // frees the detached mount if it was not moved
+    return st;
+  }
+
+  Status OverlayInto(const std::string& lower, const std::string& upper, const std::string& work,
+                     const ProcessNamespace& in, const std::string& path) override {
+    ASSIGN_OR_RETURN(int fd, DetachedOverlay(lower, upper, work));
+    Status st = MoveIntoNamespace(fd, in, path);
+    close(fd);
+    return st;
+  }
+
+  Status UnmountIn(const ProcessNamespace& in, const std::string& path, bool lazy) override {
+    return UnmountInNamespace(in, path, lazy);
   }
 };
 
