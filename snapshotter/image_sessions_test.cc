@@ -324,6 +324,55 @@ TEST_CASE("sessions: Mount's errors, in the order it checks") {
   CHECK(f.mounts->Unmount(t, true, &id).value());
 }
 
+TEST_CASE("sessions: a mount into a process shares the session; a gone process is refused first") {
+  Fixture f;
+  f.gate.Open();
+  const int opened = f.opened;
+  auto gone = f.mounts->MountInto(f.store_b, f.image_b, 4242, "/data", false);
+  CHECK(gone.status().code() == StatusCode::kNotFound);
+  CHECK(gone.status().message() == "process 4242 does not exist");
+  CHECK(f.opened == opened);  // before any store is read
+  f.mounter->StartProcess(4242, 77);
+  CHECK(f.mounts->MountInto(f.store_b, f.image_b, 4242, "data", false).status().code() ==
+        StatusCode::kInvalidArgument);
+  CHECK(f.mounts->MountInto(f.store_b, f.image_b, 4242, "/", false).status().code() ==
+        StatusCode::kInvalidArgument);
+
+  const std::string t = f.Dir("t");
+  REQUIRE(f.mounts->Mount(f.store_b, f.image_b, t, false).ok());
+  auto into = f.mounts->MountInto(f.store_b, f.image_b, 4242, "/data/", true);
+  REQUIRE(into.ok());
+  CHECK(into->shared);
+  CHECK(f.mounter->mounts().count(FakeMounter::IntoKey(77, "/data")) == 1);
+  auto targets = f.mounts->Targets();
+  REQUIRE(targets.size() == 2);
+  CHECK(targets[1].target == "/data");
+  CHECK(targets[1].into.pid == 4242);
+  CHECK(targets[1].into.mnt_ns == 77);
+
+  std::string id;
+  CHECK(f.mounts->Unmount("/data", false, &id).status().code() == StatusCode::kNotFound);
+  auto ended = f.mounts->UnmountInto(4242, "/data", false, &id);
+  REQUIRE(ended.ok());
+  CHECK_FALSE(*ended);  // the host target still uses the session
+  CHECK(id == f.image_b);
+  CHECK(f.mounts->Unmount(t, false, &id).value());
+}
+
+TEST_CASE("sessions: unmounting into a process that exited forgets its target and releases it") {
+  Fixture f;
+  f.gate.Open();
+  f.mounter->StartProcess(4242, 77);
+  REQUIRE(f.mounts->MountInto(f.store_b, f.image_b, 4242, "/data", false).ok());
+  f.mounter->EndProcess(4242);
+  std::string id;
+  auto ended = f.mounts->UnmountInto(4242, "/data", false, &id);
+  REQUIRE(ended.ok());
+  CHECK(*ended);
+  CHECK(f.mounts->Targets().empty());
+  CHECK(f.mounts->Images().empty());
+}
+
 TEST_CASE("sessions: recording a profile on a target's image") {
   Fixture f;
   f.gate.Open();
