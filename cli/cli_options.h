@@ -31,7 +31,9 @@ inline CLI::App* AddMountCommand(CLI::App& app, DaemonVerbArgs* a) {
   auto* mount = app.add_subcommand(
       "mount", "mount an image (through ferryd, or --no-daemon); returns when ready");
   mount->add_option("IMAGE", a->image, "image name or id")->required();
-  mount->add_option("MOUNTPOINT", a->mountpoint, "an existing directory")->required();
+  mount->add_option("MOUNTPOINT", a->mountpoint,
+                    "an existing directory (with --into: a path as that process sees it)")
+      ->required();
   mount->add_flag("--writable,-w", a->writable,
                   "a private writable overlay on the shared image (ferryd)");
   mount->add_flag("--start-daemon", a->start_daemon, "start ferryd if none is running");
