@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <poll.h>
+#include <signal.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -15,6 +17,11 @@
 
 namespace ferry::snapshotter {
 namespace {
+
+// A child that has not reported after this long is killed: resolving a path
+// in a sandbox may cross a filesystem that hangs (a dead FUSE server), and
+// Attachments::Detach waits for the child with its lock held.
+constexpr int kChildDeadlineMs = 30000;
 
 // glibc 2.36 wraps none of the new mount API: these are the raw calls.
 int OpenTree(int dfd, const char* path, unsigned flags) {
@@ -140,12 +147,23 @@ Result<Report> RunInNamespace(const ProcessNamespace& in, Op op) {
   }
   close(wr.release());
   Report r{kJoin, EPIPE};  // if the child died without a word
+  pollfd pfd{rd.get(), POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&pfd, 1, kChildDeadlineMs);
+  } while (ready < 0 && errno == EINTR);
+  if (ready == 0) kill(child, SIGKILL);
   ssize_t n;
   do {
-    n = read(rd.get(), &r, sizeof(r));
+    n = ready > 0 ? read(rd.get(), &r, sizeof(r)) : 0;
   } while (n < 0 && errno == EINTR);
   int wstatus;
   while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (ready == 0) {
+    return Status(StatusCode::kDeadlineExceeded,
+                  "process " + std::to_string(in.pid) + "'s mount namespace did not answer in " +
+                      std::to_string(kChildDeadlineMs / 1000) + " s (a filesystem there hangs?)");
   }
   return r;
 }

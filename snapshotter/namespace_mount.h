@@ -11,6 +11,9 @@
 // any step leaves nothing mounted: the detached mount is freed when its
 // descriptor is closed.
 //
+// A child that does not report within 30 s (a path there crosses a hung
+// filesystem) is killed and the call is DeadlineExceeded.
+//
 // Needs CAP_SYS_ADMIN and CAP_SYS_CHROOT. Thread-safe (each call forks its
 // own child and waits for it).
 #pragma once

@@ -28,19 +28,22 @@
 namespace ferry::testing {
 namespace {
 
-// A shell in its own mount namespace. It runs `setup` first, then answers
+// A shell in its own mount namespace. It runs `setup` first (and then, if
+// `chroot_dir` is given, chroots there, keeping its pid), then answers
 // every command sent to it with the command's output and a line
 // "--done RC". It waits on its input pipe, so it runs until it is told to
 // stop; the destructor kills and reaps it, also when a test fails.
 class Sandbox {
  public:
-  explicit Sandbox(const std::string& setup = "true") {
+  explicit Sandbox(const std::string& setup = "true", const std::string& chroot_dir = "") {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return;
-    const std::string script = "{ " + setup +
-                               "; } || { echo \"setup failed\"; exit 1; }; echo \"ready $$\"; "
-                               "while IFS= read -r cmd; do (eval \"$cmd\") 2>&1; "
-                               "echo \"--done $?\"; done";
+    const std::string loop =
+        "echo \"ready $$\"; while IFS= read -r cmd; do (eval \"$cmd\") 2>&1; "
+        "echo \"--done $?\"; done";
+    const std::string script =
+        "{ " + setup + "; } || { echo \"setup failed\"; exit 1; }; " +
+        (chroot_dir.empty() ? loop : "exec chroot " + chroot_dir + " /bin/sh -c '" + loop + "'");
     outer_ = fork();
     if (outer_ == 0) {
       dup2(in[0], 0);
@@ -200,6 +203,31 @@ TEST_CASE("mount --into: a running sandbox sees the image at once; the host does
   CHECK(after.rc != 0);
   CHECK(after.out.find("No such file or directory") != std::string::npos);
   CHECK(env.ListMounts().empty());
+}
+
+TEST_CASE("mount --into: PATH is as a chrooted sandbox sees it, below its root") {
+  IntoEnv env;
+  ScopedDaemon d(env.root);
+  // A root of its own: the host's /usr bound (in the sandbox's namespace
+  // only) below a new directory, with merged-/usr links.
+  const std::string r = env.Dir("newroot");
+  Sandbox sb("mkdir -p " + r + "/usr && ln -s usr/bin " + r + "/bin && ln -s usr/lib " + r +
+                 "/lib && ln -s usr/lib64 " + r + "/lib64 && mount --bind /usr " + r + "/usr",
+             r);
+  REQUIRE(sb.ok());
+  REQUIRE(sb.Run("test -e " + r).rc != 0);  // chrooted: the host's path is not there
+  auto m = env.MountInto(sb, "/data/img");
+  INFO(m.err);
+  REQUIRE(m.exit_code == 0);
+  auto seen = sb.Run("cat /data/img/hello");
+  CHECK(seen.rc == 0);
+  CHECK(seen.out == "hello from the image\n");
+  CHECK(stdfs::is_directory(r + "/data/img"));  // made below its root
+  CHECK(stdfs::is_empty(r + "/data/img"));      // and mounted in its namespace only
+  CHECK(MountPointsIn(sb.pid(), "/data/img") == std::vector<std::string>{"/data/img"});
+  REQUIRE(env.UmountInto(sb.pid(), "/data/img").exit_code == 0);
+  CHECK(sb.Run("cat /data/img/hello").rc != 0);
+  CHECK(MountPointsIn(sb.pid(), "/data/img").empty());
 }
 
 TEST_CASE("mount --into --writable: the sandbox writes into a private upper directory") {
