@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "snapshotter/api/control_client.h"
+#include "snapshotter/api/daemon_client.h"
 #include "tests/daemon_fixture.h"
 #include "tests/support/daemon.h"
 #include "tests/support/ferry_cli.h"
@@ -203,6 +204,43 @@ TEST_CASE("mount --into: a running sandbox sees the image at once; the host does
   CHECK(after.rc != 0);
   CHECK(after.out.find("No such file or directory") != std::string::npos);
   CHECK(env.ListMounts().empty());
+}
+
+TEST_CASE("mount --into over gRPC: a program attaches, lists and detaches without the CLI") {
+  IntoEnv env;
+  ScopedDaemon d(env.root);
+  Sandbox sb;
+  REQUIRE(sb.ok());
+  api::DaemonClient client(env.root);
+  const std::string path = env.tmp.path() + "/grpc";
+  daemon::MountRequest req;
+  req.set_store_url("file://" + env.store);
+  req.set_image("img");
+  req.set_target(path);
+  req.set_writable(true);
+  req.set_into_pid(sb.pid());
+  auto m = client.Mount(req);
+  INFO(m.status().message());
+  REQUIRE(m.ok());
+  CHECK(sb.Run("cat " + path + "/hello").out == "hello from the image\n");
+  auto listed = client.ListMounts();
+  REQUIRE(listed.ok());
+  REQUIRE(listed->mounts_size() == 1);
+  CHECK(listed->mounts(0).into_pid() == sb.pid());
+  CHECK(listed->mounts(0).mount_namespace() == MountNamespace(sb.pid()));
+  CHECK(listed->mounts(0).writable());
+
+  req.set_into_pid(999999999);  // no such process
+  auto gone = client.Mount(req);
+  CHECK(gone.status().code() == StatusCode::kNotFound);
+
+  daemon::UnmountRequest u;
+  u.set_target(path);
+  u.set_into_pid(sb.pid());
+  auto un = client.Unmount(u);
+  REQUIRE(un.ok());
+  CHECK(un->session_ended());
+  CHECK(MountPointsIn(sb.pid(), path).empty());
 }
 
 TEST_CASE("mount --into: PATH is as a chrooted sandbox sees it, below its root") {
