@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <climits>
 #include <string>
 
 #include "cli/daemon_verbs.h"
@@ -52,7 +53,7 @@ inline CLI::App* AddMountCommand(CLI::App& app, DaemonVerbArgs* a) {
       "mount inside the mount namespace of running process PID (a sandbox), without restarting "
       "it: MOUNTPOINT is an absolute path as PID sees it (below its root), created if missing; "
       "nothing is mounted on the host (ferryd)");
-  into->type_name("PID")->check(CLI::PositiveNumber);
+  into->type_name("PID")->check(CLI::Range(1L, long{INT_MAX}));
   into->excludes(mount->get_option("--no-daemon"))->excludes(mount->get_option("--foreground"));
   return mount;
 }
@@ -65,7 +66,7 @@ inline CLI::App* AddUmountCommand(CLI::App& app, DaemonVerbArgs* a) {
                      "a mount made with `ferry mount --into PID`: MOUNTPOINT is the path as PID "
                      "sees it")
       ->type_name("PID")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1L, long{INT_MAX}));
   return umount;
 }
 
