@@ -2,13 +2,28 @@
 
 #include <unistd.h>
 
+#include <limits>
+
 #include "snapshotter/api/daemon_client.h"
 #include "snapshotter/counters.h"
 
 namespace ferry::snapshotter {
+namespace {
+
+// into_pid travels as int64; a value that is no pid must not be cut down
+// to one that is.
+Status CheckPid(int64_t pid) {
+  if (pid < 0 || pid > std::numeric_limits<pid_t>::max()) {
+    return InvalidArgumentError("into_pid " + std::to_string(pid) + " is not a process id");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 grpc::Status DaemonService::Mount(grpc::ServerContext*, const daemon::MountRequest* req,
                                   daemon::MountReply* reply) {
+  if (Status st = CheckPid(req->into_pid()); !st.ok()) return api::ToGrpc(st);
   auto out = req->into_pid() != 0
                  ? mounts_->MountInto(req->store_url(), req->image(),
                                       static_cast<pid_t>(req->into_pid()), req->target(),
@@ -22,6 +37,7 @@ grpc::Status DaemonService::Mount(grpc::ServerContext*, const daemon::MountReque
 
 grpc::Status DaemonService::Unmount(grpc::ServerContext*, const daemon::UnmountRequest* req,
                                     daemon::UnmountReply* reply) {
+  if (Status st = CheckPid(req->into_pid()); !st.ok()) return api::ToGrpc(st);
   std::string id;
   auto ended = req->into_pid() != 0
                    ? mounts_->UnmountInto(static_cast<pid_t>(req->into_pid()), req->target(),

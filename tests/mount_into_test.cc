@@ -233,6 +233,10 @@ TEST_CASE("mount --into over gRPC: a program attaches, lists and detaches withou
   req.set_into_pid(999999999);  // no such process
   auto gone = client.Mount(req);
   CHECK(gone.status().code() == StatusCode::kNotFound);
+  req.set_into_pid((int64_t{1} << 32) + sb.pid());  // not cut down to the sandbox's pid
+  auto wide = client.Mount(req);
+  CHECK(wide.status().code() == StatusCode::kInvalidArgument);
+  CHECK(MountPointsIn(sb.pid(), path).size() == 1);
 
   daemon::UnmountRequest u;
   u.set_target(path);
