@@ -41,6 +41,12 @@ struct TargetInfo {
   std::string source;  // the session mount shown here (not saved in mounts.json)
 };
 
+// The overlayfs upper directory of writable target `t` (inside t.upper);
+// "" for a read-only one.
+inline std::string OverlayUpperDir(const TargetInfo& t) {
+  return t.writable && !t.upper.empty() ? t.upper + "/upper" : "";
+}
+
 class Attachments {
  public:
   // Creates ROOT/sandboxes if needed, detaches every target the table at

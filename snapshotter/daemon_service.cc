@@ -34,6 +34,7 @@ grpc::Status DaemonService::ListMounts(grpc::ServerContext*, const daemon::ListM
     m->set_image_id(t.image_id);
     m->set_store_url(t.store_url);
     m->set_writable(t.writable);
+    m->set_upper_dir(OverlayUpperDir(t));
   }
   return grpc::Status::OK;
 }
