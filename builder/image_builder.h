@@ -54,7 +54,10 @@ class ImageBuilder {
   // Its regular files keep base's chunks (their bytes are neither read nor
   // re-chunked, and the new image references base's packs, which must be in
   // this builder's store), and what its files load (LOADS, EARLY) is kept
-  // for the files the later layers leave in place. `base` must outlive
+  // for the files the later layers leave in place (what they load is then
+  // found by path: a library replaced by a later layer is the new one).
+  // Hard links of the base stay hard links only where no later layer
+  // replaces one of their names. `base` must outlive
   // Finish. kFailedPrecondition if another source came first.
   Status AddImage(const fs::ImageReader& base);
   // Applies the overlayfs upper directory `upper_dir` as the next layer
@@ -85,7 +88,8 @@ class ImageBuilder {
   // Scans the open directory source into `dir`'s children.
   Status ScanDirectorySource(TreeNode* dir);
   // Writes the base image's LOADS and EARLY records of the files still in
-  // the tree, for the inodes that have none of their own yet.
+  // the tree, for the inodes that have none of their own yet; a file they
+  // load that a later layer replaced is the regular file now at its path.
   void CopyBaseLoads(const std::unordered_map<const TreeNode*, uint32_t>& ino_of,
                      const std::set<uint32_t>& has_loads, fs::ImageWriter& writer);
   Status IngestFile(TreeNode& node);
@@ -104,6 +108,7 @@ class ImageBuilder {
   // kept alive so that a node removed by a later layer is never mistaken
   // for a new one at the same address.
   std::vector<std::shared_ptr<TreeNode>> base_files_;
+  std::vector<std::string> base_paths_;  // their first paths, for files replaced since
   std::unique_ptr<ChunkIngester> ingester_;
   std::unique_ptr<Progress> progress_;
   // Nodes replaced by later layers may still have chunks in flight in the

@@ -90,10 +90,11 @@ Status ImageBuilder::AddImage(const fs::ImageReader& base) {
   }
   base_ = &base;
   base_files_.assign(base.inode_count(), nullptr);
+  base_paths_.assign(base.inode_count(), std::string());
   tree_.set_layer(layers_);
   // Hard links are one inode in the image and one node here.
   std::vector<std::shared_ptr<TreeNode>> node_of(base.inode_count() + 1);
-  auto make = [&](uint32_t ino) {
+  auto make = [&](uint32_t ino, const std::string& path) {
     auto n = std::make_shared<TreeNode>();
     const fs::InodeRecord& r = base.inode(ino);
     FillFromImage(r, n.get());
@@ -108,21 +109,29 @@ Status ImageBuilder::AddImage(const fs::ImageReader& base) {
         n->extents.push_back({e.file_offset, ingester_->AddStoredChunk(base.Chunk(e.chunk))});
       }
       base_files_[ino - 1] = n;
+      base_paths_[ino - 1] = path;
     }
     return n;
   };
-  auto root = make(fs::kRootIno);
+  auto root = make(fs::kRootIno, "");
   RETURN_IF_ERROR(tree_.Put("", root));
-  std::vector<std::pair<uint32_t, TreeNode*>> stack{{fs::kRootIno, &tree_.root()}};
+  struct Frame {
+    uint32_t ino;
+    TreeNode* dir;
+    std::string path;
+  };
+  std::vector<Frame> stack{{fs::kRootIno, &tree_.root(), ""}};
   while (!stack.empty()) {
-    auto [dir_ino, dir] = stack.back();
+    Frame f = std::move(stack.back());
     stack.pop_back();
-    for (const fs::DirentRecord& d : base.Dirents(dir_ino)) {
+    for (const fs::DirentRecord& d : base.Dirents(f.ino)) {
+      std::string name(base.Name(d));
+      std::string path = f.path.empty() ? name : f.path + "/" + name;
       auto& n = node_of[d.ino];
       // A directory is validated to have one name; a file may have several.
-      if (!n) n = make(d.ino);
-      dir->children.emplace(std::string(base.Name(d)), n);
-      if (S_ISDIR(n->mode)) stack.emplace_back(d.ino, n.get());
+      if (!n) n = make(d.ino, path);
+      f.dir->children.emplace(std::move(name), n);
+      if (S_ISDIR(n->mode)) stack.push_back({d.ino, n.get(), std::move(path)});
     }
   }
   ++layers_;
@@ -158,6 +167,14 @@ void ImageBuilder::CopyBaseLoads(const std::unordered_map<const TreeNode*, uint3
     auto it = ino_of.find(base_files_[ino - 1].get());
     return it == ino_of.end() ? 0 : it->second;
   };
+  // What a file loads may have been replaced: the file at its path now.
+  auto dep_now = [&](uint32_t ino) -> uint32_t {
+    if (uint32_t same = now(ino); same != 0 || !base_->IsValidIno(ino)) return same;
+    auto n = tree_.Get(base_paths_[ino - 1]);
+    if (!n.ok() || !S_ISREG((*n)->mode)) return 0;
+    auto it = ino_of.find(n->get());
+    return it == ino_of.end() ? 0 : it->second;
+  };
   // Records are grouped by file in the base, in load order.
   uint32_t last = 0;
   std::vector<uint32_t> deps;
@@ -171,7 +188,7 @@ void ImageBuilder::CopyBaseLoads(const std::unordered_map<const TreeNode*, uint3
       flush();
       last = l.ino;
     }
-    if (uint32_t dep = now(l.dep); dep != 0) deps.push_back(dep);
+    if (uint32_t dep = dep_now(l.dep); dep != 0) deps.push_back(dep);
   }
   flush();
   for (const fs::EarlyRecord& e : base_->early()) {

@@ -12,12 +12,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "builder/image_builder.h"
 #include "chunkstore/file_store.h"
 #include "fs/image_store.h"
+#include "fs/image_walk.h"
 #include "tests/support/ferry_cli.h"
 #include "tests/support/fs_util.h"
 #include "tests/support/tree_compare.h"
@@ -202,6 +204,19 @@ TEST_CASE("snapshot: unchanged files cost nothing; 1 MiB changed writes about 1 
     CHECK(snap->ingest.new_bytes == 0);
     CHECK(snap->files == 2);
     CHECK(snap->logical_bytes == 33 * kMiB);
+    // Its chunks are the base's, in the base's packs.
+    auto base_image = fs::LoadImage(*fx.store, base.image);
+    auto snap_image = fs::LoadImage(*fx.store, snap->image);
+    REQUIRE((base_image.ok() && snap_image.ok()));
+    std::set<std::string> base_packs;
+    for (const fs::PackRecord& p : (*base_image)->packs()) {
+      base_packs.emplace(reinterpret_cast<const char*>(p.digest), 32);
+    }
+    REQUIRE(!(*snap_image)->packs().empty());
+    for (const fs::PackRecord& p : (*snap_image)->packs()) {
+      CHECK(base_packs.count(std::string(reinterpret_cast<const char*>(p.digest), 32)) == 1);
+    }
+    CHECK((*snap_image)->chunks().size() == (*base_image)->chunks().size());
   }
   SECTION("1 MiB changed in a 32 MiB file, the 1 MiB file untouched") {
     std::string data = Random(32 * kMiB, 4);
@@ -248,6 +263,51 @@ TEST_CASE("snapshot: a base image must come first") {
   ImageBuilder b(fx.store.get(), {});
   REQUIRE(b.AddDirectory(fx.base).ok());
   CHECK(b.AddImage(**image).code() == StatusCode::kFailedPrecondition);
+}
+
+// The paths of what `path` loads in image `tag`, in load order.
+std::vector<std::string> LoadsOf(chunkstore::ObjectStore& store, const std::string& tag,
+                                 const std::string& path, size_t* early = nullptr) {
+  auto id = fs::ResolveImage(store, tag);
+  REQUIRE(id.ok());
+  auto image = fs::LoadImage(store, *id);
+  REQUIRE(image.ok());
+  std::vector<std::string> paths = fs::InodePaths(**image);
+  std::vector<std::string> out;
+  for (uint32_t ino = 1; ino <= (*image)->inode_count(); ++ino) {
+    if (paths[ino - 1] != path) continue;
+    for (const fs::LoadRecord& l : (*image)->Loads(ino)) out.push_back(paths[l.dep - 1]);
+    if (early != nullptr) *early = (*image)->Early(ino).size();
+  }
+  return out;
+}
+
+TEST_CASE("snapshot: base files keep what they load, found again where a library was replaced") {
+  Fixture fx;
+  Sh("mkdir -p " + fx.base + "/bin " + fx.base + "/lib64 " + fx.base + "/lib/x86_64-linux-gnu");
+  Sh("cp /usr/bin/true " + fx.base + "/bin/true");
+  Sh("cp -L /lib64/ld-linux-x86-64.so.2 " + fx.base + "/lib64/");
+  Sh("cp -L /lib/x86_64-linux-gnu/libc.so.6 " + fx.base + "/lib/x86_64-linux-gnu/");
+  fx.BuildBase();
+  size_t base_early = 0;
+  std::vector<std::string> base_loads = LoadsOf(*fx.store, "base", "/bin/true", &base_early);
+  REQUIRE(base_loads.size() >= 2);  // the loader and libc
+  CHECK(base_early > 0);
+
+  SECTION("unchanged") {
+    REQUIRE(fx.Snapshot("snap").ok());
+  }
+  SECTION("libc replaced in the upper directory") {
+    Sh("mkdir -p " + fx.upper + "/lib/x86_64-linux-gnu && cp -a " + fx.base +
+       "/lib/x86_64-linux-gnu/libc.so.6 " + fx.upper + "/lib/x86_64-linux-gnu/");
+    for (const char* dir : {"", "/lib", "/lib/x86_64-linux-gnu"}) CopyMeta(fx.base + dir, fx.upper + dir);
+    auto snap = fx.Snapshot("snap");
+    REQUIRE(snap.ok());
+    CHECK(snap->files_read == 1);
+  }
+  size_t early = 0;
+  CHECK(LoadsOf(*fx.store, "snap", "/bin/true", &early) == base_loads);
+  CHECK(early == base_early);
 }
 
 }  // namespace
