@@ -15,6 +15,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,13 +85,24 @@ struct Env {
 
 uint64_t U64(const nlohmann::json& j, const char* key) { return j.at(key).get<uint64_t>(); }
 
-// The snapshot mounted read-only equals the live writable mount.
-void CheckSameTree(const std::string& live, const std::string& snapshot) {
+// The snapshot mounted read-only equals the live writable mount, but for
+// the differences in `allowed` (whole lines of CompareTrees).
+void CheckSameTree(const std::string& live, const std::string& snapshot,
+                   const std::set<std::string>& allowed = {}) {
   CompareOptions opt;
   opt.compare_dir_nlink = false;  // overlayfs reports 1 for merged directories
-  auto diffs = CompareTrees(live, snapshot, opt);
+  std::vector<std::string> diffs;
+  for (std::string& d : CompareTrees(live, snapshot, opt)) {
+    if (!allowed.contains(d)) diffs.push_back(std::move(d));
+  }
   for (const auto& d : diffs) UNSCOPED_INFO(d);
   CHECK(diffs.empty());
+}
+
+struct stat Stat(const std::string& path) {
+  struct stat st;
+  REQUIRE(lstat(path.c_str(), &st) == 0);
+  return st;
 }
 
 TEST_CASE("ferry snapshot: a changed writable mount, mounted back, equals the live tree; chains") {
@@ -112,6 +124,10 @@ TEST_CASE("ferry snapshot: a changed writable mount, mounted back, equals the li
   std::ofstream(m + "/new/blob", std::ios::binary) << Random(3 * kMiB, 1);
   Sh("truncate -s 100M " + m + "/new/sparse");
   PWrite(m + "/new/sparse", "in the middle", 50 * kMiB);
+  // A new name for a file of the base (overlayfs copies it up first), and
+  // a hard link of the base broken (one of its three names changed).
+  Sh("ln " + m + "/files/size_4095 " + m + "/new/link_to_base");
+  std::ofstream(m + "/hardlinks/b/second", std::ios::app) << "x";
   // Modified: 1 MiB in the middle of a large file, an append, a truncate.
   PWrite(m + "/files/random_6m", Random(kMiB, 2), 2 * kMiB);
   std::ofstream(m + "/files/size_4097", std::ios::app) << "tail";
@@ -143,7 +159,23 @@ TEST_CASE("ferry snapshot: a changed writable mount, mounted back, equals the li
   CHECK(U64(s1, "new_bytes") <= 5 * kMiB + 64 * 1024);
 
   const std::string r1 = env.Mount("snap1", "snap1", /*writable=*/false);
-  CheckSameTree(m, r1);
+  // Where the live overlay (without index=on) is not a consistent view of
+  // hard links, the snapshot holds what the upper and lower directories
+  // say: the names of a base file left after one was copied up keep the
+  // base's nlink (3) in the overlay, and a new name linked to a copied-up
+  // file shows another inode than the merged name. Checked below instead.
+  const std::set<std::string> overlay_link_quirks = {
+      "\"hardlink_top\": nlink: expected 3, actual 2",
+      "\"hardlinks/a/orig\": nlink: expected 3, actual 2",
+      "\"new/link_to_base\": hard link group (first name of inode): expected \"new/"
+      "link_to_base\", actual \"files/size_4095\""};
+  CheckSameTree(m, r1, overlay_link_quirks);
+  CHECK(Stat(r1 + "/files/size_4095").st_ino == Stat(r1 + "/new/link_to_base").st_ino);
+  CHECK(Stat(r1 + "/new/link_to_base").st_nlink == 2);
+  CHECK(Stat(r1 + "/hardlinks/a/orig").st_ino == Stat(r1 + "/hardlink_top").st_ino);
+  CHECK(Stat(r1 + "/hardlinks/a/orig").st_nlink == 2);
+  CHECK(Stat(r1 + "/hardlinks/b/second").st_nlink == 1);
+  CHECK(Stat(r1 + "/hardlinks/b/second").st_size == 10001);
   // ... and differs from the base where the sandbox changed it.
   CompareOptions opt;
   opt.compare_dir_nlink = false;
@@ -160,7 +192,7 @@ TEST_CASE("ferry snapshot: a changed writable mount, mounted back, equals the li
   const std::string r2 = env.Mount("snap2", "snap2", /*writable=*/false);
   CheckSameTree(m2, r2);
   // The first snapshot is as it was.
-  CheckSameTree(m, r1);
+  CheckSameTree(m, r1, overlay_link_quirks);
 }
 
 TEST_CASE("ferry snapshot: clear errors for a read-only mount, a plain directory, no daemon") {
