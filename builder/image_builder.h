@@ -56,9 +56,10 @@ class ImageBuilder {
   // this builder's store), and what its files load (LOADS, EARLY) is kept
   // for the files the later layers leave in place (what they load is then
   // found by path: a library replaced by a later layer is the new one).
-  // Hard links of the base stay hard links only where no later layer
-  // replaces one of their names. `base` must outlive
-  // Finish. kFailedPrecondition if another source came first.
+  // A base file's names stay one inode; a name a later layer replaces
+  // leaves the others as they were (with their count of names). Chunks of
+  // the base that new content repeats count as dedup_build_bytes. `base`
+  // must outlive Finish. kFailedPrecondition if another source came first.
   Status AddImage(const fs::ImageReader& base);
   // Applies the overlayfs upper directory `upper_dir` as the next layer
   // (metadata now, contents of its regular files read at Finish, like
