@@ -224,6 +224,12 @@ Status ChunkIngester::Drain(size_t max_pending_bytes) {
   return Status::Ok();
 }
 
+uint32_t ChunkIngester::AddStoredChunk(const chunkstore::ChunkLocation& loc) {
+  auto [it, inserted] = build_index_.try_emplace(loc.digest, static_cast<uint32_t>(locations_.size()));
+  if (inserted) locations_.push_back(loc);
+  return it->second;
+}
+
 namespace {
 // Numbers the temporary pack files of every ingester in the process.
 std::atomic<uint64_t> pack_seq{0};

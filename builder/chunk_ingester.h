@@ -73,6 +73,12 @@ class ChunkIngester {
   Status Write(std::span<const uint8_t> data);
   Status EndRegion();
 
+  // Adds a chunk that is already stored at `loc` (a base image's chunk,
+  // builder/image_builder.h AddImage) to locations() without reading or
+  // writing any byte of it, and returns its index there; later content
+  // with the same digest deduplicates to it. Counted in no statistic.
+  uint32_t AddStoredChunk(const chunkstore::ChunkLocation& loc);
+
   // Places everything pending and starts the last pack's upload. After
   // this, locations() is complete, but the last packs may still be
   // uploading (the caller can go on with what needs only their ids).

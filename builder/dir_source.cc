@@ -299,7 +299,7 @@ class Readahead {
 
 }  // namespace
 
-Status ImageBuilder::AddDirectory(const std::string& path) {
+Status ImageBuilder::OpenDirectorySource(const std::string& path, TreeNode* root) {
   if (source_root_fd_ >= 0) return InvalidArgumentError("only one directory source is supported");
   int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoError("open source directory " + path);
@@ -307,14 +307,22 @@ Status ImageBuilder::AddDirectory(const std::string& path) {
   source_root_ = path;
   struct stat st;
   if (fstat(fd, &st) != 0) return ErrnoError("stat " + path);
+  FillMeta(st, root);
+  return ReadXattrs(fd, ".", path, root);
+}
+
+Status ImageBuilder::ScanDirectorySource(TreeNode* dir) {
+  Scanner scanner(source_root_fd_, source_root_, progress_.get());
+  return scanner.Scan(dir, Scanner::kThreads);
+}
+
+Status ImageBuilder::AddDirectory(const std::string& path) {
   tree_.set_layer(layers_);
   auto root = std::make_shared<TreeNode>();
-  FillMeta(st, root.get());
+  RETURN_IF_ERROR(OpenDirectorySource(path, root.get()));
   root->layer = layers_;
-  RETURN_IF_ERROR(ReadXattrs(fd, ".", path, root.get()));
   RETURN_IF_ERROR(tree_.Put("", root));
-  Scanner scanner(fd, path, progress_.get());
-  RETURN_IF_ERROR(scanner.Scan(&tree_.root(), Scanner::kThreads));
+  RETURN_IF_ERROR(ScanDirectorySource(&tree_.root()));
   // Nodes from this source carry the layer number for whiteout semantics.
   std::vector<TreeNode*> stack{&tree_.root()};
   while (!stack.empty()) {
@@ -418,6 +426,7 @@ Status ImageBuilder::IngestDirectoryFiles() {
   Readahead readahead(source_root_fd_, std::move(plan));
   for (size_t i = 0; i < files.size(); ++i) {
     RETURN_IF_ERROR(IngestFile(*files[i]));
+    ++files_read_;
     readahead.Consumed(i + 1);
     progress_->AddFile();
   }

@@ -140,6 +140,7 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
     writer.inode(f.ino).attr.nlink = 2 + nsubdirs;
     for (auto it = subdirs.rbegin(); it != subdirs.rend(); ++it) stack.push_back(*it);
   }
+  std::set<uint32_t> has_loads;  // inodes given LOADS records here
   // What each program loads and which of its bytes the loader touches
   // first (builder/elf_loads.h), for prefetch on its first read.
   for (const auto& [node, path] : programs) {
@@ -149,7 +150,10 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
     for (const TreeNode* d : py_index.Interpreter(path)) {
       if (deps.size() < kMaxLoads) deps.push_back(ino_of.at(d));
     }
-    if (!deps.empty()) writer.AddLoads(ino_of.at(node), deps);
+    if (!deps.empty()) {
+      writer.AddLoads(ino_of.at(node), deps);
+      has_loads.insert(ino_of.at(node));
+    }
     for (auto [offset, length] : node->elf->early) writer.AddEarly(ino_of.at(node), offset, length);
   }
   // What each Python module imports (builder/python_imports.h), recorded
@@ -162,8 +166,11 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
       std::vector<uint32_t> deps;
       for (const TreeNode* d : r.deps) deps.push_back(ino_of.at(d));
       writer.AddLoads(ino_of.at(r.file), deps);
+      has_loads.insert(ino_of.at(r.file));
     }
   }
+  // A base image's files left in place keep what they load.
+  CopyBaseLoads(ino_of, has_loads, writer);
   std::vector<uint8_t> object = writer.Serialize();
   summary.metadata_bytes = object.size();
   RETURN_IF_ERROR(ingester_->AwaitUploads());
@@ -171,6 +178,7 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   ASSIGN_OR_RETURN(summary.image, fs::PutImage(*store_, object));
   if (!tag.empty()) RETURN_IF_ERROR(fs::SetRef(*store_, tag, summary.image));
   summary.ingest = ingester_->stats();
+  summary.files_read = files_read_;
   summary.seconds = NowSeconds() - start_;
   return summary;
 }

@@ -38,6 +38,7 @@ struct TreeNode {
   std::shared_ptr<const ElfLoads> elf;  // a dynamically linked program or library
   std::shared_ptr<const std::vector<PyImport>> py;  // a Python module's imports (NAME.py)
   int layer = 0;            // the layer that last wrote this node
+  uint32_t base_ino = 0;    // a base image's regular file (AddImage): its inode there
 };
 
 class Tree {

@@ -87,7 +87,27 @@ int main(int argc, char** argv) {
   auto* profile_rm = profile->add_subcommand("rm", "remove an image's profile");
   profile_rm->add_option("IMAGE", image, "image name or id")->required();
 
+  auto* snapshot = app.add_subcommand(
+      "snapshot",
+      "save a writable ferryd mount (its image plus its changes) as a new image in the image's "
+      "store; only new or changed bytes are chunked and written");
+  cli::SnapshotArgs snap;
+  snapshot->add_option("DIR", snap.dir, "a mount made by `ferry mount IMAGE DIR --writable`")
+      ->required();
+  snapshot->add_option("--tag,-t", snap.tag, "name the new image (a ref)")->required();
+  snapshot->add_flag("--json", snap.json,
+                     "print one JSON object (image id and figures) on stdout, nothing else");
+  snapshot->add_flag("--quiet,-q", snap.quiet, "no progress or figures on stderr");
+  snapshot->footer(
+      "Prints the new image's id on stdout, and the files read, bytes, new chunks and time on "
+      "stderr. Files the sandbox did not change keep the base image's chunks. The upper "
+      "directory is read while the sandbox runs: stop its writers for a consistent snapshot. "
+      "The store is the mount's (--store is not used).");
+
   cli::AddDaemonOption({mount, umount, cache.cache, profile_on_mount.start, profile_on_mount.stop}, &d);
+  snapshot->add_option("--daemon", snap.daemon_root,
+                       "ferryd's root (its socket is ROOT/ferryd.sock); default $FERRY_DAEMON, "
+                       "else /var/lib/ferryd (root) or ~/.local/share/ferryd");
 
   try {
     app.parse(argc, argv);
@@ -110,6 +130,7 @@ int main(int argc, char** argv) {
   if (*profile_show) return cli::ProfileShow(store_url, image, list_chunks);
   if (*profile_rm) return cli::ProfileRemove(store_url, image);
   if (*stats) return cli::CmdStats(mountpoint);
+  if (*snapshot) return cli::CmdSnapshot(snap);
   return 2;
 }
 

@@ -49,6 +49,12 @@ struct TargetInfo {
   ProcessNamespace into;  // pid 0: a target in ferryd's namespace; else `target` is there
 };
 
+// The overlayfs upper directory of writable target `t` (inside t.upper);
+// "" for a read-only one.
+inline std::string OverlayUpperDir(const TargetInfo& t) {
+  return t.writable && !t.upper.empty() ? t.upper + "/upper" : "";
+}
+
 class Attachments {
  public:
   // Creates ROOT/sandboxes if needed, detaches every target the table at

@@ -59,6 +59,7 @@ grpc::Status DaemonService::ListMounts(grpc::ServerContext*, const daemon::ListM
     m->set_writable(t.writable);
     m->set_into_pid(t.into.pid);
     m->set_mount_namespace(t.into.mnt_ns);
+    m->set_upper_dir(OverlayUpperDir(t));
   }
   return grpc::Status::OK;
 }

@@ -1,0 +1,314 @@
+// Unit tests for snapshots in the builder: a base image plus an overlayfs
+// upper directory made by hand (whiteouts, opaque directories, the overlay's
+// own xattrs), compared, mounted, with the tree it stands for; and what a
+// snapshot costs (new chunk bytes) for unchanged and changed files.
+// Needs root (mknod, trusted.* xattrs) and FUSE: RequireFuseOrSkip.
+#include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "builder/image_builder.h"
+#include "chunkstore/file_store.h"
+#include "fs/image_store.h"
+#include "fs/image_walk.h"
+#include "tests/support/ferry_cli.h"
+#include "tests/support/fs_util.h"
+#include "tests/support/tree_compare.h"
+
+namespace ferry::builder {
+namespace {
+
+namespace stdfs = std::filesystem;
+using testing::ScopedTempDir;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+std::string Random(size_t n, uint64_t seed) {
+  std::string v(n, '\0');
+  seed = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (auto& b : v) {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    b = static_cast<char>(seed);
+  }
+  return v;
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  stdfs::create_directories(stdfs::path(path).parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+  REQUIRE(stdfs::file_size(path) == data.size());
+}
+
+void Sh(const std::string& cmd) {
+  INFO(cmd);
+  REQUIRE(std::system(cmd.c_str()) == 0);
+}
+
+// Gives `to` the mode, owner and times of `from` (directories of the upper
+// dir made by hand, which must look like the merged ones).
+void CopyMeta(const std::string& from, const std::string& to) {
+  struct stat st;
+  REQUIRE(lstat(from.c_str(), &st) == 0);
+  REQUIRE(lchown(to.c_str(), st.st_uid, st.st_gid) == 0);
+  REQUIRE(chmod(to.c_str(), st.st_mode & 07777) == 0);
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  REQUIRE(utimensat(AT_FDCWD, to.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0);
+}
+
+void Whiteout(const std::string& path) {
+  REQUIRE(mknod(path.c_str(), S_IFCHR | 0, makedev(0, 0)) == 0);
+}
+
+void SetXattr(const std::string& path, const std::string& name, const std::string& value) {
+  REQUIRE(lsetxattr(path.c_str(), name.c_str(), value.data(), value.size(), 0) == 0);
+}
+
+struct Fixture {
+  ScopedTempDir tmp{"ferry-snapshot"};
+  std::string store_path = tmp.path() + "/store";
+  std::string base = tmp.path() + "/base";
+  std::string upper = tmp.path() + "/upper";
+  std::string expected = tmp.path() + "/expected";
+  std::unique_ptr<chunkstore::FileStore> store;
+
+  Fixture() {
+    testing::RequireFuseOrSkip();
+    auto s = chunkstore::FileStore::Open(store_path);
+    REQUIRE(s.ok());
+    store = std::move(*s);
+    stdfs::create_directories(upper);
+  }
+
+  BuildSummary BuildBase() {
+    ImageBuilder b(store.get(), {});
+    REQUIRE(b.AddDirectory(base).ok());
+    auto r = b.Finish("base");
+    REQUIRE(r.ok());
+    return *r;
+  }
+
+  // base + upper, as image `tag`.
+  Result<BuildSummary> Snapshot(const std::string& tag) {
+    ASSIGN_OR_RETURN(Digest id, fs::ResolveImage(*store, "base"));
+    ASSIGN_OR_RETURN(auto image, fs::LoadImage(*store, id));
+    ImageBuilder b(store.get(), {});
+    RETURN_IF_ERROR(b.AddImage(*image));
+    RETURN_IF_ERROR(b.AddOverlayUpper(upper));
+    return b.Finish(tag);
+  }
+};
+
+TEST_CASE("snapshot: base image plus overlay upper gives the merged tree") {
+  Fixture fx;
+  const std::string& base = fx.base;
+  WriteFile(base + "/keep/one", Random(kMiB, 1));
+  WriteFile(base + "/big", Random(8 * kMiB, 2));
+  WriteFile(base + "/gone/x", "x");
+  WriteFile(base + "/gone/sub/y", "y");
+  WriteFile(base + "/opaque/old1", "old1");
+  WriteFile(base + "/opaque/old2/z", "z");
+  WriteFile(base + "/mixed/lower_only", "lower");
+  WriteFile(base + "/mixed/deleted", "deleted");
+  WriteFile(base + "/mixed/changed", "before");
+  WriteFile(base + "/to_symlink", "a file before");
+  WriteFile(base + "/links/h1", "linked");
+  Sh("ln " + base + "/links/h1 " + base + "/links/h2");
+  Sh("ln -s keep/one " + base + "/sym");
+  Sh("truncate -s 3M " + base + "/sparse && printf data | dd of=" + base +
+     "/sparse bs=1 seek=1048576 conv=notrunc status=none");
+  SetXattr(base + "/keep/one", "user.base", "kept");
+  fx.BuildBase();
+  Sh("cp -a " + base + " " + fx.expected);
+
+  // Each change is made in `expected` first, then given to the upper dir the
+  // way overlayfs would store it.
+  const std::string& up = fx.upper;
+  const std::string& ex = fx.expected;
+  // A whole directory deleted: one whiteout.
+  Sh("rm -r " + ex + "/gone");
+  Whiteout(up + "/gone");
+  // A directory deleted and recreated: opaque, with only the new entries.
+  Sh("rm -r " + ex + "/opaque && mkdir " + ex + "/opaque && echo new > " + ex + "/opaque/fresh");
+  stdfs::create_directories(up + "/opaque");
+  Sh("cp -a " + ex + "/opaque/fresh " + up + "/opaque/");
+  SetXattr(up + "/opaque", "trusted.overlay.opaque", "y");
+  // A merged directory: one file deleted, one changed, one new.
+  Sh("rm " + ex + "/mixed/deleted && echo after > " + ex + "/mixed/changed && echo hi > " + ex +
+     "/mixed/added && chmod 0600 " + ex + "/mixed/changed && chown 12:34 " + ex + "/mixed/added");
+  stdfs::create_directories(up + "/mixed");
+  Whiteout(up + "/mixed/deleted");
+  Sh("cp -a " + ex + "/mixed/changed " + ex + "/mixed/added " + up + "/mixed/");
+  // The overlay's bookkeeping on a copied-up file, not part of the image.
+  SetXattr(up + "/mixed/changed", "trusted.overlay.origin", "junk");
+  // 1 MiB changed in the middle of a large file (copied up whole).
+  Sh("printf '%1048576s' | tr ' ' Q | dd of=" + ex + "/big bs=1M seek=3 conv=notrunc status=none");
+  // A file replaced by a symlink, an xattr-only change, new hard links and
+  // a new sparse file.
+  Sh("rm " + ex + "/to_symlink && ln -s /nowhere " + ex + "/to_symlink");
+  Sh("cp -a " + ex + "/keep/one " + ex + "/one_copy");  // so keep/ stays a lower-only dir
+  SetXattr(ex + "/one_copy", "user.new", "value");
+  WriteFile(ex + "/newdir/n1", "a new hard link");
+  Sh("ln " + ex + "/newdir/n1 " + ex + "/newdir/n2");
+  Sh("truncate -s 5M " + ex + "/newdir/holes && printf end >> " + ex + "/newdir/holes");
+  Sh("cp -a " + ex + "/big " + ex + "/to_symlink " + ex + "/one_copy " + ex + "/newdir " + up + "/");
+  for (const char* dir : {"", "/opaque", "/mixed"}) CopyMeta(ex + dir, up + dir);
+
+  auto snap = fx.Snapshot("snap");
+  INFO(snap.status().ToString());
+  REQUIRE(snap.ok());
+  // Read: big, one_copy, changed, added, fresh, n1 (once), holes.
+  CHECK(snap->files_read == 7);
+
+  std::string mnt = fx.tmp.path() + "/mnt";
+  stdfs::create_directories(mnt);
+  testing::ScopedMount m(fx.store_path, "snap", mnt);
+  INFO(m.result().err);
+  REQUIRE(m.ok());
+  std::vector<std::string> diffs = testing::CompareTrees(ex, mnt);
+  std::string all;
+  for (const auto& d : diffs) all += d + "\n";
+  INFO(all);
+  CHECK(diffs.empty());
+  // Sparse files keep their holes: 4 bytes of data at 1 MiB, 3 at 5 MiB.
+  struct stat st;
+  REQUIRE(stat((mnt + "/sparse").c_str(), &st) == 0);
+  CHECK(st.st_blocks * 512 < static_cast<off_t>(kMiB));
+  REQUIRE(stat((mnt + "/newdir/holes").c_str(), &st) == 0);
+  CHECK(st.st_blocks * 512 < static_cast<off_t>(kMiB));
+}
+
+TEST_CASE("snapshot: unchanged files cost nothing; 1 MiB changed writes about 1 MiB") {
+  Fixture fx;
+  WriteFile(fx.base + "/one", Random(kMiB, 3));
+  WriteFile(fx.base + "/large", Random(32 * kMiB, 4));
+  BuildSummary base = fx.BuildBase();
+  REQUIRE(base.ingest.new_bytes == 33 * kMiB);
+
+  SECTION("an empty upper dir reads and writes no chunk") {
+    auto snap = fx.Snapshot("same");
+    REQUIRE(snap.ok());
+    CHECK(snap->files_read == 0);
+    CHECK(snap->ingest.bytes_in == 0);
+    CHECK(snap->ingest.new_chunks == 0);
+    CHECK(snap->ingest.new_bytes == 0);
+    CHECK(snap->files == 2);
+    CHECK(snap->logical_bytes == 33 * kMiB);
+    // Its chunks are the base's, in the base's packs.
+    auto base_image = fs::LoadImage(*fx.store, base.image);
+    auto snap_image = fs::LoadImage(*fx.store, snap->image);
+    REQUIRE((base_image.ok() && snap_image.ok()));
+    std::set<std::string> base_packs;
+    for (const fs::PackRecord& p : (*base_image)->packs()) {
+      base_packs.emplace(reinterpret_cast<const char*>(p.digest), 32);
+    }
+    REQUIRE(!(*snap_image)->packs().empty());
+    for (const fs::PackRecord& p : (*snap_image)->packs()) {
+      CHECK(base_packs.count(std::string(reinterpret_cast<const char*>(p.digest), 32)) == 1);
+    }
+    CHECK((*snap_image)->chunks().size() == (*base_image)->chunks().size());
+  }
+  SECTION("1 MiB changed in a 32 MiB file, the 1 MiB file untouched") {
+    std::string data = Random(32 * kMiB, 4);
+    std::string change = Random(kMiB, 5);
+    data.replace(10 * kMiB, kMiB, change);
+    WriteFile(fx.upper + "/large", data);
+    auto snap = fx.Snapshot("changed");
+    REQUIRE(snap.ok());
+    UNSCOPED_INFO("new chunk bytes: " << snap->ingest.new_bytes
+                  << ", written: " << snap->ingest.written_bytes);
+    CHECK(snap->files_read == 1);
+    CHECK(snap->ingest.bytes_in == 32 * kMiB);  // the copied-up file, not `one`
+    // The changed MiB, and at most the chunks on either side of it that
+    // content-defined chunking cuts differently (512 KiB each at most).
+    CHECK(snap->ingest.new_bytes >= kMiB);
+    CHECK(snap->ingest.new_bytes <= 2 * kMiB);
+    // Random bytes do not compress: written is about the same.
+    CHECK(snap->ingest.written_bytes <= 2 * kMiB + 64 * 1024);
+  }
+}
+
+TEST_CASE("snapshot: redirected and metacopy upper entries are refused, naming the path") {
+  Fixture fx;
+  WriteFile(fx.base + "/d/f", "f");
+  fx.BuildBase();
+  std::string xattr = GENERATE(std::string("trusted.overlay.redirect"),
+                               std::string("trusted.overlay.metacopy"));
+  stdfs::create_directories(fx.upper + "/d");
+  WriteFile(fx.upper + "/d/moved", "m");
+  SetXattr(fx.upper + "/d/moved", xattr, "/elsewhere");
+  auto snap = fx.Snapshot("refused");
+  REQUIRE(!snap.ok());
+  CHECK(snap.status().code() == StatusCode::kFailedPrecondition);
+  CHECK(snap.status().message().find("'d/moved'") != std::string::npos);
+  CHECK(snap.status().message().find(xattr) != std::string::npos);
+}
+
+TEST_CASE("snapshot: a base image must come first") {
+  Fixture fx;
+  WriteFile(fx.base + "/f", "f");
+  fx.BuildBase();
+  auto image = fs::LoadImage(*fx.store, *fs::ResolveImage(*fx.store, "base"));
+  REQUIRE(image.ok());
+  ImageBuilder b(fx.store.get(), {});
+  REQUIRE(b.AddDirectory(fx.base).ok());
+  CHECK(b.AddImage(**image).code() == StatusCode::kFailedPrecondition);
+}
+
+// The paths of what `path` loads in image `tag`, in load order.
+std::vector<std::string> LoadsOf(chunkstore::ObjectStore& store, const std::string& tag,
+                                 const std::string& path, size_t* early = nullptr) {
+  auto id = fs::ResolveImage(store, tag);
+  REQUIRE(id.ok());
+  auto image = fs::LoadImage(store, *id);
+  REQUIRE(image.ok());
+  std::vector<std::string> paths = fs::InodePaths(**image);
+  std::vector<std::string> out;
+  for (uint32_t ino = 1; ino <= (*image)->inode_count(); ++ino) {
+    if (paths[ino - 1] != path) continue;
+    for (const fs::LoadRecord& l : (*image)->Loads(ino)) out.push_back(paths[l.dep - 1]);
+    if (early != nullptr) *early = (*image)->Early(ino).size();
+  }
+  return out;
+}
+
+TEST_CASE("snapshot: base files keep what they load, found again where a library was replaced") {
+  Fixture fx;
+  Sh("mkdir -p " + fx.base + "/bin " + fx.base + "/lib64 " + fx.base + "/lib/x86_64-linux-gnu");
+  Sh("cp /usr/bin/true " + fx.base + "/bin/true");
+  Sh("cp -L /lib64/ld-linux-x86-64.so.2 " + fx.base + "/lib64/");
+  Sh("cp -L /lib/x86_64-linux-gnu/libc.so.6 " + fx.base + "/lib/x86_64-linux-gnu/");
+  fx.BuildBase();
+  size_t base_early = 0;
+  std::vector<std::string> base_loads = LoadsOf(*fx.store, "base", "/bin/true", &base_early);
+  REQUIRE(base_loads.size() >= 2);  // the loader and libc
+  CHECK(base_early > 0);
+
+  SECTION("unchanged") {
+    REQUIRE(fx.Snapshot("snap").ok());
+  }
+  SECTION("libc replaced in the upper directory") {
+    Sh("mkdir -p " + fx.upper + "/lib/x86_64-linux-gnu && cp -a " + fx.base +
+       "/lib/x86_64-linux-gnu/libc.so.6 " + fx.upper + "/lib/x86_64-linux-gnu/");
+    for (const char* dir : {"", "/lib", "/lib/x86_64-linux-gnu"}) CopyMeta(fx.base + dir, fx.upper + dir);
+    auto snap = fx.Snapshot("snap");
+    REQUIRE(snap.ok());
+    CHECK(snap->files_read == 1);
+  }
+  size_t early = 0;
+  CHECK(LoadsOf(*fx.store, "snap", "/bin/true", &early) == base_loads);
+  CHECK(early == base_early);
+}
+
+}  // namespace
+}  // namespace ferry::builder
