@@ -20,6 +20,7 @@
 #include "chunkstore/file_store.h"
 #include "fs/image_store.h"
 #include "fs/image_walk.h"
+#include "tests/support/bytes.h"
 #include "tests/support/ferry_cli.h"
 #include "tests/support/fs_util.h"
 #include "tests/support/tree_compare.h"
@@ -30,19 +31,9 @@ namespace {
 namespace stdfs = std::filesystem;
 using testing::ScopedTempDir;
 
-constexpr uint64_t kMiB = 1 << 20;
+using testing::RandomString;
 
-std::string Random(size_t n, uint64_t seed) {
-  std::string v(n, '\0');
-  seed = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (auto& b : v) {
-    seed ^= seed << 13;
-    seed ^= seed >> 7;
-    seed ^= seed << 17;
-    b = static_cast<char>(seed);
-  }
-  return v;
-}
+constexpr uint64_t kMiB = 1 << 20;
 
 void WriteFile(const std::string& path, const std::string& data) {
   stdfs::create_directories(stdfs::path(path).parent_path());
@@ -112,8 +103,8 @@ struct Fixture {
 TEST_CASE("snapshot: base image plus overlay upper gives the merged tree") {
   Fixture fx;
   const std::string& base = fx.base;
-  WriteFile(base + "/keep/one", Random(kMiB, 1));
-  WriteFile(base + "/big", Random(8 * kMiB, 2));
+  WriteFile(base + "/keep/one", RandomString(kMiB, 1));
+  WriteFile(base + "/big", RandomString(8 * kMiB, 2));
   WriteFile(base + "/gone/x", "x");
   WriteFile(base + "/gone/sub/y", "y");
   WriteFile(base + "/opaque/old1", "old1");
@@ -190,8 +181,8 @@ TEST_CASE("snapshot: base image plus overlay upper gives the merged tree") {
 
 TEST_CASE("snapshot: unchanged files cost nothing; 1 MiB changed writes about 1 MiB") {
   Fixture fx;
-  WriteFile(fx.base + "/one", Random(kMiB, 3));
-  WriteFile(fx.base + "/large", Random(32 * kMiB, 4));
+  WriteFile(fx.base + "/one", RandomString(kMiB, 3));
+  WriteFile(fx.base + "/large", RandomString(32 * kMiB, 4));
   BuildSummary base = fx.BuildBase();
   REQUIRE(base.ingest.new_bytes == 33 * kMiB);
 
@@ -219,8 +210,8 @@ TEST_CASE("snapshot: unchanged files cost nothing; 1 MiB changed writes about 1 
     CHECK((*snap_image)->chunks().size() == (*base_image)->chunks().size());
   }
   SECTION("1 MiB changed in a 32 MiB file, the 1 MiB file untouched") {
-    std::string data = Random(32 * kMiB, 4);
-    std::string change = Random(kMiB, 5);
+    std::string data = RandomString(32 * kMiB, 4);
+    std::string change = RandomString(kMiB, 5);
     data.replace(10 * kMiB, kMiB, change);
     WriteFile(fx.upper + "/large", data);
     auto snap = fx.Snapshot("changed");

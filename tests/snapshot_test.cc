@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/bytes.h"
 #include "tests/support/daemon.h"
 #include "tests/support/ferry_cli.h"
 #include "tests/support/fs_util.h"
@@ -30,13 +31,6 @@ namespace {
 
 namespace stdfs = std::filesystem;
 constexpr uint64_t kMiB = 1 << 20;
-
-std::string Random(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
 
 void Sh(const std::string& cmd) {
   INFO(cmd);
@@ -121,7 +115,7 @@ TEST_CASE("ferry snapshot: a changed writable mount, mounted back, equals the li
   stdfs::create_directories(m + "/new/sub");
   std::ofstream(m + "/new/hello") << "hello\n";
   Sh("ln " + m + "/new/hello " + m + "/new/sub/hello_link");
-  std::ofstream(m + "/new/blob", std::ios::binary) << Random(3 * kMiB, 1);
+  std::ofstream(m + "/new/blob", std::ios::binary) << RandomString(3 * kMiB, 1);
   Sh("truncate -s 100M " + m + "/new/sparse");
   PWrite(m + "/new/sparse", "in the middle", 50 * kMiB);
   // A new name for a file of the base (overlayfs copies it up first), and
@@ -129,11 +123,11 @@ TEST_CASE("ferry snapshot: a changed writable mount, mounted back, equals the li
   Sh("ln " + m + "/files/size_4095 " + m + "/new/link_to_base");
   std::ofstream(m + "/hardlinks/b/second", std::ios::app) << "x";
   // Modified: 1 MiB in the middle of a large file, an append, a truncate.
-  PWrite(m + "/files/random_6m", Random(kMiB, 2), 2 * kMiB);
+  PWrite(m + "/files/random_6m", RandomString(kMiB, 2), 2 * kMiB);
   std::ofstream(m + "/files/size_4097", std::ios::app) << "tail";
   // One chunk's worth written past 4 GiB into the 5 GiB sparse file (the
   // copy-up keeps its holes; the snapshot reads its data regions only).
-  PWrite(m + "/files/sparse_huge", Random(4096, 3), (9ll << 29) + 12345);
+  PWrite(m + "/files/sparse_huge", RandomString(4096, 3), (9ll << 29) + 12345);
   Sh("truncate -s 1000 " + m + "/files/repeated");
   // Deleted: a file and a whole directory.
   Sh("rm " + m + "/files/dup_b && rm -r " + m + "/times");

@@ -23,4 +23,19 @@ inline std::vector<uint8_t> Random(size_t n, uint32_t seed) {
   return v;
 }
 
+// `n` pseudo-random bytes as a string (xorshift64, seeded): unlike Random,
+// whose bytes repeat after 16 MiB, no run repeats within any file a test
+// writes, so large files do not deduplicate against themselves.
+inline std::string RandomString(size_t n, uint64_t seed) {
+  std::string v(n, '\0');
+  seed = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (auto& b : v) {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    b = static_cast<char>(seed);
+  }
+  return v;
+}
+
 }  // namespace ferry::testing
