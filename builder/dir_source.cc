@@ -391,6 +391,16 @@ Status ImageBuilder::IngestFile(TreeNode& node) {
     RETURN_IF_ERROR(ingester_->EndRegion());
     pos = end;
   }
+  // A file written while it was read may have been read part old, part
+  // new: refuse it rather than store bytes that never existed together.
+  struct stat after;
+  if (fstat(fd, &after) != 0) return ErrnoError("stat " + shown);
+  if (after.st_size != st.st_size || after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+      after.st_mtim.tv_nsec != st.st_mtim.tv_nsec || after.st_ctim.tv_sec != st.st_ctim.tv_sec ||
+      after.st_ctim.tv_nsec != st.st_ctim.tv_nsec) {
+    return FailedPreconditionError(shown + " was written to while it was being read (pause "
+                                   "its writers, e.g. ferry snapshot --freeze CGROUP)");
+  }
   node.elf = elf.Finish();
   node.py = py.Finish();
   node.source_path.clear();

@@ -48,7 +48,12 @@ fs::InodeRecord Attr(const TreeNode& n) {
 ImageBuilder::ImageBuilder(chunkstore::ObjectStore* store, BuildOptions opt)
     : store_(store), opt_(opt), start_(NowSeconds()) {
   ingester_ = std::make_unique<ChunkIngester>(store, TempDirFor(store), opt.ingest);
-  progress_ = std::make_unique<Progress>(opt.progress);
+  progress_ = std::make_unique<Progress>(opt.progress, opt.progress_sink);
+}
+
+Status ImageBuilder::KeepSubtree(const std::string& path) {
+  if (path.empty()) return Status::Ok();
+  return tree_.Reroot(path);
 }
 
 Status ImageBuilder::LoadIndexOnce() {
@@ -69,6 +74,7 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   }
   RETURN_IF_ERROR(LoadIndexOnce());
   RETURN_IF_ERROR(IngestDirectoryFiles());
+  if (opt_.contents_read) opt_.contents_read();
   progress_->SetPhase("uploading");
   // The last packs upload while the metadata is put together; the image
   // is stored only once they are all in the store.

@@ -29,6 +29,12 @@ namespace ferry::builder {
 struct BuildOptions {
   IngestOptions ingest;
   bool progress = false;  // print progress lines to stderr
+  // If set, progress goes here instead (whether or not `progress` is set).
+  ProgressSink progress_sink;
+  // If set, called by Finish once every source file has been read (before
+  // the last uploads and before the image and its ref are written): from
+  // then on the sources may change. A snapshot thaws its sandbox here.
+  std::function<void()> contents_read;
 };
 
 struct BuildSummary {
@@ -76,6 +82,12 @@ class ImageBuilder {
   // an entry's data or name lives in another lower path that the image
   // would have to follow. ".wh."-named files are ordinary names here.
   Status AddOverlayUpper(const std::string& upper_dir);
+  // Makes the directory at `path` (relative, "" the root) of the tree the
+  // sources have made so far the new image's root, dropping everything
+  // outside it: a directory snapshot. Call it after the sources. Contents
+  // of files outside it are not read. A hard-linked file keeps only the
+  // names inside. InvalidArgument if `path` is no directory there.
+  Status KeepSubtree(const std::string& path);
   // Ingests remaining contents, writes the image and, if `tag` is not empty,
   // points the ref `tag` at it.
   Result<BuildSummary> Finish(const std::string& tag);

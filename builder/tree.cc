@@ -113,6 +113,15 @@ Result<std::shared_ptr<TreeNode>> Tree::Get(std::string_view path) {
   return it->second;
 }
 
+Status Tree::Reroot(std::string_view path) {
+  ASSIGN_OR_RETURN(std::shared_ptr<TreeNode> node, Get(path));
+  if (!S_ISDIR(node->mode)) {
+    return InvalidArgumentError("'" + Printable(path) + "' is not a directory");
+  }
+  root_ = std::move(node);
+  return Status::Ok();
+}
+
 Result<bool> Tree::ApplyWhiteout(std::string_view path, int layer) {
   ASSIGN_OR_RETURN(auto comps, SplitPath(path));
   if (comps.empty() || comps.back().rfind(".wh.", 0) != 0) return false;

@@ -63,6 +63,10 @@ class Tree {
   // (".wh.NAME" removes NAME; ".wh..wh..opq" hides all lower-layer content of
   // its directory). Returns true if `path` was a whiteout.
   Result<bool> ApplyWhiteout(std::string_view path, int layer);
+  // Makes the directory at `path` the root, dropping everything outside
+  // it. InvalidArgument if `path` is not a directory of the tree (NotFound
+  // if absent).
+  Status Reroot(std::string_view path);
   // The layer that implicitly created parent directories belong to.
   void set_layer(int layer) { layer_ = layer; }
 

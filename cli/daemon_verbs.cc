@@ -112,9 +112,11 @@ int MountThroughDaemon(const DaemonMountArgs& args) {
   if (!reply.ok()) return Fail(reply.status());
   const std::string in =
       args.into_pid != 0 ? " in process " + std::to_string(args.into_pid) : "";
-  std::printf("mounted %s (%s) at %s%s%s%s\n", args.image.c_str(),
+  std::printf("mounted %s (%s) at %s%s%s%s%s\n", args.image.c_str(),
               reply->value("image_id", std::string()).substr(0, 12).c_str(), target.c_str(),
-              in.c_str(), args.writable ? ", writable" : "", reply->value("shared", false) ? " (shared session)" : "");
+              in.c_str(), args.writable ? ", writable" : "",
+              reply->value("resumed", false) ? ", resumed (the changes kept there are back)" : "",
+              reply->value("shared", false) ? " (shared session)" : "");
   return 0;
 }
 

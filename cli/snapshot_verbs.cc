@@ -1,13 +1,16 @@
-// `ferry snapshot DIR --tag NAME`: a writable ferryd mount (its base image
-// plus its overlay's upper directory) into a new image in the same store.
+// `ferry snapshot PATH --tag NAME`: asks ferryd to make a new image of a
+// writable mount (its base image plus its overlay's upper directory), of a
+// directory inside a mount, or of any directory (the Snapshot method of
+// snapshotter/api/ferryd.proto), and shows its progress.
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <filesystem>
 #include <system_error>
 
-#include "builder/image_builder.h"
-#include "cli/store_access.h"
+#include "chunkstore/store_url.h"
 #include "cli/verb_support.h"
 #include "cli/verbs.h"
 #include "fs/image_store.h"
@@ -18,28 +21,23 @@ namespace {
 
 using nlohmann::json;
 
-// Paths are compared the way `ferry mount` sent them to ferryd: absolute,
-// normalised, no trailing slash.
-std::string Normal(const std::filesystem::path& p) {
-  std::string s = std::filesystem::absolute(p).lexically_normal().string();
+// How long ferryd may stay silent during a snapshot (it reports progress
+// several times a second while it reads; uploading one pack to a slow
+// store is the longest quiet time).
+constexpr std::chrono::minutes kSilence{10};
+
+// Paths go to ferryd absolute, normalised, without a trailing slash, with
+// symbolic links resolved (a mount is found by its target path).
+std::string Normal(const std::filesystem::path& p, bool resolve) {
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(p, ec);
+  if (resolve) {
+    auto canon = std::filesystem::weakly_canonical(abs, ec);
+    if (!ec) abs = canon;
+  }
+  std::string s = abs.lexically_normal().string();
   while (s.size() > 1 && s.back() == '/') s.pop_back();
   return s;
-}
-
-// The ListMounts entry of ferryd at `root` whose target is `dir` (as given,
-// or with its symbolic links resolved).
-Result<json> FindMount(const std::string& root, const std::string& dir) {
-  ASSIGN_OR_RETURN(json reply, api::CallDaemon(root, "ListMounts", json::object(),
-                                               std::chrono::seconds(60)));
-  std::error_code ec;
-  const std::string given = Normal(dir);
-  const std::string resolved = Normal(std::filesystem::weakly_canonical(dir, ec));
-  for (const json& m : reply.value("mounts", json::array())) {
-    const std::string target = m.value("target", std::string());
-    if (target == given || target == resolved) return m;
-  }
-  return FailedPreconditionError(dir + " is not a mount of ferryd at " + root +
-                                 " (`ferry mount IMAGE DIR --writable` makes one)");
 }
 
 }  // namespace
@@ -50,69 +48,75 @@ int CmdSnapshot(const SnapshotArgs& a) {
                  "in /-separated parts, starting with a letter or digit)\n", a.tag.c_str());
     return 2;
   }
-  const std::string root = Normal(a.daemon_root.empty() ? api::DefaultDaemonRoot() : a.daemon_root);
-  auto mount = FindMount(root, a.dir);
-  if (!mount.ok()) return Fail(mount.status());
-  const std::string image_id = mount->value("image_id", std::string());
-  const std::string store_url = mount->value("store_url", std::string());
-  const std::string upper = mount->value("upper_dir", std::string());
-  if (!mount->value("writable", false)) {
-    return Fail(FailedPreconditionError(a.dir + " is a read-only mount of image " +
-                                        image_id.substr(0, 12) +
-                                        ": it has no changes to snapshot (mount it --writable)"));
+  if (a.into_pid < 0) {
+    std::fprintf(stderr, "ferry snapshot: --into %lld is not a process id\n",
+                 static_cast<long long>(a.into_pid));
+    return 2;
   }
-  if (upper.empty()) {
-    return Fail(FailedPreconditionError("ferryd at " + root +
-                                        " does not say where the upper directory of " + a.dir +
-                                        " is (an older ferryd?)"));
-  }
-  auto base_id = Digest::FromHex(image_id);
-  if (!base_id) return Fail(CorruptionError("ferryd named image '" + image_id + "' for " + a.dir));
-  auto store = OpenStore(store_url);
-  if (!store.ok()) return Fail(store.status());
-  auto base = fs::LoadImage(**store, *base_id);
-  if (!base.ok()) return Fail(base.status().Annotate("base image of " + a.dir));
-
-  builder::BuildOptions opt;
-  opt.progress = !a.quiet && !a.json;
-  builder::ImageBuilder b(store->get(), opt);
-  const char* kNothing = "snapshot failed, nothing was published";
-  if (Status st = b.AddImage(**base); !st.ok()) return Fail(st.Annotate(kNothing));
-  if (Status st = b.AddOverlayUpper(upper); !st.ok()) return Fail(st.Annotate(kNothing));
-  auto sum = b.Finish(a.tag);
-  if (!sum.ok()) return Fail(sum.status().Annotate(kNothing));
-  const auto& in = sum->ingest;
+  const std::string root =
+      Normal(a.daemon_root.empty() ? api::DefaultDaemonRoot() : a.daemon_root, false);
+  // A path in another process's namespace means nothing here: sent as given.
+  const std::string path = a.into_pid != 0 ? a.dir : Normal(a.dir, true);
+  json req = {{"path", path},
+              {"tag", a.tag},
+              {"store_url", chunkstore::AbsoluteStoreUrl(
+                                a.store_url.empty() ? chunkstore::DefaultStoreUrl() : a.store_url)},
+              {"freeze_cgroup", a.freeze_cgroup.empty() ? "" : Normal(a.freeze_cgroup, true)},
+              {"into_pid", a.into_pid}};
+  const bool draw = !a.quiet && !a.json && isatty(STDERR_FILENO);
+  bool drawn = false;
+  auto reply = api::CallDaemonStreaming(root, "Snapshot", req, kSilence, [&](const json& p) {
+    if (!draw) return;
+    double mb = static_cast<double>(api::JsonU64(p, "bytes")) / 1e6;
+    std::fprintf(stderr, "\r\033[Ksnapshot %s: %s, %llu files read, %.1f MB, %.1f s", a.tag.c_str(),
+                 p.value("phase", std::string()).c_str(),
+                 static_cast<unsigned long long>(api::JsonU64(p, "files")), mb,
+                 p.value("seconds", 0.0));
+    drawn = true;
+  });
+  if (drawn) std::fprintf(stderr, "\r\033[K");
+  if (!reply.ok()) return Fail(reply.status());
+  const json& r = *reply;
+  auto u = [&](const char* k) { return api::JsonU64(r, k); };
   if (a.json) {
-    json out = {{"image_id", sum->image.Hex()},
-                {"tag", a.tag},
-                {"base_image_id", image_id},
-                {"store_url", store_url},
-                {"files_read", sum->files_read},
-                {"bytes_read", in.bytes_in},
-                {"chunks", in.chunks},
-                {"new_chunks", in.new_chunks},
-                {"new_bytes", in.new_bytes},
-                {"written_bytes", in.written_bytes},
-                {"packs", in.packs},
-                {"files", sum->files},
-                {"logical_bytes", sum->logical_bytes},
-                {"metadata_bytes", sum->metadata_bytes},
-                {"seconds", sum->seconds}};
+    json out = {{"image_id", r.value("image_id", "")},
+                {"tag", r.value("tag", "")},
+                {"kind", r.value("kind", "")},
+                {"base_image_id", r.value("base_image_id", "")},
+                {"store_url", r.value("store_url", "")},
+                {"target", r.value("target", "")},
+                {"subdir", r.value("subdir", "")},
+                {"seconds", r.value("seconds", 0.0)},
+                {"frozen_ms", r.value("frozen_ms", 0.0)}};
+    for (const char* k : {"files_read", "bytes_read", "chunks", "new_chunks", "new_bytes",
+                          "written_bytes", "packs", "files", "logical_bytes", "metadata_bytes"}) {
+      out[k] = u(k);
+    }
     std::printf("%s\n", out.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     return 0;
   }
+  const std::string image_id = r.value("image_id", "");
   if (!a.quiet) {
+    const std::string base = r.value("base_image_id", "");
+    std::string what = r.value("kind", "") + " snapshot " + a.tag + " of " + path;
+    if (!base.empty()) what += " (base " + base.substr(0, 12) + ")";
+    std::string frozen;
+    if (!a.freeze_cgroup.empty()) {
+      char buf[96];
+      std::snprintf(buf, sizeof(buf), "; %s frozen for %.1f ms", a.freeze_cgroup.c_str(),
+                    r.value("frozen_ms", 0.0));
+      frozen = buf;
+    }
     std::fprintf(stderr,
-                 "snapshot %s of %s (base %s) in %.2f s: %llu files read (%s); %llu new chunks "
-                 "(%s new data, %s written compressed in %llu packs); the image has %llu files, "
-                 "%s of file data\n",
-                 a.tag.c_str(), a.dir.c_str(), image_id.substr(0, 12).c_str(), sum->seconds,
-                 (unsigned long long)sum->files_read, Mb(in.bytes_in).c_str(),
-                 (unsigned long long)in.new_chunks, Mb(in.new_bytes).c_str(),
-                 Mb(in.written_bytes).c_str(), (unsigned long long)in.packs,
-                 (unsigned long long)sum->files, Mb(sum->logical_bytes).c_str());
+                 "%s in %.2f s%s: %llu files read (%s); %llu new chunks (%s new data, %s written "
+                 "compressed in %llu packs); the image has %llu files, %s of file data\n",
+                 what.c_str(), r.value("seconds", 0.0), frozen.c_str(),
+                 (unsigned long long)u("files_read"), Mb(u("bytes_read")).c_str(),
+                 (unsigned long long)u("new_chunks"), Mb(u("new_bytes")).c_str(),
+                 Mb(u("written_bytes")).c_str(), (unsigned long long)u("packs"),
+                 (unsigned long long)u("files"), Mb(u("logical_bytes")).c_str());
   }
-  std::printf("%s\n", sum->image.Hex().c_str());
+  std::printf("%s\n", image_id.c_str());
   return 0;
 }
 

@@ -43,6 +43,9 @@ int CmdStats(const std::string& mountpoint);
 // paused.
 struct SnapshotArgs {
   std::string dir, tag, daemon_root;
+  std::string store_url;      // --store: for a directory in no mount only
+  std::string freeze_cgroup;  // --freeze
+  int64_t into_pid = 0;       // --into
   bool json = false, quiet = false;
 };
 int CmdSnapshot(const SnapshotArgs& args);

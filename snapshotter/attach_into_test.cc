@@ -165,17 +165,43 @@ TEST_CASE("attach into: a restart detaches a stale target in its namespace, not 
   auto again = f.Open(&kernel);
   CHECK(kernel.unmounted() == std::vector<std::string>{FakeMounter::IntoKey(kNs, "/a") + " (lazy)"});
   CHECK(kernel.mounts().count(FakeMounter::IntoKey(801, "/b")) == 1);
+  // /b's namespace is gone: nothing could resume it, so nothing is kept.
   CHECK(f.Sandboxes() == 0);
   CHECK(f.Table()["targets"].empty());
+}
+
+TEST_CASE("attach into: a writable target in a namespace that is still there is kept across a restart") {
+  Fixture f;
+  REQUIRE(f.attachments->Attach(Fixture::What("/w", true), kSource).ok());
+  const std::string upper = f.attachments->Find("/w", kSandbox)->upper;
+  f.attachments.reset();  // the daemon dies
+
+  FakeMounter kernel;
+  kernel.StartProcess(kPid, kNs);
+  REQUIRE(kernel.BindReadOnlyInto(kSource, kSandbox, "/w").ok());
+  auto again = f.Open(&kernel);
+  CHECK(kernel.unmounted() == std::vector<std::string>{FakeMounter::IntoKey(kNs, "/w") + " (lazy)"});
+  CHECK(stdfs::is_directory(upper + "/upper"));
+  REQUIRE(f.Table()["targets"].size() == 1);
+  CHECK(f.Table()["targets"][0]["kept"] == true);
+  CHECK(f.Table()["targets"][0]["mnt_ns"] == kNs);
+  bool resumed = false;
+  REQUIRE(again->Attach(Fixture::What("/w", true), kSource, &resumed).ok());
+  CHECK(resumed);
+  CHECK(again->Find("/w", kSandbox)->upper == upper);
 }
 
 TEST_CASE("attach into: Close detaches targets in namespaces too") {
   Fixture f;
   REQUIRE(f.attachments->Attach(Fixture::What("/a", true), kSource).ok());
+  REQUIRE(f.attachments->Attach(Fixture::What("/r", false), kSource).ok());
   f.attachments->Close();
   CHECK(f.mounter.mounts().empty());
-  CHECK(f.mounter.unmounted() == std::vector<std::string>{FakeMounter::IntoKey(kNs, "/a") + " (lazy)"});
-  CHECK(f.Sandboxes() == 0);
+  CHECK(f.mounter.unmounted() == std::vector<std::string>{FakeMounter::IntoKey(kNs, "/a") + " (lazy)",
+                                                          FakeMounter::IntoKey(kNs, "/r") + " (lazy)"});
+  CHECK(f.Sandboxes() == 1);  // the writable one's changes, kept
+  REQUIRE(f.Table()["targets"].size() == 1);
+  CHECK(f.Table()["targets"][0]["target"] == "/a");
 }
 
 }  // namespace

@@ -17,6 +17,11 @@ namespace {
 namespace stdfs = std::filesystem;
 
 const std::string kImage(64, 'a');
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
 const std::string kSource = "/ferry-root/mnt/" + kImage + ".1";
 
 struct Fixture {
@@ -114,12 +119,15 @@ TEST_CASE("attachments: a failing mount leaves no target, no table entry and no 
   }
 }
 
-TEST_CASE("attachments: the table names every target; a restart detaches them and removes upper directories") {
+TEST_CASE("attachments: the table names every target; a restart detaches them and keeps what the writable ones wrote") {
   Fixture f;
   const std::string ro = f.Dir("ro"), rw = f.Dir("rw");
   REQUIRE(f.attachments->Attach(Fixture::What(ro, false), kSource).ok());
   REQUIRE(f.attachments->Attach(Fixture::What(rw, true), kSource).ok());
   const std::string upper = f.attachments->Find(rw)->upper;
+  { std::ofstream(upper + "/upper/written") << "by the sandbox"; }
+  // A sandbox directory no table entry names (a crash while one was made).
+  stdfs::create_directories(f.tmp.path() + "/sandboxes/orphan/upper");
 
   nlohmann::json table = f.Table();
   REQUIRE(table.size() == 1);
@@ -141,10 +149,130 @@ TEST_CASE("attachments: the table names every target; a restart detaches them an
   REQUIRE(again.ok());
   CHECK(kernel.unmounted() == std::vector<std::string>{ro + " (lazy)", rw + " (lazy)"});
   CHECK(kernel.mounts().empty());
+  CHECK(ReadFile(upper + "/upper/written") == "by the sandbox");
+  CHECK_FALSE(stdfs::exists(f.tmp.path() + "/sandboxes/orphan"));
+  CHECK(f.Sandboxes() == 1);
+  table = f.Table();
+  REQUIRE(table["targets"].size() == 1);
+  CHECK(table["targets"][0] == nlohmann::json({{"target", rw}, {"image", kImage},
+                                               {"store", "file:///store"}, {"writable", true},
+                                               {"upper", upper}, {"kept", true}}));
+  auto listed = (*again)->List();
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].target == rw);
+  CHECK(listed[0].kept);
+  CHECK(listed[0].upper == upper);
+  CHECK_FALSE((*again)->Find(rw).has_value());  // kept, not attached
+
+  // A third start keeps it again (it was not mounted: nothing to unmount).
+  again->reset();
+  FakeMounter kernel2;
+  auto third = Attachments::Open(f.tmp.path(), &kernel2);
+  REQUIRE(third.ok());
+  CHECK(kernel2.unmounted().empty());
+  REQUIRE((*third)->List().size() == 1);
+  CHECK(ReadFile(upper + "/upper/written") == "by the sandbox");
+}
+
+TEST_CASE("attachments: a kept target resumes on a writable attach of its image, over the same upper directory") {
+  Fixture f;
+  const std::string rw = f.Dir("rw");
+  REQUIRE(f.attachments->Attach(Fixture::What(rw, true), kSource).ok());
+  const std::string upper = f.attachments->Find(rw)->upper;
+  CHECK(f.mounter.copied_roots() == 1);
+  f.attachments->Close();  // ferryd stops
+  CHECK(f.mounter.mounts().empty());
+  REQUIRE(f.Table()["targets"].size() == 1);
+  CHECK(f.Table()["targets"][0]["kept"] == true);
+  CHECK(stdfs::is_directory(upper + "/upper"));
+
+  f.attachments = f.Open();
+  // Another image, or read-only: refused, saying what to do; nothing changes.
+  for (bool writable : {false, true}) {
+    TargetInfo other = Fixture::What(rw, writable);
+    if (writable) other.image_id = std::string(64, 'b');
+    Status st = f.attachments->Attach(other, kSource);
+    CHECK(st.code() == StatusCode::kAlreadyExists);
+    CHECK(st.message().find(rw + " holds the changes of a writable mount of image aaaaaaaaaaaa") == 0);
+    CHECK(st.message().find("ferry umount " + rw) != std::string::npos);
+  }
+  CHECK(f.mounter.mounts().empty());
+  CHECK(f.attachments->CheckFree(rw).ok());
+
+  bool resumed = false;
+  REQUIRE(f.attachments->Attach(Fixture::What(rw, true), kSource, &resumed).ok());
+  CHECK(resumed);
+  auto info = f.attachments->Find(rw);
+  REQUIRE(info.has_value());
+  CHECK(info->upper == upper);
+  CHECK_FALSE(info->kept);
+  auto m = f.mounter.mounts();
+  REQUIRE(m.count(rw) == 1);
+  CHECK(m[rw].upper == upper + "/upper");
+  CHECK(f.mounter.copied_roots() == 1);  // its root keeps what the sandbox made of it
+  CHECK_FALSE(f.Table()["targets"][0].contains("kept"));
+  CHECK(f.Sandboxes() == 1);
+}
+
+TEST_CASE("attachments: a kept target that fails to resume stays kept; unmounting it discards it") {
+  Fixture f;
+  const std::string rw = f.Dir("rw");
+  REQUIRE(f.attachments->Attach(Fixture::What(rw, true), kSource).ok());
+  const std::string upper = f.attachments->Find(rw)->upper;
+  f.attachments->Close();
+  f.attachments = f.Open();
+
+  f.mounter.FailNextMount(rw, EPERM);
+  bool resumed = true;
+  CHECK(f.attachments->Attach(Fixture::What(rw, true), kSource, &resumed).code() ==
+        StatusCode::kIoError);
+  REQUIRE(f.attachments->List().size() == 1);
+  CHECK(f.attachments->List()[0].kept);
+  CHECK(f.Table()["targets"][0]["kept"] == true);
+  CHECK(stdfs::is_directory(upper + "/upper"));
+
+  // Pinned (a snapshot reads it): not discarded.
+  auto pinned = f.attachments->PinContaining(rw + "/some/dir");
+  REQUIRE(pinned.ok());
+  CHECK(pinned->target == rw);
+  TargetInfo removed;
+  Status st = f.attachments->Detach(rw, false, &removed);
+  CHECK(st.code() == StatusCode::kFailedPrecondition);
+  CHECK(st.message().find("a snapshot of " + rw + " is being taken") == 0);
+  CHECK(stdfs::is_directory(upper + "/upper"));
+  f.attachments->Unpin(*pinned);
+
+  const size_t unmounts = f.mounter.unmounted().size();  // Close's
+  REQUIRE(f.attachments->Detach(rw, false, &removed).ok());
+  CHECK(removed.kept);
+  CHECK(removed.upper == upper);
+  CHECK(f.mounter.unmounted().size() == unmounts);  // it was not mounted
   CHECK_FALSE(stdfs::exists(upper));
-  CHECK(f.Sandboxes() == 0);
+  CHECK(f.attachments->List().empty());
   CHECK(f.Table()["targets"].empty());
-  CHECK((*again)->List().empty());
+}
+
+TEST_CASE("attachments: PinContaining picks the innermost target holding a path") {
+  Fixture f;
+  const std::string outer = f.Dir("o"), inner = f.Dir("o/i");
+  REQUIRE(f.attachments->Attach(Fixture::What(outer, false), kSource).ok());
+  REQUIRE(f.attachments->Attach(Fixture::What(inner, true), kSource).ok());
+  auto p = f.attachments->PinContaining(inner + "/x/y");
+  REQUIRE(p.ok());
+  CHECK(p->target == inner);
+  auto q = f.attachments->PinContaining(outer + "/file");
+  REQUIRE(q.ok());
+  CHECK(q->target == outer);
+  // A sibling with a common prefix is not inside.
+  auto r = f.attachments->PinContaining(outer + "x");
+  CHECK(r.status().code() == StatusCode::kNotFound);
+  CHECK(r.status().message() == outer + "x is not in a mount of ferryd (" + f.tmp.path() + ")");
+  TargetInfo removed;
+  CHECK(f.attachments->Detach(inner, false, &removed).code() == StatusCode::kFailedPrecondition);
+  f.attachments->Unpin(*p);
+  f.attachments->Unpin(*q);
+  CHECK(f.attachments->Detach(inner, false, &removed).ok());
+  CHECK(f.attachments->Detach(outer, false, &removed).ok());
 }
 
 TEST_CASE("attachments: an unreadable table is ignored at start-up") {
@@ -209,17 +337,22 @@ TEST_CASE("attachments: a second attach of one target is AlreadyExists and chang
   CHECK(f.Table()["targets"].size() == 1);
 }
 
-TEST_CASE("attachments: Close detaches everything lazily and refuses new targets") {
+TEST_CASE("attachments: Close detaches everything lazily, keeps what writable targets wrote, and refuses new targets") {
   Fixture f;
   const std::string ro = f.Dir("ro"), rw = f.Dir("rw");
   REQUIRE(f.attachments->Attach(Fixture::What(ro, false), kSource).ok());
   REQUIRE(f.attachments->Attach(Fixture::What(rw, true), kSource).ok());
+  const std::string upper = f.attachments->Find(rw)->upper;
   f.mounter.SetBusy(ro, true);  // lazy: busy does not matter
   f.attachments->Close();
   CHECK(f.mounter.mounts().empty());
-  CHECK(f.Sandboxes() == 0);
-  CHECK(f.Table()["targets"].empty());
-  CHECK(f.attachments->List().empty());
+  CHECK(f.Sandboxes() == 1);
+  CHECK(stdfs::is_directory(upper + "/upper"));
+  REQUIRE(f.Table()["targets"].size() == 1);
+  CHECK(f.Table()["targets"][0]["target"] == rw);
+  CHECK(f.Table()["targets"][0]["kept"] == true);
+  REQUIRE(f.attachments->List().size() == 1);
+  CHECK(f.attachments->List()[0].kept);
   Status st = f.attachments->Attach(Fixture::What(ro, false), kSource);
   CHECK(st.code() == StatusCode::kFailedPrecondition);
   CHECK(st.message() == "ferryd is shutting down");

@@ -23,27 +23,59 @@ constexpr size_t kMaxRequest = 1 << 20;
 // A client that sends nothing for this long is dropped.
 constexpr int kReadTimeoutSeconds = 10;
 
+// Sends one line (a progress message) to the client before the reply.
+using LineSender = std::function<void(const std::string&)>;
 // Runs one method: JSON request in, JSON reply out.
-using Handler = std::function<Status(DaemonService*, const std::string&, std::string*)>;
+using Handler =
+    std::function<Status(DaemonService*, const std::string&, std::string*, const LineSender&)>;
+
+template <class Req>
+Status ParseRequest(const std::string& in, Req* req) {
+  if (auto st = google::protobuf::util::JsonStringToMessage(in, req); !st.ok()) {
+    return InvalidArgumentError("malformed " + Req::descriptor()->name() + ": " +
+                                std::string(st.message()));
+  }
+  return Status::Ok();
+}
+
+Status PrintMessage(const google::protobuf::Message& m, std::string* out) {
+  google::protobuf::util::JsonPrintOptions opt;
+  opt.always_print_primitive_fields = true;
+  opt.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(m, out, opt).ok()) {
+    return InternalError("cannot print " + m.GetDescriptor()->name() + " as JSON");
+  }
+  return Status::Ok();
+}
 
 template <class Req, class Rep>
 Handler Unary(grpc::Status (DaemonService::*method)(grpc::ServerContext*, const Req*, Rep*)) {
-  return [method](DaemonService* service, const std::string& in, std::string* out) -> Status {
+  return [method](DaemonService* service, const std::string& in, std::string* out,
+                  const LineSender&) -> Status {
     Req req;
-    if (auto st = google::protobuf::util::JsonStringToMessage(in, &req); !st.ok()) {
-      return InvalidArgumentError("malformed " + Req::descriptor()->name() + ": " +
-                                  std::string(st.message()));
-    }
+    RETURN_IF_ERROR(ParseRequest(in, &req));
     Rep rep;
     RETURN_IF_ERROR(api::FromGrpc((service->*method)(nullptr, &req, &rep)));
-    google::protobuf::util::JsonPrintOptions opt;
-    opt.always_print_primitive_fields = true;
-    opt.preserve_proto_field_names = true;
-    if (!google::protobuf::util::MessageToJsonString(rep, out, opt).ok()) {
-      return InternalError("cannot print " + Rep::descriptor()->name() + " as JSON");
-    }
-    return Status::Ok();
+    return PrintMessage(rep, out);
   };
+}
+
+// Snapshot streams: each progress message is a line {"progress": {...}};
+// the reply is the SnapshotResult.
+Status SnapshotHandler(DaemonService* service, const std::string& in, std::string* out,
+                       const LineSender& send) {
+  daemon::SnapshotRequest req;
+  RETURN_IF_ERROR(ParseRequest(in, &req));
+  Status printed = Status::Ok();
+  RETURN_IF_ERROR(service->RunSnapshot(req, [&](const daemon::SnapshotProgress& m) {
+    if (m.has_result()) {
+      printed = PrintMessage(m.result(), out);
+      return;
+    }
+    std::string line;
+    if (PrintMessage(m, &line).ok()) send("{\"progress\": " + line + "}\n");
+  }));
+  return printed;
 }
 
 const std::map<std::string, Handler>& Methods() {
@@ -56,6 +88,7 @@ const std::map<std::string, Handler>& Methods() {
       {"ProfileStart", Unary(&DaemonService::ProfileStart)},
       {"ProfileStop", Unary(&DaemonService::ProfileStop)},
       {"Ping", Unary(&DaemonService::Ping)},
+      {"Snapshot", SnapshotHandler},
   };
   return methods;
 }
@@ -139,6 +172,9 @@ void ControlServer::AcceptLoop() {
 void ControlServer::Serve(int conn) {
   timeval tv{kReadTimeoutSeconds, 0};
   setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  // A client that stops reading loses its progress lines (and its reply)
+  // rather than holding up the call.
+  setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   std::string in;
   char buf[4096];
   while (in.find('\n') == std::string::npos && in.size() <= kMaxRequest) {
@@ -162,7 +198,8 @@ void ControlServer::Serve(int conn) {
     if (it == Methods().end()) {
       st = InvalidArgumentError("no method '" + method + "' (see snapshotter/api/ferryd.proto)");
     } else {
-      st = it->second(service_, req.value("request", nlohmann::json::object()).dump(), &reply);
+      st = it->second(service_, req.value("request", nlohmann::json::object()).dump(), &reply,
+                      [conn](const std::string& line) { SendAll(conn, line); });
     }
   }
   nlohmann::json out = {{"code", static_cast<int>(st.code())}, {"message", st.message()}};

@@ -32,6 +32,7 @@ grpc::Status DaemonService::Mount(grpc::ServerContext*, const daemon::MountReque
   if (!out.ok()) return api::ToGrpc(out.status());
   reply->set_image_id(out->image_id);
   reply->set_shared(out->shared);
+  reply->set_resumed(out->resumed);
   return grpc::Status::OK;
 }
 
@@ -60,6 +61,7 @@ grpc::Status DaemonService::ListMounts(grpc::ServerContext*, const daemon::ListM
     m->set_into_pid(t.into.pid);
     m->set_mount_namespace(t.into.mnt_ns);
     m->set_upper_dir(OverlayUpperDir(t));
+    m->set_kept(t.kept);
   }
   return grpc::Status::OK;
 }
@@ -106,6 +108,64 @@ grpc::Status DaemonService::ProfileStop(grpc::ServerContext*, const daemon::Prof
   reply->set_chunks(std::get<1>(*r));
   reply->set_bytes(std::get<2>(*r));
   return grpc::Status::OK;
+}
+
+Status DaemonService::RunSnapshot(
+    const daemon::SnapshotRequest& req,
+    const std::function<void(const daemon::SnapshotProgress&)>& send) {
+  RETURN_IF_ERROR(CheckPid(req.into_pid()));
+  SnapshotSpec spec;
+  spec.path = req.path();
+  spec.tag = req.tag();
+  spec.store_url = req.store_url();
+  spec.freeze_cgroup = req.freeze_cgroup();
+  spec.into.pid = static_cast<pid_t>(req.into_pid());
+  auto out = mounts_->Snapshot(spec, [&](const builder::ProgressReport& p) {
+    daemon::SnapshotProgress m;
+    m.set_phase(p.phase);
+    m.set_files(p.files);
+    m.set_bytes(p.bytes);
+    m.set_seconds(p.seconds);
+    send(m);
+  });
+  if (!out.ok()) return out.status();
+  const builder::BuildSummary& sum = out->summary;
+  daemon::SnapshotProgress last;
+  last.set_phase("done");
+  last.set_files(sum.files_read);
+  last.set_bytes(sum.ingest.bytes_in);
+  last.set_seconds(sum.seconds);
+  daemon::SnapshotResult* r = last.mutable_result();
+  r->set_image_id(sum.image.Hex());
+  r->set_tag(req.tag());
+  r->set_kind(out->kind);
+  r->set_base_image_id(out->base_image_id);
+  r->set_store_url(out->store_url);
+  r->set_target(out->target);
+  r->set_subdir(out->subdir);
+  r->set_files_read(sum.files_read);
+  r->set_bytes_read(sum.ingest.bytes_in);
+  r->set_chunks(sum.ingest.chunks);
+  r->set_new_chunks(sum.ingest.new_chunks);
+  r->set_new_bytes(sum.ingest.new_bytes);
+  r->set_written_bytes(sum.ingest.written_bytes);
+  r->set_packs(sum.ingest.packs);
+  r->set_files(sum.files);
+  r->set_logical_bytes(sum.logical_bytes);
+  r->set_metadata_bytes(sum.metadata_bytes);
+  r->set_seconds(sum.seconds);
+  r->set_frozen_ms(out->frozen_ms);
+  send(last);
+  return Status::Ok();
+}
+
+grpc::Status DaemonService::Snapshot(grpc::ServerContext*, const daemon::SnapshotRequest* req,
+                                     grpc::ServerWriter<daemon::SnapshotProgress>* writer) {
+  // A client that went away stops receiving progress; the snapshot goes on
+  // (and is published), as it would if the client had not asked to watch.
+  return api::ToGrpc(RunSnapshot(*req, [writer](const daemon::SnapshotProgress& m) {
+    writer->Write(m);
+  }));
 }
 
 grpc::Status DaemonService::Ping(grpc::ServerContext*, const daemon::PingRequest*,

@@ -3,6 +3,7 @@
 // status in one place (api::ToGrpc).
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "chunkstore/node_cache.h"
@@ -32,6 +33,13 @@ class DaemonService final : public daemon::Ferryd::Service {
   grpc::Status ProfileStop(grpc::ServerContext*, const daemon::ProfileRequest*,
                            daemon::ProfileReply*) override;
   grpc::Status Ping(grpc::ServerContext*, const daemon::PingRequest*, daemon::PingReply*) override;
+  grpc::Status Snapshot(grpc::ServerContext*, const daemon::SnapshotRequest*,
+                        grpc::ServerWriter<daemon::SnapshotProgress>*) override;
+
+  // Snapshot without gRPC (the control socket): progress messages go to
+  // `send`, and so does the last one, with the result.
+  Status RunSnapshot(const daemon::SnapshotRequest& req,
+                     const std::function<void(const daemon::SnapshotProgress&)>& send);
 
  private:
   std::string root_, cache_dir_;

@@ -90,7 +90,15 @@ class FakeMounter final : public Mounter {
     unmounted_.push_back(target + (lazy ? " (lazy)" : ""));
     return Status::Ok();
   }
-  void CopyRootAttributes(const std::string&, const std::string&) override {}
+  void CopyRootAttributes(const std::string&, const std::string&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    ++copied_roots_;
+  }
+  // How many times CopyRootAttributes was called (once per fresh upper).
+  int copied_roots() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return copied_roots_;
+  }
 
   Result<uint64_t> MountNamespace(pid_t pid) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -144,6 +152,7 @@ class FakeMounter final : public Mounter {
   std::map<std::string, int> fail_;
   std::set<std::string> busy_;
   std::vector<std::string> unmounted_;
+  int copied_roots_ = 0;
 };
 
 }  // namespace ferry::snapshotter

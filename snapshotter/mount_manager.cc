@@ -23,11 +23,12 @@ Result<std::unique_ptr<MountManager>> MountManager::Create(MountManagerOptions o
   so.stores.fetch_threads = opt.fetch_threads;
   so.stores.prefetch_threads = opt.prefetch_threads;
   so.stores.fetch_deadline = opt.fetch_deadline;
-  so.stores.open = std::move(opt.open_store);
+  so.stores.open = opt.open_store;
   so.fuse_threads = opt.fuse_threads;
   so.mounter = m->mounter_.get();
   so.new_server = std::move(opt.new_server);
   ASSIGN_OR_RETURN(m->sessions_, ImageSessions::Create(std::move(so)));
+  m->snapshots_ = std::make_unique<Snapshots>(m->attachments_.get(), std::move(opt.open_store));
   return m;
 }
 
@@ -48,11 +49,12 @@ Result<MountOutcome> MountManager::Mount(const std::string& store_url, const std
   RETURN_IF_ERROR(attachments_->CheckFree(target));
   ASSIGN_OR_RETURN(SessionRef session, sessions_->Acquire(store_url, name));
   TargetInfo info{target, session.image_id, session.store_url, writable, "", ""};
-  if (Status attached = attachments_->Attach(info, session.mountpoint); !attached.ok()) {
+  bool resumed = false;
+  if (Status attached = attachments_->Attach(info, session.mountpoint, &resumed); !attached.ok()) {
     sessions_->Release(session);
     return attached;
   }
-  return MountOutcome{session.image_id, session.shared};
+  return MountOutcome{session.image_id, session.shared, resumed};
 }
 
 Result<bool> MountManager::Unmount(const std::string& target_in, bool lazy,
@@ -89,11 +91,12 @@ Result<MountOutcome> MountManager::MountInto(const std::string& store_url,
   RETURN_IF_ERROR(attachments_->CheckFree(target, into));
   ASSIGN_OR_RETURN(SessionRef session, sessions_->Acquire(store_url, name));
   TargetInfo info{target, session.image_id, session.store_url, writable, "", "", into};
-  if (Status attached = attachments_->Attach(info, session.mountpoint); !attached.ok()) {
+  bool resumed = false;
+  if (Status attached = attachments_->Attach(info, session.mountpoint, &resumed); !attached.ok()) {
     sessions_->Release(session);
     return attached;
   }
-  return MountOutcome{session.image_id, session.shared};
+  return MountOutcome{session.image_id, session.shared, resumed};
 }
 
 Result<bool> MountManager::UnmountInto(pid_t pid, const std::string& target_in, bool lazy,
@@ -116,6 +119,10 @@ Result<bool> MountManager::DetachAndRelease(const std::string& target, bool lazy
   Status st = attachments_->Detach(target, lazy, &removed, into);
   if (removed.target.empty()) return st;  // nothing was detached
   if (image_id != nullptr) *image_id = removed.image_id;
+  if (removed.kept) {  // it held no session
+    RETURN_IF_ERROR(st);
+    return false;
+  }
   bool ended = sessions_->Release(
       SessionRef{removed.image_id, removed.store_url, removed.source, /*shared=*/true});
   RETURN_IF_ERROR(st);  // the table could not be saved
@@ -138,6 +145,16 @@ Result<std::tuple<std::string, uint64_t, uint64_t>> MountManager::StopProfile(
     const std::string& target) {
   ASSIGN_OR_RETURN(TargetInfo t, FindTarget(target));
   return sessions_->StopProfile(t.image_id);
+}
+
+Result<SnapshotOutcome> MountManager::Snapshot(SnapshotSpec spec,
+                                               const builder::ProgressSink& progress) {
+  if (spec.into.pid != 0) {
+    ASSIGN_OR_RETURN(std::string path, PathInProcess(spec.path, spec.into.pid));
+    spec.path = path;
+    ASSIGN_OR_RETURN(spec.into.mnt_ns, mounter_->MountNamespace(spec.into.pid));
+  }
+  return snapshots_->Take(spec, progress);
 }
 
 std::vector<TargetInfo> MountManager::Targets() const { return attachments_->List(); }

@@ -12,13 +12,16 @@
 // target to it; an Unmount detaches the target and releases the reference.
 // Needs root (bind and overlay mounts, FUSE) unless the options put fakes in.
 //
-// Room for what comes next: filesystem and directory snapshots and the
-// containerd snapshots service will be parts beside these two, with their
-// own keys (snapshot and containerd keys, not target paths), parents
-// (a snapshot's base image and upper directory; containerd's parent chain)
-// and lifecycle (prepare, commit, remove), each with its own saved state
-// under ROOT. They use sessions for the images they read and the Mounter
-// for what they mount; this class only composes them for ferryd's API.
+//   snapshots.h       filesystem and directory snapshots: a target's base
+//                     image plus its upper directory (pinned meanwhile) made
+//                     into a new image in the store
+//
+// Room for what comes next: the containerd snapshots service will be a part
+// beside these, with its own keys (containerd keys, not target paths),
+// parents (containerd's parent chain) and lifecycle (prepare, commit,
+// remove), with its own saved state under ROOT. It uses sessions for the
+// images it reads and the Mounter for what it mounts; this class only
+// composes the parts for ferryd's API.
 //
 // Thread-safe. Lock order: MountManager holds no lock of its own, and
 // Attachments::mu_, ImageSessions::mu_ and StoreRegistry::mu_ are leaves
@@ -35,6 +38,7 @@
 #include "snapshotter/attachments.h"
 #include "snapshotter/image_sessions.h"
 #include "snapshotter/mounter.h"
+#include "snapshotter/snapshots.h"
 #include "snapshotter/store_registry.h"
 
 namespace ferry::snapshotter {
@@ -56,7 +60,8 @@ struct MountManagerOptions {
 
 struct MountOutcome {
   std::string image_id;
-  bool shared = false;  // the image's FUSE session already existed
+  bool shared = false;   // the image's FUSE session already existed
+  bool resumed = false;  // a kept target's upper directory was mounted again
 };
 
 class MountManager {
@@ -69,7 +74,8 @@ class MountManager {
   // `target` must be an absolute path to an existing directory that is not
   // already a target. NotFound for an unknown image; the image's metadata
   // is verified before anything is mounted. A slow store delays only the
-  // mounts of its images.
+  // mounts of its images. A kept target (attachments.h) is resumed by a
+  // writable mount of its image, and refused otherwise.
   Result<MountOutcome> Mount(const std::string& store_url, const std::string& image,
                              const std::string& target, bool writable);
   // FailedPrecondition if the target is busy (unless `lazy`); NotFound if it
@@ -92,6 +98,9 @@ class MountManager {
   // bytes. FailedPrecondition if not recording (or, for Start, already).
   Result<std::string> StartProfile(const std::string& target);
   Result<std::tuple<std::string, uint64_t, uint64_t>> StopProfile(const std::string& target);
+  // A snapshot (snapshots.h). With spec.into.pid set, its namespace is
+  // looked up here (NotFound if the process is gone).
+  Result<SnapshotOutcome> Snapshot(SnapshotSpec spec, const builder::ProgressSink& progress);
   std::vector<TargetInfo> Targets() const;
   std::vector<ImageInfo> Images() const;
   // Unmounts every target (lazily) and ends every session.
@@ -109,6 +118,7 @@ class MountManager {
   std::shared_ptr<Mounter> mounter_;           // used by both parts below
   std::unique_ptr<Attachments> attachments_;
   std::unique_ptr<ImageSessions> sessions_;
+  std::unique_ptr<Snapshots> snapshots_;
 };
 
 }  // namespace ferry::snapshotter

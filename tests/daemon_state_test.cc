@@ -192,13 +192,14 @@ TEST_CASE("kill -9 while the cache fills: after restart every file is exact and 
   CHECK(env.Umount(mnt).exit_code == 0);
 }
 
-TEST_CASE("a daemon killed under its users: errors, not hangs; restart cleans up and mounts again") {
+TEST_CASE("a daemon killed under its users: errors, not hangs; restart cleans up, keeps what was written, and mounts again") {
   Env env;
   Image img = MakeImage(env.Dir("src"), env.store, "img", 6);
   std::string ro = env.Dir("ro"), rw = env.Dir("rw");
   auto d = std::make_unique<ScopedDaemon>(env.root);
   REQUIRE(env.Mount("img", ro).exit_code == 0);
   REQUIRE(env.Mount("img", rw, true).exit_code == 0);
+  { std::ofstream(rw + "/written") << "by the sandbox\n"; }
   int fd = open((ro + "/big").c_str(), O_RDONLY);
   REQUIRE(fd >= 0);
   char buf[4096];
@@ -214,13 +215,25 @@ TEST_CASE("a daemon killed under its users: errors, not hangs; restart cleans up
   d = std::make_unique<ScopedDaemon>(env.root);
   CHECK(d->Log().find("removed stale mount") != std::string::npos);
   CHECK(MountsUnder(env.tmp.path()).empty());
-  CHECK(stdfs::is_empty(env.root + "/sandboxes"));
+  CHECK(d->Log().find("kept the changes of " + rw) != std::string::npos);
+  // The writable mount's changes are kept, and listed as such.
+  auto list = api::CallDaemon(env.root, "ListMounts", nlohmann::json::object(), std::chrono::seconds(10));
+  REQUIRE(list.ok());
+  INFO(list->dump());
+  REQUIRE((*list)["mounts"].size() == 1);
+  CHECK((*list)["mounts"][0]["target"] == rw);
+  CHECK((*list)["mounts"][0]["kept"] == true);
   REQUIRE(env.Mount("img", ro).exit_code == 0);
-  REQUIRE(env.Mount("img", rw, true).exit_code == 0);
+  // A writable mount of the same image there resumes them.
+  auto resumed = env.Mount("img", rw, true);
+  CHECK(resumed.exit_code == 0);
+  CHECK(resumed.out.find("resumed") != std::string::npos);
+  CHECK(ReadAll(rw + "/written") == "by the sandbox\n");
   CHECK(Mismatches(img, ro) == 0);
   CHECK(Mismatches(img, rw) == 0);
   CHECK(env.Umount(rw).exit_code == 0);
   CHECK(env.Umount(ro).exit_code == 0);
+  CHECK(stdfs::is_empty(env.root + "/sandboxes"));
 }
 
 TEST_CASE("disk full: with the cache on a full tmpfs, reads are still exact") {

@@ -195,7 +195,7 @@ TEST_CASE("ferry snapshot: a changed writable mount, mounted back, equals the li
   CheckSameTree(m, r1, overlay_link_quirks);
 }
 
-TEST_CASE("ferry snapshot: clear errors for a read-only mount, a plain directory, no daemon") {
+TEST_CASE("ferry snapshot: clear errors for a read-only mount, a missing directory, no daemon") {
   Env env;
   std::string src = env.tmp.path() + "/src";
   stdfs::create_directories(src);
@@ -207,9 +207,12 @@ TEST_CASE("ferry snapshot: clear errors for a read-only mount, a plain directory
     auto r = Ferry(env.store, {"snapshot", ro, "--tag", "x", "--daemon", env.root});
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("read-only mount") != std::string::npos);
-    r = Ferry(env.store, {"snapshot", src, "--tag", "x", "--daemon", env.root});
-    CHECK(r.exit_code == 1);
-    CHECK(r.err.find("is not a mount of ferryd") != std::string::npos);
+    r = Ferry(env.store, {"snapshot", src + "/nowhere", "--tag", "x", "--daemon", env.root});
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find(src + "/nowhere is not a directory") != std::string::npos);
+    r = Ferry(env.store, {"snapshot", ro + "/nowhere", "--tag", "x", "--daemon", env.root});
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("nowhere") != std::string::npos);
     const std::string rw = env.Mount("small", "rw", /*writable=*/true);
     r = Ferry(env.store, {"snapshot", rw, "--tag", "../bad", "--daemon", env.root});
     CHECK(r.exit_code == 2);

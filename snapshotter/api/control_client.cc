@@ -70,6 +70,13 @@ class Fd {
 
 Result<nlohmann::json> CallDaemon(const std::string& root, const std::string& method,
                                   const nlohmann::json& request, std::chrono::milliseconds deadline) {
+  return CallDaemonStreaming(root, method, request, deadline, nullptr);
+}
+
+Result<nlohmann::json> CallDaemonStreaming(
+    const std::string& root, const std::string& method, const nlohmann::json& request,
+    std::chrono::milliseconds deadline,
+    const std::function<void(const nlohmann::json&)>& on_progress) {
   const std::string path = ControlSocketPath(root);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -94,7 +101,7 @@ Result<nlohmann::json> CallDaemon(const std::string& root, const std::string& me
     return ErrnoError("connect to ferryd at " + path, err);
   }
 
-  const auto until = std::chrono::steady_clock::now() + deadline;
+  auto until = std::chrono::steady_clock::now() + deadline;
   auto wait = [&](short events) -> Status {
     for (;;) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -133,6 +140,14 @@ Result<nlohmann::json> CallDaemon(const std::string& root, const std::string& me
     if (n < 0) return ErrnoError("read from ferryd at " + path);
     if (n == 0) break;
     in.append(buf, static_cast<size_t>(n));
+    // Progress lines come before the reply, one JSON object each.
+    for (size_t eol; on_progress && (eol = in.find('\n')) != std::string::npos;) {
+      nlohmann::json line = nlohmann::json::parse(in.substr(0, eol), nullptr, false);
+      if (!line.is_object() || !line.contains("progress")) break;  // the reply
+      in.erase(0, eol + 1);
+      until = std::chrono::steady_clock::now() + deadline;
+      on_progress(line["progress"]);
+    }
   }
   nlohmann::json reply = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (!reply.is_object() || !reply.contains("code") || !reply["code"].is_number_integer()) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +38,14 @@ std::string FormatBytes(uint64_t bytes);  // "1.5 GiB"
 // daemon error comes back with its code and message.
 Result<nlohmann::json> CallDaemon(const std::string& root, const std::string& method,
                                   const nlohmann::json& request, std::chrono::milliseconds deadline);
+
+// The same for a method that streams progress (Snapshot): each progress
+// message goes to `on_progress` as it arrives, and `deadline` is how long
+// the daemon may stay silent (it restarts with every message).
+Result<nlohmann::json> CallDaemonStreaming(
+    const std::string& root, const std::string& method, const nlohmann::json& request,
+    std::chrono::milliseconds deadline,
+    const std::function<void(const nlohmann::json&)>& on_progress);
 
 // A 64-bit field of a reply (a string, or a number), 0 if absent.
 uint64_t JsonU64(const nlohmann::json& message, const char* field);

@@ -1,0 +1,136 @@
+#include "snapshotter/snapshots.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "chunkstore/store_factory.h"
+#include "snapshotter/cgroup_freeze.h"
+#include "fs/image_store.h"
+
+namespace ferry::snapshotter {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+constexpr const char* kNothing = "snapshot failed, nothing was published";
+
+std::string Normal(const std::string& p) {
+  std::string s = stdfs::path(p).lexically_normal().string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+Snapshots::Snapshots(Attachments* attachments, StoreOpener open)
+    : attachments_(attachments), open_(std::move(open)) {
+  if (!open_) open_ = [](const std::string& url) { return chunkstore::OpenObjectStore(url); };
+}
+
+Result<SnapshotOutcome> Snapshots::Take(const SnapshotSpec& spec_in,
+                                        const builder::ProgressSink& progress) {
+  SnapshotSpec spec = spec_in;
+  if (spec.path.empty() || spec.path[0] != '/') {
+    return InvalidArgumentError("snapshot path '" + spec.path + "' must be an absolute path");
+  }
+  if (!fs::IsValidRefName(spec.tag)) {
+    return InvalidArgumentError("invalid image name '" + spec.tag + "'");
+  }
+  spec.path = Normal(spec.path);
+  auto target = attachments_->PinContaining(spec.path, spec.into);
+  if (!target.ok()) {
+    if (target.status().code() != StatusCode::kNotFound || spec.into.pid != 0) {
+      return target.status();
+    }
+    return FromDirectory(spec, progress);
+  }
+  Result<SnapshotOutcome> out = FromTarget(spec, *target, progress);
+  attachments_->Unpin(*target);
+  return out;
+}
+
+Result<SnapshotOutcome> Snapshots::FromTarget(const SnapshotSpec& spec, const TargetInfo& t,
+                                              const builder::ProgressSink& progress) {
+  SnapshotOutcome out;
+  out.target = t.target;
+  out.subdir = spec.path == t.target ? "" : spec.path.substr(t.target == "/" ? 1 : t.target.size() + 1);
+  out.kind = out.subdir.empty() && t.writable ? "filesystem" : "directory";
+  out.base_image_id = t.image_id;
+  out.store_url = t.store_url;
+  if (out.subdir.empty() && !t.writable) {
+    return FailedPreconditionError(spec.path + " is a read-only mount of image " +
+                                   t.image_id.substr(0, 12) +
+                                   ": it has no changes to snapshot (mount it --writable)");
+  }
+  auto base_id = Digest::FromHex(t.image_id);
+  if (!base_id) return InternalError("target " + t.target + " names image '" + t.image_id + "'");
+  ASSIGN_OR_RETURN(auto store, open_(t.store_url));
+  auto base = fs::LoadImage(*store, *base_id);
+  if (!base.ok()) return base.status().Annotate("base image of " + t.target);
+
+  builder::BuildOptions opt;
+  opt.progress_sink = progress;
+  std::unique_ptr<CgroupFreeze> freeze;
+  opt.contents_read = [&] {
+    if (freeze) out.frozen_ms = freeze->Thaw();
+  };
+  builder::ImageBuilder b(store.get(), opt);
+  if (Status st = b.AddImage(**base); !st.ok()) return st.Annotate(kNothing);
+  // The pause covers the scan of the upper directory and the reading of
+  // what changed: one instant's tree.
+  if (!spec.freeze_cgroup.empty()) {
+    auto f = CgroupFreeze::Freeze(spec.freeze_cgroup, spec.freeze_timeout);
+    if (!f.ok()) return f.status().Annotate(kNothing);
+    freeze = std::move(*f);
+  }
+  if (const std::string upper = OverlayUpperDir(t); !upper.empty()) {
+    if (Status st = b.AddOverlayUpper(upper); !st.ok()) return st.Annotate(kNothing);
+  }
+  if (Status st = b.KeepSubtree(out.subdir); !st.ok()) {
+    return st.Annotate("directory snapshot of " + spec.path + " (in the mount " + t.target + ")")
+        .Annotate(kNothing);
+  }
+  auto sum = b.Finish(spec.tag);
+  if (freeze) out.frozen_ms = freeze->Thaw();  // already, unless Finish failed early
+  if (!sum.ok()) return sum.status().Annotate(kNothing);
+  out.summary = std::move(*sum);
+  return out;
+}
+
+Result<SnapshotOutcome> Snapshots::FromDirectory(const SnapshotSpec& spec,
+                                                 const builder::ProgressSink& progress) {
+  struct stat st;
+  if (stat(spec.path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return NotFoundError(spec.path + " is not a directory");
+  }
+  if (spec.store_url.empty()) {
+    return FailedPreconditionError(spec.path + " is in no mount of ferryd; name the store to "
+                                   "snapshot it into");
+  }
+  SnapshotOutcome out;
+  out.kind = "directory";
+  ASSIGN_OR_RETURN(auto store, open_(spec.store_url));
+  out.store_url = store->Url();
+  builder::BuildOptions opt;
+  opt.progress_sink = progress;
+  std::unique_ptr<CgroupFreeze> freeze;
+  opt.contents_read = [&] {
+    if (freeze) out.frozen_ms = freeze->Thaw();
+  };
+  builder::ImageBuilder b(store.get(), opt);
+  if (!spec.freeze_cgroup.empty()) {
+    auto f = CgroupFreeze::Freeze(spec.freeze_cgroup, spec.freeze_timeout);
+    if (!f.ok()) return f.status().Annotate(kNothing);
+    freeze = std::move(*f);
+  }
+  if (Status s = b.AddDirectory(spec.path); !s.ok()) return s.Annotate(kNothing);
+  auto sum = b.Finish(spec.tag);
+  if (freeze) out.frozen_ms = freeze->Thaw();
+  if (!sum.ok()) return sum.status().Annotate(kNothing);
+  out.summary = std::move(*sum);
+  return out;
+}
+
+}  // namespace ferry::snapshotter
