@@ -22,6 +22,34 @@ std::string Normal(const std::string& p) {
   return s;
 }
 
+// The sandbox's pause for one snapshot: from Begin (if a freeze cgroup was
+// named) until the builder has read every changed file (End, from
+// BuildOptions::contents_read), or at the latest until End after Finish.
+class Pause {
+ public:
+  explicit Pause(double* frozen_ms) : frozen_ms_(frozen_ms) {}
+  Status Begin(const SnapshotSpec& spec) {
+    if (spec.freeze_cgroup.empty()) return Status::Ok();
+    auto f = CgroupFreeze::Freeze(spec.freeze_cgroup, spec.freeze_timeout);
+    if (!f.ok()) return f.status().Annotate(kNothing);
+    freeze_ = std::move(*f);
+    return Status::Ok();
+  }
+  void End() {
+    if (freeze_) *frozen_ms_ = freeze_->Thaw();
+  }
+  builder::BuildOptions Options(const builder::ProgressSink& progress) {
+    builder::BuildOptions opt;
+    opt.progress_sink = progress;
+    opt.contents_read = [this] { End(); };
+    return opt;
+  }
+
+ private:
+  double* const frozen_ms_;
+  std::unique_ptr<CgroupFreeze> freeze_;
+};
+
 }  // namespace
 
 Snapshots::Snapshots(Attachments* attachments, StoreOpener open)
@@ -70,21 +98,12 @@ Result<SnapshotOutcome> Snapshots::FromTarget(const SnapshotSpec& spec, const Ta
   auto base = fs::LoadImage(*store, *base_id);
   if (!base.ok()) return base.status().Annotate("base image of " + t.target);
 
-  builder::BuildOptions opt;
-  opt.progress_sink = progress;
-  std::unique_ptr<CgroupFreeze> freeze;
-  opt.contents_read = [&] {
-    if (freeze) out.frozen_ms = freeze->Thaw();
-  };
-  builder::ImageBuilder b(store.get(), opt);
+  Pause pause(&out.frozen_ms);
+  builder::ImageBuilder b(store.get(), pause.Options(progress));
   if (Status st = b.AddImage(**base); !st.ok()) return st.Annotate(kNothing);
   // The pause covers the scan of the upper directory and the reading of
   // what changed: one instant's tree.
-  if (!spec.freeze_cgroup.empty()) {
-    auto f = CgroupFreeze::Freeze(spec.freeze_cgroup, spec.freeze_timeout);
-    if (!f.ok()) return f.status().Annotate(kNothing);
-    freeze = std::move(*f);
-  }
+  RETURN_IF_ERROR(pause.Begin(spec));
   if (const std::string upper = OverlayUpperDir(t); !upper.empty()) {
     if (Status st = b.AddOverlayUpper(upper); !st.ok()) return st.Annotate(kNothing);
   }
@@ -93,7 +112,7 @@ Result<SnapshotOutcome> Snapshots::FromTarget(const SnapshotSpec& spec, const Ta
         .Annotate(kNothing);
   }
   auto sum = b.Finish(spec.tag);
-  if (freeze) out.frozen_ms = freeze->Thaw();  // already, unless Finish failed early
+  pause.End();  // already, unless Finish failed early
   if (!sum.ok()) return sum.status().Annotate(kNothing);
   out.summary = std::move(*sum);
   return out;
@@ -113,21 +132,12 @@ Result<SnapshotOutcome> Snapshots::FromDirectory(const SnapshotSpec& spec,
   out.kind = "directory";
   ASSIGN_OR_RETURN(auto store, open_(spec.store_url));
   out.store_url = store->Url();
-  builder::BuildOptions opt;
-  opt.progress_sink = progress;
-  std::unique_ptr<CgroupFreeze> freeze;
-  opt.contents_read = [&] {
-    if (freeze) out.frozen_ms = freeze->Thaw();
-  };
-  builder::ImageBuilder b(store.get(), opt);
-  if (!spec.freeze_cgroup.empty()) {
-    auto f = CgroupFreeze::Freeze(spec.freeze_cgroup, spec.freeze_timeout);
-    if (!f.ok()) return f.status().Annotate(kNothing);
-    freeze = std::move(*f);
-  }
+  Pause pause(&out.frozen_ms);
+  builder::ImageBuilder b(store.get(), pause.Options(progress));
+  RETURN_IF_ERROR(pause.Begin(spec));
   if (Status s = b.AddDirectory(spec.path); !s.ok()) return s.Annotate(kNothing);
   auto sum = b.Finish(spec.tag);
-  if (freeze) out.frozen_ms = freeze->Thaw();
+  pause.End();
   if (!sum.ok()) return sum.status().Annotate(kNothing);
   out.summary = std::move(*sum);
   return out;
