@@ -74,6 +74,19 @@ struct Flags {
 };
 
 int Run(Flags f) {
+  // Signals are taken by one thread with sigwait; every other thread,
+  // including FUSE's and gRPC's, inherits the blocked mask. So this comes
+  // before anything starts a thread: the probe of a stale socket below
+  // starts gRPC's client threads, and a SIGTERM delivered to one of those
+  // would kill ferryd without unmounting anything.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
   std::string root = f.root, cache_dir = f.cache_dir;
   const std::string& cache_size = f.cache_size;
   if (geteuid() != 0) {
@@ -103,16 +116,6 @@ int Run(Flags f) {
   }
   RaiseFileLimit();
   chunkstore::InitHttpClient();
-
-  // Signals are taken by one thread with sigwait; every other thread,
-  // including FUSE's and gRPC's, inherits the blocked mask.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   chunkstore::NodeCacheOptions copt;
   copt.dir = cache_dir;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/snapshot_fixture.h"
 #include "tests/support/bytes.h"
 #include "tests/support/daemon.h"
 #include "tests/support/ferry_cli.h"
@@ -29,75 +30,7 @@
 namespace ferry::testing {
 namespace {
 
-namespace stdfs = std::filesystem;
-constexpr uint64_t kMiB = 1 << 20;
-
-void Sh(const std::string& cmd) {
-  INFO(cmd);
-  REQUIRE(std::system(cmd.c_str()) == 0);
-}
-
-void PWrite(const std::string& path, const std::string& data, off_t at) {
-  int fd = open(path.c_str(), O_WRONLY);
-  REQUIRE(fd >= 0);
-  CHECK(pwrite(fd, data.data(), data.size(), at) == static_cast<ssize_t>(data.size()));
-  close(fd);
-}
-
-// A store, a ferryd root and the mounts made through it, unmounted (before
-// the daemon stops) also when a test fails.
-struct Env {
-  ScopedTempDir tmp{"ferry-snap"};
-  std::string store = tmp.path() + "/store";
-  std::string root = tmp.path() + "/ferryd";
-  std::vector<std::string> mounts;
-
-  ~Env() {
-    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) {
-      Ferry(store, {"umount", *it, "--lazy", "--daemon", root});
-    }
-  }
-  std::string Mount(const std::string& image, const std::string& name, bool writable) {
-    std::string dir = tmp.path() + "/" + name;
-    stdfs::create_directories(dir);
-    std::vector<std::string> args = {"mount", image, dir, "--daemon", root};
-    if (writable) args.push_back("--writable");
-    auto r = Ferry(store, args);
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
-    mounts.push_back(dir);
-    return dir;
-  }
-  nlohmann::json Snapshot(const std::string& dir, const std::string& tag) {
-    auto r = Ferry(store, {"snapshot", dir, "--tag", tag, "--json", "--daemon", root});
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
-    UNSCOPED_INFO("snapshot " << tag << ": " << r.out);
-    return nlohmann::json::parse(r.out);
-  }
-};
-
-uint64_t U64(const nlohmann::json& j, const char* key) { return j.at(key).get<uint64_t>(); }
-
-// The snapshot mounted read-only equals the live writable mount, but for
-// the differences in `allowed` (whole lines of CompareTrees).
-void CheckSameTree(const std::string& live, const std::string& snapshot,
-                   const std::set<std::string>& allowed = {}) {
-  CompareOptions opt;
-  opt.compare_dir_nlink = false;  // overlayfs reports 1 for merged directories
-  std::vector<std::string> diffs;
-  for (std::string& d : CompareTrees(live, snapshot, opt)) {
-    if (!allowed.contains(d)) diffs.push_back(std::move(d));
-  }
-  for (const auto& d : diffs) UNSCOPED_INFO(d);
-  CHECK(diffs.empty());
-}
-
-struct stat Stat(const std::string& path) {
-  struct stat st;
-  REQUIRE(lstat(path.c_str(), &st) == 0);
-  return st;
-}
+using Env = SnapshotEnv;
 
 TEST_CASE("ferry snapshot: a changed writable mount, mounted back, equals the live tree; chains") {
   Env env;
@@ -221,10 +154,7 @@ TEST_CASE("ferry snapshot: clear errors for a read-only mount, a missing directo
     // Nothing was published by the refused calls.
     auto ls = Ferry(env.store, {"ls"});
     CHECK(ls.out.find("x") == std::string::npos);
-    for (auto it = env.mounts.rbegin(); it != env.mounts.rend(); ++it) {
-      CHECK(Ferry(env.store, {"umount", *it, "--daemon", env.root}).exit_code == 0);
-    }
-    env.mounts.clear();
+    while (!env.mounts.empty()) env.Umount(env.mounts.back().first);
   }
   auto r = Ferry(env.store, {"snapshot", src, "--tag", "x", "--daemon", env.root});
   CHECK(r.exit_code == 1);
