@@ -20,6 +20,7 @@ ITEM_TIMEOUT=300
 MIRROR=""
 REBUILD_ROOTFS=0
 NO_FREEZE=0
+PROFILE=1
 BUCKET=ferry-snapshot
 BASE_TAG=snapbench-base
 PY_IMPORTS='import json, sqlite3, asyncio, email, http.client'
@@ -77,6 +78,9 @@ also snapshotted with --freeze on a cgroup holding a sleeping process.
              BYTES/BANDWIDTH, then the GET from s3rver), extract, the same
              workload
     and in both the installed package is checked (every file, sha256).
+    The target is checked without a start-up profile (a fresh snapshot has
+    none); an extra row (--no-profile: skipped) records one for SNAP
+    ('ferry profile record', untimed) and resumes again with it.
 
 Targets: a 1-file snapshot in < 100 ms (wall); bytes written <= 1.2x the
 tar|zstd of the upper directory (checked for both byte figures); resume
@@ -93,6 +97,7 @@ Options:
   --cache-size SIZE   ferryd --cache-size (default: $CACHE_SIZE)
   --timeout SECS      limit for one timed step (default: $ITEM_TIMEOUT)
   --no-freeze         skip the --freeze row
+  --no-profile        skip the extra resume row with a start-up profile
   --mirror URL        Debian mirror, only if the root filesystem must be made
   --rebuild-rootfs    remake the root filesystem even if cached
   -h, --help          show this help
@@ -118,6 +123,7 @@ while (($#)); do
     --timeout) ITEM_TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
     --timeout=*) ITEM_TIMEOUT=${1#*=}; shift ;;
     --no-freeze) NO_FREEZE=1; shift ;;
+    --no-profile) PROFILE=0; shift ;;
     --mirror) MIRROR=${2:?--mirror needs a value}; shift 2 ;;
     --mirror=*) MIRROR=${1#*=}; shift ;;
     --rebuild-rootfs) REBUILD_ROOTFS=1; shift ;;
@@ -305,12 +311,10 @@ workload() { # root
 }
 
 # The pip-sized package of run $1 in $2: real trees and binaries of the
-# root filesystem with every byte rotated by $1 (tr over all 256 values: a
+# root filesystem with every byte rotated by $1 (b -> b + $1 mod 256: a
 # bijection, so the same compressibility; no chunk shared with the base).
 make_package() { # run dst
-  local k=$1 dst=$2 from to f p natives
-  from='\000-\377'
-  to="\\$(printf '%03o' "$k")-\\377\\000-\\$(printf '%03o' $((k - 1)))"
+  local k=$1 dst=$2 p natives
   rm -rf "$dst"
   mkdir -p "$dst/_native"
   for p in $PIP_PKGS; do
@@ -321,9 +325,18 @@ make_package() { # run dst
   mapfile -t natives < <(ls -S "$ROOTFS"/usr/lib/python3.11/lib-dynload/*.so)
   ((${#natives[@]} >= PIP_NATIVE)) || die "fewer than $PIP_NATIVE extension modules in $ROOTFS/usr/lib/python3.11/lib-dynload"
   cp -a "${natives[@]:0:PIP_NATIVE}" "$dst/_native/"
-  find "$dst" -type f -print0 | while IFS= read -r -d '' f; do
-    tr "$from" "$to" <"$f" >"$f.rot" && cat "$f.rot" >"$f" && rm -f "$f.rot"
-  done
+  "$HOST_PY" - "$dst" "$k" <<'PY' || die "could not make the package in $dst"
+import os, sys
+top, k = sys.argv[1], int(sys.argv[2])
+table = bytes((b + k) % 256 for b in range(256))
+for d, _, files in os.walk(top):
+    for name in files:
+        p = os.path.join(d, name)
+        with open(p, "rb") as f:
+            data = f.read()
+        with open(p, "wb") as f:  # in place: mode and owner stay
+            f.write(data.translate(table))
+PY
 }
 
 # ------------------------------------------------------- base image ---
@@ -495,9 +508,9 @@ tree_sums "$STAGE/1" >"$SN/package.sha256"
 # Whether root $1 holds run 1's package, file for file.
 has_package() { [[ -d $1$PIP_DEST ]] && cmp -s <(tree_sums "$1$PIP_DEST") "$SN/package.sha256"; }
 
-resume_ferry() { # run
-  local r=$1 dir=$MNT/resume t0 t1 t2 ok=1 sb sf
-  start_ferryd "$FERRYD_B" "second host, run $r"
+resume_ferry() { # item run (item: resume, or resume_prof once the image has a profile)
+  local it=$1 r=$2 dir=$MNT/resume t0 t1 t2 ok=1 sb sf pc
+  start_ferryd "$FERRYD_B" "second host, $it run $r"
   drop_caches
   t0=$(now)
   ferry_mount "$FAULT_URL" "$SNAP_TAG" "$dir" || ok=0
@@ -505,19 +518,20 @@ resume_ferry() { # run
   ((ok)) && { workload "$dir" || ok=0; }
   t2=$(now)
   if ((ok)); then
-    add resume ferry_s "$(secs "$t0" "$t2")"; add resume mount_s "$(secs "$t0" "$t1")"
-    if has_package "$dir"; then add resume ferry_has 1; else add resume ferry_has 0; fi
-    timeout -k 5 60 "$FERRY" cache stats --json --daemon "$FERRYD_ROOT" >"$LOGS/resume-stats-$r.json" 2>>"$LOGS/ferry-mount.log" || true
-    read -r sb sf <<<"$("$HOST_PY" -c '
+    add "$it" ferry_s "$(secs "$t0" "$t2")"; add "$it" mount_s "$(secs "$t0" "$t1")"
+    if has_package "$dir"; then add "$it" ferry_has 1; else add "$it" ferry_has 0; fi
+    timeout -k 5 60 "$FERRY" cache stats --json --daemon "$FERRYD_ROOT" >"$LOGS/$it-stats-$r.json" 2>>"$LOGS/ferry-mount.log" || true
+    read -r sb sf pc <<<"$("$HOST_PY" -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
-print(sum(int(i.get("store_bytes", 0)) for i in j.get("images", [])), sum(int(i.get("store_fetches", 0)) for i in j.get("images", [])))' \
-      "$LOGS/resume-stats-$r.json" 2>/dev/null || echo "0 0")"
-    add resume ferry_bytes "$sb"; add resume ferry_fetches "$sf"
-    sample "resume ferry run $r: total $(secs "$t0" "$t2") mount $(secs "$t0" "$t1") workload $(secs "$t1" "$t2") store_bytes $sb store_fetches $sf"
+im = j.get("images", [])
+print(*(sum(int(i.get(k, 0)) for i in im) for k in ("store_bytes", "store_fetches", "profile_chunks")))' \
+      "$LOGS/$it-stats-$r.json" 2>/dev/null || echo "0 0 0")"
+    add "$it" ferry_bytes "$sb"; add "$it" ferry_fetches "$sf"; add "$it" profile_chunks "$pc"
+    sample "$it ferry run $r: total $(secs "$t0" "$t2") mount $(secs "$t0" "$t1") workload $(secs "$t1" "$t2") store_bytes $sb store_fetches $sf profile_chunks $pc"
   else
-    add resume ferry_s err
-    log "  resume run $r: ferry failed (see $LOGS/ferry-mount.log, $LOGS/workload.log, $FERRYD_LOG)"
+    add "$it" ferry_s err
+    log "  $it run $r: ferry failed (see $LOGS/ferry-mount.log, $LOGS/workload.log, $FERRYD_LOG)"
   fi
   ferry_umount "$dir"
   stop_ferryd
@@ -553,9 +567,27 @@ resume_pull() { # run
 log "resume at $SET_LABEL: $RUNS runs [load $(cut -d' ' -f1 /proc/loadavg)]"
 for ((r = 1; r <= RUNS; r++)); do
   resume_pull "$r"
-  resume_ferry "$r"
+  resume_ferry resume "$r"
 done
 log "  ferry (s):${RES[resume|ferry_s]:-}; pull (s):${RES[resume|pull_s]:-}"
+
+# Not part of the target: how much of the resume time a start-up profile
+# (prefetched by ferryd at mount) takes away. Recorded once, untimed, on
+# the plain s3:// store, after the runs above (which must see none).
+PROFILE_OK=0
+if ((PROFILE)); then
+  log "recording a start-up profile of $SNAP_TAG (untimed), then $RUNS runs with it"
+  if timeout -k 5 "$ITEM_TIMEOUT" env -i PATH="$WORKLOAD_PATH" PYTHONDONTWRITEBYTECODE=1 \
+       AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+       "$FERRY" --store "$PLAIN_URL" profile record "$SNAP_TAG" -- python3 -c "$PY_IMPORTS" \
+       >>"$LOGS/ferry-profile.log" 2>&1; then
+    PROFILE_OK=1
+    for ((r = 1; r <= RUNS; r++)); do resume_ferry resume_prof "$r"; done
+    log "  ferry with profile (s):${RES[resume_prof|ferry_s]:-}"
+  else
+    log "  ferry profile record failed (see $LOGS/ferry-profile.log); no profile row"
+  fi
+fi
 stop_s3rver
 LOAD_END=$(cut -d' ' -f1 /proc/loadavg)
 TOTAL_S=$(secs "$START" "$(now)")
@@ -612,13 +644,17 @@ kb() { isnum "$1" && awk -v v="$1" 'BEGIN { if (v >= 1e6) printf "%.2f MB", v / 
   elif ((!NO_FREEZE)); then
     echo "| 1-file: \`snapshot --freeze\` | n/a | | | – | – | $FREEZE_NOTE |"
   fi
+  hp() { [[ $1 == 1.000000 ]] && echo yes || echo "no ($1)"; }
   FR=$(med resume ferry_s) PR=$(med resume pull_s) SP=$(div "$PR" "$FR")
   HAS_F=$(med resume ferry_has) HAS_P=$(med resume pull_has)
-  echo "| resume on a cold host: mount + python3 ($SET_LABEL) | $(sec "$FR") | $(sec "$PR") | ${SP}x faster | ≥ 5x | $(verdict "$SP" '>=' 5) | ferry: \`ferry mount\` $(sec "$(med resume mount_s)") of it; pull: GET $(sec "$(med resume pull_get_s)"), extract $(sec "$(med resume pull_extract_s)"), workload $(sec "$(med resume pull_run_s)") |"
+  echo "| resume on a cold host: mount + python3 ($SET_LABEL) | $(sec "$FR") | $(sec "$PR") | ${SP}x faster | ≥ 5x | $(verdict "$SP" '>=' 5) | ferry: \`ferry mount\` $(sec "$(med resume mount_s)") of it, no start-up profile (profile chunks $(fmt "$(med resume profile_chunks)" 0)); pull: GET $(sec "$(med resume pull_get_s)"), extract $(sec "$(med resume pull_extract_s)"), workload $(sec "$(med resume pull_run_s)") |"
   echo "| resume: bytes fetched | $(kb "$(med resume ferry_bytes)") | $(kb "$TAR_BYTES") | $(div "$(med resume ferry_bytes)" "$TAR_BYTES")x | – | – | ferry: store_bytes of \`ferry cache stats\` (chunks; not the image metadata) in $(fmt "$(med resume ferry_fetches)" 0) fetches; pull: the zstd tarball |"
-  hp() { [[ $1 == 1.000000 ]] && echo yes || echo "no ($1)"; }
   OKP=FAIL; [[ $HAS_F == 1.000000 && $HAS_P == 1.000000 ]] && OKP=PASS
   echo "| resume: the pip-sized change is there | $(hp "$HAS_F") | $(hp "$HAS_P") | – | all files | $OKP | sha256 of every file of $PIP_DEST against run 1's package |"
+  if ((PROFILE_OK)); then
+    FP=$(med resume_prof ferry_s) SPP=$(div "$PR" "$(med resume_prof ferry_s)")
+    echo "| resume, SNAP with a start-up profile (not the target) | $(sec "$FP") | $(sec "$PR") | ${SPP}x faster | – | – | profile recorded once by \`ferry profile record\` of the same workload; profile chunks $(fmt "$(med resume_prof profile_chunks)" 0), $(kb "$(med resume_prof ferry_bytes)") in $(fmt "$(med resume_prof ferry_fetches)" 0) fetches; package there: $(hp "$(med resume_prof ferry_has)") |"
+  fi
   echo
   echo "- ratio: ferry / peer (below 1: ferry is faster or smaller), except the resume time: peer / ferry."
   echo "- Snapshot: \`ferry --store file://... snapshot DIR --tag T --json --daemon ROOT\` of a fresh writable mount (\`ferry mount $BASE_TAG DIR --writable\`)," \
