@@ -248,6 +248,15 @@ cleanup() {
   umount_below "$FERRYD_B"
   stop_s3rver 2>/dev/null || true
   rm -rf "$PULL" "$PEER" 2>/dev/null || true
+  # The stores, node caches and s3rver's copy (about 700 MB) are not kept;
+  # the logs and the table are. A directory with a mount still below it is
+  # left alone.
+  local d
+  for d in "$STORE_DIR" "$STAGE" "$S3_DATA" "$FERRYD_A" "$FERRYD_B"; do
+    if ! awk -v p="$d" 'index($5, p "/") == 1 || $5 == p { f = 1 } END { exit !f }' /proc/self/mountinfo; then
+      rm -rf "$d" 2>/dev/null || true
+    fi
+  done
   exit "$rc"
 }
 trap cleanup EXIT
