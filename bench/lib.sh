@@ -1,6 +1,7 @@
-# Shared helpers of the benchmark scripts (bench/run.sh, bench/coldstart.sh).
-# Sourced, not run. Expects WORKDIR, ROOTFS, LOGS, MIRROR and REBUILD_ROOTFS
-# to be set before make_rootfs is called.
+# Shared helpers of the benchmark scripts (bench/run.sh, bench/coldstart.sh,
+# bench/snapshot.sh). Sourced, not run. Expects WORKDIR, ROOTFS, LOGS, MIRROR
+# and REBUILD_ROOTFS to be set before make_rootfs is called; the s3rver
+# helpers expect S3RVER_JS, S3_DATA, S3_LOG, S3_PIDFILE and BUCKET.
 
 # Messages go to the original stderr (fd 8) even inside redirections, and
 # (once the work directory is set up) to $RUN_LOG.
@@ -198,4 +199,103 @@ make_rootfs() {
     mv "$tarball.tmp" "$tarball"
   fi
   [[ -x $ROOTFS/usr/bin/python3 ]] || die "$ROOTFS has no python3; rerun with --rebuild-rootfs"
+}
+
+# ------------------------------------------------------ time and units ---
+now() { echo "$EPOCHREALTIME"; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
+
+# Link settings "LATENCY/BANDWIDTH" in the fault store's units
+# (chunkstore/fault_store.h, as its ParseSeconds/ParseRate read them):
+# to_seconds 20ms -> 0.020000000; to_bps 100MB -> 100000000.
+to_seconds() {
+  awk -v v="$1" 'BEGIN { if (!match(v, /^[0-9.]+/)) exit 1; x = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
+    if (u == "" || u == "s") f = 1; else if (u == "ms") f = 1e-3; else if (u == "us") f = 1e-6; else exit 1
+    printf "%.9f\n", x * f }'
+}
+to_bps() {
+  awk -v v="$1" 'BEGIN { if (!match(v, /^[0-9.]+/)) exit 1; x = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
+    sub(/[Bb]$/, "", u)
+    if (u == "") f = 1; else if (u == "K" || u == "k") f = 1e3; else if (u == "M" || u == "m") f = 1e6
+    else if (u == "G" || u == "g") f = 1e9; else exit 1
+    printf "%.0f\n", x * f }'
+}
+
+# ------------------------------------------------------------- s3rver ---
+# s3rver on loopback with bucket $BUCKET, data in $S3_DATA (emptied first),
+# its request log in $S3_LOG (without --silent: path, status and size of
+# each request are the server-side count of what a run asked for); sets
+# S3_PID, S3_PORT and ENDPOINT. As tests/s3/start-s3rver.sh: the legacy
+# OpenSSL provider, since s3rver's List tokens use DES.
+S3_PID="" S3_PORT="" ENDPOINT=""
+start_s3rver() {
+  local i
+  [[ -f $S3RVER_JS ]] || die "s3rver missing at $S3RVER_JS (run scripts/install-deps.sh)"
+  rm -rf "$S3_DATA"
+  mkdir -p "$S3_DATA"
+  setsid node --openssl-legacy-provider "$S3RVER_JS" --directory "$S3_DATA" --address 127.0.0.1 \
+    --port 0 --service-endpoint localhost --configure-bucket "$BUCKET" </dev/null >"$S3_LOG" 2>&1 &
+  S3_PID=$!
+  echo "$S3_PID" >"$S3_PIDFILE"
+  for ((i = 0; i < 300; i++)); do
+    S3_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$S3_LOG" | head -n 1)
+    [[ -n $S3_PORT ]] && break
+    proc_alive "$S3_PID" || break
+    sleep 0.1
+  done
+  [[ -n $S3_PORT ]] || { tail -n 20 "$S3_LOG" >&8; die "s3rver did not start (see $S3_LOG)"; }
+  ENDPOINT=http://127.0.0.1:$S3_PORT
+}
+stop_s3rver() { stop_pid "$S3_PID" s3rver; S3_PID=""; rm -f "$S3_PIDFILE"; }
+# curl ARGS...: SigV4-signed with $AWS_ACCESS_KEY_ID (s3rver accepts any
+# key), unsigned payload.
+s3_curl() {
+  curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
+}
+# Uploads every object of the file:// store at directory $1 to
+# s3://$BUCKET/$2/KEY (an s3:// store URL with that prefix then reads the
+# same store: both map object KEY to PREFIX/KEY). Prints "OBJECTS BYTES".
+copy_store_to_s3() { # store-dir prefix
+  local f key n=0 bytes=0
+  while IFS= read -r -d '' f; do
+    key=${f#"$1"/}
+    s3_curl -o /dev/null -T "$f" "$ENDPOINT/$BUCKET/$2/$key" || die "upload of $f to s3rver failed"
+    n=$((n + 1)); bytes=$((bytes + $(stat -c %s "$f")))
+  done < <(find "$1" -path "$1/.tmp" -prune -o -type f -print0)
+  echo "$n $bytes"
+}
+# The pull of bench/coldstart.sh's method (a), through the same emulation
+# as ferry's fault+ store: sleeps LATENCY + BYTES / BANDWIDTH (seconds,
+# bytes per second), then GETs s3://$BUCKET/KEY from s3rver at loopback
+# speed into OUT. emulated_get KEY OUT BYTES LATENCY_S BPS TIMEOUT
+emulated_get() {
+  sleep "$(awk -v l="$4" -v b="$3" -v bw="$5" 'BEGIN { printf "%.6f", l + b / bw }')"
+  timeout -k 5 "$6" curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+    -o "$2" "$ENDPOINT/$BUCKET/$1"
+}
+
+# ------------------------------------------------------ ferryd's state ---
+# The overlay upper directory of writable target $2 of the ferryd rooted at
+# $1: ROOT/mounts.json names the target's sandbox directory ("upper"), whose
+# upper/ the overlay writes to (snapshotter/attachments.h).
+ferryd_upper() { # ferryd-root target
+  /usr/bin/python3 - "$1/mounts.json" "$2" <<'PY'
+import json, sys
+path, target = sys.argv[1], sys.argv[2]
+for t in json.load(open(path)).get("targets", []):
+    if t.get("target") == target and t.get("writable") and t.get("upper"):
+        print(t["upper"] + "/upper")
+        sys.exit(0)
+sys.exit("no writable target %s in %s" % (target, path))
+PY
+}
+
+# The mount point of the cgroup v2 hierarchy (unified or hybrid), or nothing.
+# (mountinfo: the filesystem type is the field after the lone "-".)
+cgroup2_root() {
+  awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") { print $5; exit } break } }' \
+    /proc/self/mountinfo
 }
