@@ -312,5 +312,32 @@ TEST_CASE("a pack that fails to upload fails the build: no image, no ref, no tem
   }
 }
 
+TEST_CASE("a file gone or replaced after the scan is refused as changed, naming it, with no image") {
+  for (bool replace_by_link : {false, true}) {
+    INFO((replace_by_link ? "replaced by a symlink" : "removed"));
+    testing::ScopedTempDir tmp("ferry-vanished");
+    auto store = chunkstore::FileStore::Open(tmp.path() + "/store");
+    REQUIRE(store.ok());
+    std::string src = MakeSource(tmp.path() + "/src", 8);
+    std::string victim;
+    for (auto& e : std::filesystem::recursive_directory_iterator(src)) {
+      if (e.is_regular_file()) victim = e.path().string();
+    }
+    REQUIRE(!victim.empty());
+    ImageBuilder b(store->get(), SmallPacks());
+    REQUIRE(b.AddDirectory(src).ok());
+    REQUIRE(unlink(victim.c_str()) == 0);
+    if (replace_by_link) REQUIRE(symlink("elsewhere", victim.c_str()) == 0);
+    auto sum = b.Finish("t");
+    REQUIRE_FALSE(sum.ok());
+    INFO(sum.status().ToString());
+    CHECK(sum.status().code() == StatusCode::kFailedPrecondition);
+    CHECK(sum.status().ToString().find(victim + " changed while the image was being built") !=
+          std::string::npos);
+    CHECK((*store)->List("images/")->empty());
+    CHECK((*store)->List("refs/")->empty());
+  }
+}
+
 }  // namespace
 }  // namespace ferry::builder

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
@@ -43,6 +44,18 @@ void FillMeta(const struct stat& st, TreeNode* node) {
   node->size = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
+// An entry listed a moment ago that is gone, or that became another kind of
+// file, was changed while the tree was read: the same refusal as a file
+// written to while it is read (FailedPrecondition), not "not found".
+Status ReadError(const std::string& what, const std::string& shown) {
+  const int err = errno;
+  if (err == ENOENT || err == ENOTDIR || err == ELOOP) {
+    return FailedPreconditionError(shown + " changed while the image was being built (" + what +
+                                   ": " + std::strerror(err) + ")");
+  }
+  return ErrnoError(what + " " + shown, err);
+}
+
 // Reads all xattrs of `name` in directory `dirfd` without following links.
 Status ReadXattrs(int dirfd, const std::string& name, const std::string& shown, TreeNode* node) {
   std::string path = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
@@ -52,7 +65,7 @@ Status ReadXattrs(int dirfd, const std::string& name, const std::string& shown, 
     n = llistxattr(path.c_str(), names.data(), names.size());
     if (n >= 0) break;
     if (errno == ENOTSUP) return Status::Ok();
-    if (errno != ERANGE) return ErrnoError("list xattrs of " + shown);
+    if (errno != ERANGE) return ReadError("list xattrs of", shown);
     names.resize(names.size() * 4);
   }
   for (ssize_t off = 0; off < n;) {
@@ -66,7 +79,7 @@ Status ReadXattrs(int dirfd, const std::string& name, const std::string& shown, 
         break;
       }
       if (errno == ENODATA) { value.clear(); break; }
-      if (errno != ERANGE) return ErrnoError("read xattr " + xname + " of " + shown);
+      if (errno != ERANGE) return ReadError("read xattr " + xname + " of", shown);
       value.resize(std::max<size_t>(value.size() * 4, 65536));
     }
     node->xattrs.emplace_back(std::move(xname), std::move(value));
@@ -152,7 +165,7 @@ class Scanner {
 
   Status ScanDir(const Job& job, std::vector<Job>* subdirs, uint64_t* entries) {
     int dirfd = OpenDirBeneath(root_fd_, job.rel);
-    if (dirfd < 0) return ErrnoError("open directory " + Shown(job.rel));
+    if (dirfd < 0) return ReadError("open directory", Shown(job.rel));
     FdCloser closer{dirfd};
     std::vector<std::string> names;
     {
@@ -177,7 +190,7 @@ class Scanner {
       std::string child_rel = job.rel.empty() ? name : job.rel + "/" + name;
       struct stat st;
       if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        return ErrnoError("stat " + Shown(child_rel));
+        return ReadError("stat", Shown(child_rel));
       }
       ++*entries;
       auto node = std::make_shared<TreeNode>();
@@ -195,7 +208,7 @@ class Scanner {
       if (S_ISLNK(st.st_mode)) {
         std::string target(4096, '\0');
         ssize_t n = readlinkat(dirfd, name.c_str(), target.data(), target.size());
-        if (n < 0) return ErrnoError("readlink " + Shown(child_rel));
+        if (n < 0) return ReadError("readlink", Shown(child_rel));
         target.resize(static_cast<size_t>(n));
         node->symlink = std::move(target);
       } else if (S_ISREG(st.st_mode)) {
@@ -340,7 +353,7 @@ Status ImageBuilder::AddDirectory(const std::string& path) {
 Status ImageBuilder::IngestFile(TreeNode& node) {
   std::string shown = source_root_ + "/" + node.source_path;
   int fd = openat(source_root_fd_, node.source_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("cannot read " + shown);
+  if (fd < 0) return ReadError("open", shown);
   FdCloser closer{fd};
   struct stat st;
   if (fstat(fd, &st) != 0) return ErrnoError("stat " + shown);
