@@ -182,6 +182,7 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   RETURN_IF_ERROR(ingester_->AwaitUploads());
   progress_->Done();
   ASSIGN_OR_RETURN(summary.image, fs::PutImage(*store_, object));
+  if (opt_.before_ref) RETURN_IF_ERROR(opt_.before_ref(summary.image, writer.chunks()));
   if (!tag.empty()) RETURN_IF_ERROR(fs::SetRef(*store_, tag, summary.image));
   summary.ingest = ingester_->stats();
   summary.files_read = files_read_;

@@ -35,6 +35,11 @@ struct BuildOptions {
   // the last uploads and before the image and its ref are written): from
   // then on the sources may change. A snapshot thaws its sandbox here.
   std::function<void()> contents_read;
+  // If set, called by Finish once the image is stored and before its ref
+  // is written, with the image's id and CHUNKS records: for what must be
+  // in the store before the name is (the profile a snapshot inherits). A
+  // failure fails Finish; the image is then stored but unnamed.
+  std::function<Status(const Digest& image, std::span<const fs::ChunkRecord> chunks)> before_ref;
 };
 
 struct BuildSummary {

@@ -87,9 +87,10 @@ int CmdSnapshot(const SnapshotArgs& a) {
                 {"target", r.value("target", "")},
                 {"subdir", r.value("subdir", "")},
                 {"seconds", r.value("seconds", 0.0)},
-                {"frozen_ms", r.value("frozen_ms", 0.0)}};
+                {"frozen_ms", r.value("frozen_ms", 0.0)},
+                {"profile_pack", r.value("profile_pack", false)}};
     for (const char* k : {"files_read", "bytes_read", "chunks", "new_chunks", "new_bytes",
-                          "written_bytes", "packs", "files", "logical_bytes", "metadata_bytes"}) {
+                          "written_bytes", "packs", "files", "logical_bytes", "metadata_bytes", "profile_chunks"}) {
       out[k] = u(k);
     }
     std::printf("%s\n", out.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
@@ -115,6 +116,12 @@ int CmdSnapshot(const SnapshotArgs& a) {
                  (unsigned long long)u("new_chunks"), Mb(u("new_bytes")).c_str(),
                  Mb(u("written_bytes")).c_str(), (unsigned long long)u("packs"),
                  (unsigned long long)u("files"), Mb(u("logical_bytes")).c_str());
+    if (u("profile_chunks") > 0) {
+      std::fprintf(stderr, "start-up profile: %llu chunks of the base's kept (%s)\n",
+                   (unsigned long long)u("profile_chunks"),
+                   r.value("profile_pack", false) ? "replayed from its start-up pack"
+                                                  : "replayed from the image's packs");
+    }
   }
   std::printf("%s\n", image_id.c_str());
   return 0;

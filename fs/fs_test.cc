@@ -491,4 +491,52 @@ TEST_CASE("profile: version 3 is laid out as docs/format.md says; damaged ones a
   misshapen(bad);
 }
 
+TEST_CASE("profile: a derived image inherits the entries whose chunks it kept, renumbered") {
+  // Base: 6 chunks; its profile reads chunks 4, 1, 2 (v3, with a start-up pack).
+  auto record = [](std::string_view name, uint32_t ulen) {
+    fs::ChunkRecord c{};
+    Digest d = Sha256(name);
+    std::memcpy(c.digest, d.bytes.data(), 32);
+    c.ulen = ulen;
+    return c;
+  };
+  std::vector<fs::ChunkRecord> base = {record("a", 10), record("b", 11), record("c", 12),
+                                       record("d", 13), record("e", 14), record("f", 15)};
+  fs::Profile bp{{4, 1, 2}, Sha256(std::string_view("pack")), {7, 8, 9}, {}, {}};
+  for (uint32_t c : bp.chunks) {
+    bp.digests.push_back(Sha256(std::string_view(std::string(1, static_cast<char>('a' + c)))));
+    bp.ulens.push_back(base[c].ulen);
+  }
+  REQUIRE(fs::MismatchWithImage(bp, base) == "");
+
+  // Derived, every profiled chunk kept (in another order, with a new one):
+  // the same start-up pack, a version 3 profile that matches the new image.
+  std::vector<fs::ChunkRecord> all = {record("new", 99), record("c", 12), record("e", 14),
+                                      record("b", 11), record("a", 10)};
+  auto kept = fs::CarryProfile(bp, base, all);
+  REQUIRE(kept.has_value());
+  CHECK(kept->chunks == std::vector<uint32_t>{2, 3, 1});
+  CHECK(kept->pack == bp.pack);
+  CHECK(kept->clens == bp.clens);
+  CHECK(kept->digests == bp.digests);
+  CHECK(fs::MismatchWithImage(*kept, all) == "");
+  auto round = fs::DecodeProfile(fs::EncodeProfile(*kept), static_cast<uint32_t>(all.size()));
+  REQUIRE(round.ok());
+  CHECK(round->pack == bp.pack);
+
+  // Chunk "b" gone (its file changed): the rest, in order, without the
+  // start-up pack (its frames would no longer line up with the entries).
+  std::vector<fs::ChunkRecord> some = {record("e", 14), record("x", 5), record("c", 12)};
+  auto part = fs::CarryProfile(bp, base, some);
+  REQUIRE(part.has_value());
+  CHECK(part->chunks == std::vector<uint32_t>{0, 2});
+  CHECK_FALSE(part->pack.has_value());
+  CHECK(fs::ShapeError(*part) == "");
+  CHECK(fs::DecodeProfile(fs::EncodeProfile(*part), 3).ok());
+
+  // Nothing of the start-up left: no profile.
+  std::vector<fs::ChunkRecord> none = {record("a", 10), record("x", 5)};
+  CHECK_FALSE(fs::CarryProfile(bp, base, none).has_value());
+}
+
 }  // namespace ferry

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <span>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -40,6 +41,9 @@ class ImageWriter {
   // Records that the loader touches bytes [offset, offset + length) of
   // regular file `ino` first (ranges of one file must not overlap).
   void AddEarly(uint32_t ino, uint64_t offset, uint64_t length);
+
+  // The CHUNKS records so far, in index order.
+  std::span<const ChunkRecord> chunks() const { return chunks_; }
 
   // The complete object; its SHA-256 is the image id.
   std::vector<uint8_t> Serialize() const;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <unordered_map>
 
 #include "chunkstore/endian.h"
 #include "chunkstore/pack.h"
@@ -260,6 +261,40 @@ Status RemoveProfile(chunkstore::ObjectStore& store, const Digest& image_id, uin
                         .Annotate("delete the start-up pack of " + image_id.Short()));
   }
   return Status::Ok();
+}
+
+namespace {
+Digest DigestOf(const ChunkRecord& c) {
+  Digest d;
+  std::memcpy(d.bytes.data(), c.digest, Digest::kSize);
+  return d;
+}
+}  // namespace
+
+std::optional<Profile> CarryProfile(const Profile& base_profile,
+                                    std::span<const ChunkRecord> base_chunks,
+                                    std::span<const ChunkRecord> derived_chunks) {
+  std::unordered_map<Digest, uint32_t, DigestHash> index;
+  index.reserve(derived_chunks.size());
+  for (uint32_t i = 0; i < derived_chunks.size(); ++i) {
+    index.emplace(DigestOf(derived_chunks[i]), i);
+  }
+  Profile out;
+  for (uint32_t c : base_profile.chunks) {
+    if (c >= base_chunks.size()) continue;  // not checked against this base: keep nothing of it
+    auto it = index.find(DigestOf(base_chunks[c]));
+    if (it != index.end()) out.chunks.push_back(it->second);
+  }
+  if (out.chunks.empty()) return std::nullopt;
+  if (out.chunks.size() == base_profile.chunks.size() && base_profile.pack.has_value()) {
+    out.pack = base_profile.pack;
+    out.clens = base_profile.clens;
+    for (uint32_t c : out.chunks) {
+      out.digests.push_back(DigestOf(derived_chunks[c]));
+      out.ulens.push_back(derived_chunks[c].ulen);
+    }
+  }
+  return out;
 }
 
 void ProfileRecorder::Note(uint32_t chunk) {

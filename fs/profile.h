@@ -108,6 +108,19 @@ Status StoreProfile(chunkstore::ObjectStore& store, const Digest& image_id, uint
 // image has no profile.
 Status RemoveProfile(chunkstore::ObjectStore& store, const Digest& image_id, uint32_t chunk_count);
 
+// The profile an image derived from another (a snapshot of `base`) starts
+// with: each entry of `base_profile` whose chunk the derived image still has
+// (same digest in `derived_chunks`), renumbered to the derived image's CHUNKS
+// index, in the same order. When every entry is kept, the derived profile
+// names the same start-up pack (its frames are those chunks in that order)
+// and is a version 3 profile; when some are not, it has no start-up pack
+// (version 1: replayed from the image's packs). nullopt when no entry is
+// kept. `base_chunks` are the base image's CHUNKS records, which
+// `base_profile` was checked against.
+std::optional<Profile> CarryProfile(const Profile& base_profile,
+                                    std::span<const ChunkRecord> base_chunks,
+                                    std::span<const ChunkRecord> derived_chunks);
+
 // Collects chunk indices in the order of their first use. Thread-safe.
 class ProfileRecorder {
  public:

@@ -155,6 +155,8 @@ Status DaemonService::RunSnapshot(
   r->set_metadata_bytes(sum.metadata_bytes);
   r->set_seconds(sum.seconds);
   r->set_frozen_ms(out->frozen_ms);
+  r->set_profile_chunks(out->profile_chunks);
+  r->set_profile_pack(out->profile_pack);
   send(last);
   return Status::Ok();
 }

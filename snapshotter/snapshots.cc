@@ -7,6 +7,7 @@
 #include "chunkstore/store_factory.h"
 #include "snapshotter/cgroup_freeze.h"
 #include "fs/image_store.h"
+#include "fs/profile.h"
 
 namespace ferry::snapshotter {
 
@@ -99,7 +100,22 @@ Result<SnapshotOutcome> Snapshots::FromTarget(const SnapshotSpec& spec, const Ta
   if (!base.ok()) return base.status().Annotate("base image of " + t.target);
 
   Pause pause(&out.frozen_ms);
-  builder::ImageBuilder b(store.get(), pause.Options(progress));
+  builder::BuildOptions opt = pause.Options(progress);
+  // The snapshot starts with what its base's start-up read, where it kept
+  // those chunks (fs/profile.h, CarryProfile): it is put before the ref, so
+  // the named snapshot has it from the start.
+  opt.before_ref = [&](const Digest& image, std::span<const fs::ChunkRecord> chunks) -> Status {
+    auto bp = fs::LoadProfile(*store, *base_id, static_cast<uint32_t>((*base)->chunks().size()));
+    if (!bp.ok() || !bp->has_value()) return Status::Ok();  // a hint: none, or unreadable
+    if (!fs::MismatchWithImage(**bp, (*base)->chunks()).empty()) return Status::Ok();
+    std::optional<fs::Profile> carried = fs::CarryProfile(**bp, (*base)->chunks(), chunks);
+    if (!carried) return Status::Ok();
+    RETURN_IF_ERROR(fs::PutProfile(*store, image, *carried).Annotate("the profile it inherits"));
+    out.profile_chunks = carried->chunks.size();
+    out.profile_pack = carried->pack.has_value();
+    return Status::Ok();
+  };
+  builder::ImageBuilder b(store.get(), std::move(opt));
   if (Status st = b.AddImage(**base); !st.ok()) return st.Annotate(kNothing);
   // The pause covers the scan of the upper directory and the reading of
   // what changed: one instant's tree.

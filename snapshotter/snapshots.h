@@ -55,6 +55,10 @@ struct SnapshotOutcome {
   std::string target;         // "" for a plain directory
   std::string subdir;         // path relative to target
   double frozen_ms = 0;
+  // The start-up profile inherited from the base (fs::CarryProfile): its
+  // chunks (0: none), and whether it shares the base's start-up pack.
+  uint64_t profile_chunks = 0;
+  bool profile_pack = false;
 };
 
 class Snapshots {

@@ -10,7 +10,8 @@
 //    and resumed after the restart;
 //  - restore on a second ferryd (own root, own node cache) sharing one
 //    s3:// store, continuing the sandbox there and back;
-//  - a chain of 50 snapshots, each of the one before, mounted as one image.
+//  - a chain of 50 snapshots, each of the one before, mounted as one image;
+//  - a snapshot inherits its base's start-up profile.
 // Needs root, /dev/fuse, a cgroup2 mount and s3rver (all present in CI).
 #include <poll.h>
 #include <signal.h>
@@ -527,6 +528,86 @@ TEST_CASE("a chain of 50 snapshots, each of the one before, is one flat image") 
   // files than the first), not 50 layers to merge.
   WARN("metadata bytes: first snapshot " << first_metadata << ", fiftieth " << last_metadata);
   CHECK(last_metadata < first_metadata + 45 * 512);
+}
+
+// `ferry profile show NAME --chunks`: the "pack" line, and the (path,
+// file offset) of each entry in profile order.
+struct ShownProfile {
+  std::string pack;
+  std::vector<std::string> entries;
+};
+ShownProfile ShowProfile(const SnapshotEnv& env, const std::string& name) {
+  auto r = Ferry(env.store, {"profile", "show", name, "--chunks"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  ShownProfile out;
+  std::istringstream in(r.out);
+  std::string line;
+  bool table = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("pack ", 0) == 0) out.pack = line;
+    if (table && !line.empty()) {
+      // position, chunk, ulen, file_offset, path: keep the last two.
+      std::vector<std::string> f;
+      std::istringstream cols(line);
+      for (std::string c; std::getline(cols, c, '\t');) f.push_back(c);
+      REQUIRE(f.size() == 5);
+      out.entries.push_back(f[4] + "@" + f[3]);
+    }
+    if (line.rfind("position\t", 0) == 0) table = true;
+  }
+  return out;
+}
+
+TEST_CASE("a snapshot inherits its base's start-up profile, renumbered; its start-up pack while all of it is kept") {
+  SnapshotEnv env;
+  BuildSmallBase(env, "base");
+  auto rec = Ferry(env.store, {"profile", "record", "base", "--no-chroot", "--", "sh", "-c",
+                               "cat etc/config sub/deeper/small sub/deeper/blob > /dev/null"});
+  INFO(rec.err);
+  REQUIRE(rec.exit_code == 0);
+  const ShownProfile base = ShowProfile(env, "base");
+  REQUIRE(base.entries.size() >= 3);
+  REQUIRE(base.pack.find("startup/") != std::string::npos);
+  ScopedDaemon daemon(env.root);
+
+  // A change that leaves every profiled chunk in place (a new file in a
+  // new directory renumbers the image's chunks): the same entries, the
+  // same start-up pack.
+  const std::string m = env.Mount("base", "live", /*writable=*/true);
+  stdfs::create_directories(m + "/aaa");
+  WriteSmall(m + "/aaa/first", RandomString(70000, 41));
+  nlohmann::json s1 = env.Snapshot(m, "kept");
+  CHECK(U64(s1, "profile_chunks") == base.entries.size());
+  CHECK(s1.value("profile_pack", false));
+  const ShownProfile kept = ShowProfile(env, "kept");
+  CHECK(kept.entries == base.entries);
+  CHECK(kept.pack == base.pack);
+
+  // One profiled file changed: its chunk leaves the profile, the rest
+  // stays in order, replayed from the image's packs.
+  WriteSmall(m + "/sub/deeper/small", "changed\n");
+  nlohmann::json s2 = env.Snapshot(m, "changed");
+  CHECK(U64(s2, "profile_chunks") == base.entries.size() - 1);
+  CHECK_FALSE(s2.value("profile_pack", false));
+  const ShownProfile changed = ShowProfile(env, "changed");
+  std::vector<std::string> expect;
+  for (const std::string& e : base.entries) {
+    if (e.rfind("/sub/deeper/small@", 0) != 0) expect.push_back(e);
+  }
+  CHECK(expect.size() == base.entries.size() - 1);
+  CHECK(changed.entries == expect);
+  CHECK(changed.pack.find("none") != std::string::npos);
+  // The profile is a hint: what the snapshot serves is the sandbox's.
+  const std::string r = env.Mount("changed", "changed", /*writable=*/false);
+  CHECK(ReadSmall(r + "/sub/deeper/small") == "changed\n");
+  CheckSameTree(m, r);
+
+  // A base without a profile: the snapshot has none either.
+  REQUIRE(Ferry(env.store, {"profile", "rm", "base"}).exit_code == 0);
+  nlohmann::json s3 = env.Snapshot(m, "plain");
+  CHECK(U64(s3, "profile_chunks") == 0);
+  CHECK(Ferry(env.store, {"profile", "show", "plain"}).exit_code == 3);
 }
 
 }  // namespace
