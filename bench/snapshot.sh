@@ -78,9 +78,12 @@ also snapshotted with --freeze on a cgroup holding a sleeping process.
              BYTES/BANDWIDTH, then the GET from s3rver), extract, the same
              workload
     and in both the installed package is checked (every file, sha256).
-    The target is checked without a start-up profile (a fresh snapshot has
-    none); an extra row (--no-profile: skipped) records one for SNAP
-    ('ferry profile record', untimed) and resumes again with it.
+    The base image has a start-up profile of that workload, recorded once
+    ('ferry profile record', untimed), as a platform does for the images
+    its sandboxes start from; SNAP inherits it from its base (the part
+    whose chunks it kept: docs/daemon.md, "Snapshots"). An extra row
+    resumes again with SNAP's profile removed (lazy loading alone).
+    --no-profile records no profile: the target row then has none.
 
 Targets: a 1-file snapshot in < 100 ms (wall); bytes written <= 1.2x the
 tar|zstd of the upper directory (checked for both byte figures); resume
@@ -97,7 +100,7 @@ Options:
   --cache-size SIZE   ferryd --cache-size (default: $CACHE_SIZE)
   --timeout SECS      limit for one timed step (default: $ITEM_TIMEOUT)
   --no-freeze         skip the --freeze row
-  --no-profile        skip the extra resume row with a start-up profile
+  --no-profile        no start-up profile for the base (nor the snapshot)
   --mirror URL        Debian mirror, only if the root filesystem must be made
   --rebuild-rootfs    remake the root filesystem even if cached
   -h, --help          show this help
@@ -359,6 +362,20 @@ BASE_STORE_BYTES=$(store_bytes "$STORE_DIR")
 ROOTFS_BYTES=$(find "$ROOTFS" -xdev -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }')
 log "  base ${BASE_ID:0:12}: $(mb "$ROOTFS_BYTES") MB of files, store $(mb "$BASE_STORE_BYTES") MB, built in $(printf '%.1f' "$BASE_BUILD_S") s"
 
+# A platform records the start-up of the images its sandboxes start from;
+# a snapshot inherits what of it the sandbox left in place.
+BASE_PROFILE=0
+if ((PROFILE)); then
+  log "recording a start-up profile of $BASE_TAG (untimed)"
+  if timeout -k 5 "$ITEM_TIMEOUT" env -i PATH="$WORKLOAD_PATH" PYTHONDONTWRITEBYTECODE=1 \
+       "$FERRY" --store "$STORE_URL" profile record "$BASE_TAG" -- python3 -c "$PY_IMPORTS" \
+       >>"$LOGS/ferry-profile.log" 2>&1; then
+    BASE_PROFILE=1
+  else
+    log "  ferry profile record failed (see $LOGS/ferry-profile.log): no profile"
+  fi
+fi
+
 start_ferryd "$FERRYD_A" "first host"
 
 FREEZE_OK=0 FREEZE_NOTE=""
@@ -411,12 +428,12 @@ measure_case() { # case run
   g1=$(store_bytes "$STORE_DIR")
   if ((ok)); then
     printf '%s %s\n' "$tag" "$j" >>"$LOGS/snapshots.jsonl"
-    read -r js wb mdb nb nc fr br pk <<<"$(json_fields seconds written_bytes metadata_bytes new_bytes new_chunks files_read bytes_read packs <<<"$j")"
+    read -r js wb mdb nb nc fr br pk spc <<<"$(json_fields seconds written_bytes metadata_bytes new_bytes new_chunks files_read bytes_read packs profile_chunks <<<"$j")"
     add "$c" snap_s "$(secs "$t0" "$t1")"; add "$c" snap_json_s "$js"
     add "$c" written "$wb"; add "$c" growth "$((g1 - g0))"; add "$c" metadata "$mdb"
     add "$c" new_bytes "$nb"; add "$c" files_read "$fr"; add "$c" bytes_read "$br"; add "$c" packs "$pk"
     sample "$c run $r snapshot: wall $(secs "$t0" "$t1") json_seconds $js written_bytes $wb store_growth $((g1 - g0))" \
-      "metadata_bytes $mdb new_bytes $nb new_chunks $nc files_read $fr bytes_read $br packs $pk; upper $un files $ub bytes"
+      "metadata_bytes $mdb new_bytes $nb new_chunks $nc files_read $fr bytes_read $br packs $pk profile_chunks $spc; upper $un files $ub bytes"
     [[ $c == pip && $r == 1 ]] && SNAP_TAG=$tag
   else
     add "$c" snap_s err
@@ -517,7 +534,7 @@ tree_sums "$STAGE/1" >"$SN/package.sha256"
 # Whether root $1 holds run 1's package, file for file.
 has_package() { [[ -d $1$PIP_DEST ]] && cmp -s <(tree_sums "$1$PIP_DEST") "$SN/package.sha256"; }
 
-resume_ferry() { # item run (item: resume, or resume_prof once the image has a profile)
+resume_ferry() { # item run (item: resume, or resume_noprof once SNAP's profile is removed)
   local it=$1 r=$2 dir=$MNT/resume t0 t1 t2 ok=1 sb sf pc
   start_ferryd "$FERRYD_B" "second host, $it run $r"
   drop_caches
@@ -580,21 +597,19 @@ for ((r = 1; r <= RUNS; r++)); do
 done
 log "  ferry (s):${RES[resume|ferry_s]:-}; pull (s):${RES[resume|pull_s]:-}"
 
-# Not part of the target: how much of the resume time a start-up profile
-# (prefetched by ferryd at mount) takes away. Recorded once, untimed, on
-# the plain s3:// store, after the runs above (which must see none).
-PROFILE_OK=0
-if ((PROFILE)); then
-  log "recording a start-up profile of $SNAP_TAG (untimed), then $RUNS runs with it"
-  if timeout -k 5 "$ITEM_TIMEOUT" env -i PATH="$WORKLOAD_PATH" PYTHONDONTWRITEBYTECODE=1 \
-       AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
-       "$FERRY" --store "$PLAIN_URL" profile record "$SNAP_TAG" -- python3 -c "$PY_IMPORTS" \
-       >>"$LOGS/ferry-profile.log" 2>&1; then
-    PROFILE_OK=1
-    for ((r = 1; r <= RUNS; r++)); do resume_ferry resume_prof "$r"; done
-    log "  ferry with profile (s):${RES[resume_prof|ferry_s]:-}"
+# Not part of the target: the resume without SNAP's (inherited) profile,
+# lazy loading alone. The profile is removed from the plain s3:// store
+# after the runs above.
+NOPROF_OK=0
+if ((BASE_PROFILE)); then
+  log "removing $SNAP_TAG's start-up profile, then $RUNS runs without it"
+  if timeout -k 5 60 env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+       "$FERRY" --store "$PLAIN_URL" profile rm "$SNAP_TAG" >>"$LOGS/ferry-profile.log" 2>&1; then
+    NOPROF_OK=1
+    for ((r = 1; r <= RUNS; r++)); do resume_ferry resume_noprof "$r"; done
+    log "  ferry without a profile (s):${RES[resume_noprof|ferry_s]:-}"
   else
-    log "  ferry profile record failed (see $LOGS/ferry-profile.log); no profile row"
+    log "  ferry profile rm failed (see $LOGS/ferry-profile.log); no row without a profile"
   fi
 fi
 stop_s3rver
@@ -654,15 +669,17 @@ kb() { isnum "$1" && awk -v v="$1" 'BEGIN { if (v >= 1e6) printf "%.2f MB", v / 
     echo "| 1-file: \`snapshot --freeze\` | n/a | | | – | – | $FREEZE_NOTE |"
   fi
   hp() { [[ $1 == 1.000000 ]] && echo yes || echo "no ($1)"; }
+  PROF_NOTE="no start-up profile"
+  ((BASE_PROFILE)) && PROF_NOTE="start-up profile inherited from the base (recorded once for the base, untimed)"
   FR=$(med resume ferry_s) PR=$(med resume pull_s) SP=$(div "$PR" "$FR")
   HAS_F=$(med resume ferry_has) HAS_P=$(med resume pull_has)
-  echo "| resume on a cold host: mount + python3 ($SET_LABEL) | $(sec "$FR") | $(sec "$PR") | ${SP}x faster | ≥ 5x | $(verdict "$SP" '>=' 5) | ferry: \`ferry mount\` $(sec "$(med resume mount_s)") of it, no start-up profile (profile chunks $(fmt "$(med resume profile_chunks)" 0)); pull: GET $(sec "$(med resume pull_get_s)"), extract $(sec "$(med resume pull_extract_s)"), workload $(sec "$(med resume pull_run_s)") |"
+  echo "| resume on a cold host: mount + python3 ($SET_LABEL) | $(sec "$FR") | $(sec "$PR") | ${SP}x faster | ≥ 5x | $(verdict "$SP" '>=' 5) | ferry: \`ferry mount\` $(sec "$(med resume mount_s)") of it, $PROF_NOTE (profile chunks $(fmt "$(med resume profile_chunks)" 0)); pull: GET $(sec "$(med resume pull_get_s)"), extract $(sec "$(med resume pull_extract_s)"), workload $(sec "$(med resume pull_run_s)") |"
   echo "| resume: bytes fetched | $(kb "$(med resume ferry_bytes)") | $(kb "$TAR_BYTES") | $(div "$(med resume ferry_bytes)" "$TAR_BYTES")x | – | – | ferry: store_bytes of \`ferry cache stats\` (chunks; not the image metadata) in $(fmt "$(med resume ferry_fetches)" 0) fetches; pull: the zstd tarball |"
   OKP=FAIL; [[ $HAS_F == 1.000000 && $HAS_P == 1.000000 ]] && OKP=PASS
   echo "| resume: the pip-sized change is there | $(hp "$HAS_F") | $(hp "$HAS_P") | – | all files | $OKP | sha256 of every file of $PIP_DEST against run 1's package |"
-  if ((PROFILE_OK)); then
-    FP=$(med resume_prof ferry_s) SPP=$(div "$PR" "$(med resume_prof ferry_s)")
-    echo "| resume, SNAP with a start-up profile (not the target) | $(sec "$FP") | $(sec "$PR") | ${SPP}x faster | – | – | profile recorded once by \`ferry profile record\` of the same workload; profile chunks $(fmt "$(med resume_prof profile_chunks)" 0), $(kb "$(med resume_prof ferry_bytes)") in $(fmt "$(med resume_prof ferry_fetches)" 0) fetches; package there: $(hp "$(med resume_prof ferry_has)") |"
+  if ((NOPROF_OK)); then
+    FN=$(med resume_noprof ferry_s) SPN=$(div "$PR" "$(med resume_noprof ferry_s)")
+    echo "| resume, SNAP without a start-up profile (not the target) | $(sec "$FN") | $(sec "$PR") | ${SPN}x faster | – | – | its inherited profile removed (\`ferry profile rm\`): lazy loading and the image's own prefetch hints only; $(kb "$(med resume_noprof ferry_bytes)") in $(fmt "$(med resume_noprof ferry_fetches)" 0) fetches; package there: $(hp "$(med resume_noprof ferry_has)") |"
   fi
   echo
   echo "- ratio: ferry / peer (below 1: ferry is faster or smaller), except the resume time: peer / ferry."
