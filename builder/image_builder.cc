@@ -88,6 +88,7 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   BuildSummary summary;
   fs::ImageWriter writer;
   const auto& locations = ingester_->locations();
+  if (base_ != nullptr) writer.Reserve(base_->inode_count() + 64, base_->chunks().size() + 64);
   // Inode numbers follow a sorted depth-first walk, so a directory's entries
   // sit together in the inode table. Hard links share one inode.
   std::unordered_map<const TreeNode*, uint32_t> ino_of;

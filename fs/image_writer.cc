@@ -22,6 +22,11 @@ class StringTable {
     offsets_.emplace(std::string(s), off);
     return off;
   }
+  // Room for about `n` distinct strings.
+  void Reserve(size_t n) {
+    offsets_.reserve(n);
+    data_.reserve(n * 12);
+  }
   const std::vector<uint8_t>& data() const { return data_; }
 
  private:
@@ -40,6 +45,12 @@ void AppendRecords(std::vector<uint8_t>* out, const std::vector<T>& records) {
 }
 
 }  // namespace
+
+void ImageWriter::Reserve(size_t inodes, size_t chunks) {
+  inodes_.reserve(inodes);
+  chunks_.reserve(chunks);
+  chunk_index_.reserve(chunks);
+}
 
 uint32_t ImageWriter::AddInode(InodeSpec spec) {
   inodes_.push_back(std::move(spec));
@@ -86,7 +97,17 @@ std::vector<uint8_t> ImageWriter::Serialize() const {
   std::vector<DirentRecord> dirents;
   std::vector<ExtentRecord> extents;
   std::vector<XattrRecord> xattrs;
+  size_t n_dirents = 0, n_extents = 0, n_xattrs = 0;
+  for (const InodeSpec& spec : inodes_) {
+    n_dirents += spec.entries.size();
+    n_extents += spec.extents.size();
+    n_xattrs += spec.xattrs.size();
+  }
   inodes.reserve(inodes_.size());
+  dirents.reserve(n_dirents);
+  extents.reserve(n_extents);
+  xattrs.reserve(n_xattrs);
+  strings.Reserve(n_dirents + 2 * n_xattrs + inodes_.size());
   for (const InodeSpec& spec : inodes_) {
     InodeRecord rec = spec.attr;
     rec.xattr_first = xattrs.size();
@@ -165,7 +186,11 @@ std::vector<uint8_t> ImageWriter::Serialize() const {
     AppendRecords(&sections.back().bytes, early);
   }
 
-  std::vector<uint8_t> out(kImageHeaderSize + sections.size() * kSectionEntrySize, 0);
+  size_t total = kImageHeaderSize + sections.size() * kSectionEntrySize;
+  for (const Pending& s : sections) total += ((s.bytes.size() + 7) & ~size_t{7});
+  std::vector<uint8_t> out;
+  out.reserve(total);
+  out.resize(kImageHeaderSize + sections.size() * kSectionEntrySize, 0);
   std::vector<SectionEntry> table;
   for (const Pending& s : sections) {
     out.resize((out.size() + 7) & ~size_t{7}, 0);

@@ -29,6 +29,8 @@ struct InodeSpec {
 
 class ImageWriter {
  public:
+  // Room for `inodes` inodes and `chunks` chunks (an estimate: more may be added).
+  void Reserve(size_t inodes, size_t chunks);
   // Returns the new inode's number (1, 2, ...).
   uint32_t AddInode(InodeSpec spec);
   InodeSpec& inode(uint32_t ino) { return inodes_[ino - 1]; }
