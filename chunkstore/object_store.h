@@ -10,6 +10,8 @@
 // callers do not send the request again. Implementations are thread-safe.
 #pragma once
 
+#include "chunkstore/object_keys.h"
+
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -65,7 +67,5 @@ class ObjectStore {
   virtual bool IsLocal() const { return false; }
 };
 
-// Whether `key` is a well-formed object key (see above).
-bool IsValidKey(const std::string& key);
 
 }  // namespace ferry::chunkstore

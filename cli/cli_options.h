@@ -101,6 +101,48 @@ inline ProfileOnMountCommands AddProfileOnMountCommands(CLI::App* profile, Daemo
   return {start, stop};
 }
 
+// `ferry snapshot` (cli/daemon_verbs.h SnapshotArgs).
+inline CLI::App* AddSnapshotCommand(CLI::App& app, SnapshotArgs* a) {
+  auto* snapshot = app.add_subcommand(
+      "snapshot",
+      "save a sandbox's filesystem (a writable ferryd mount: its image plus its changes), or one "
+      "directory, as a new image; only new or changed bytes are chunked and written");
+  snapshot->add_option("PATH", a->dir,
+                       "a mount made by `ferry mount IMAGE DIR --writable` (a filesystem "
+                       "snapshot), a directory inside a ferryd mount, or any directory (a "
+                       "directory snapshot)")
+      ->required();
+  snapshot->add_option("--tag,-t", a->tag, "name the new image (a ref)")->required();
+  snapshot->add_option("--freeze", a->freeze_cgroup,
+                       "a cgroup v2 directory holding the sandbox's processes (e.g. "
+                       "/sys/fs/cgroup/sandbox-1): they are frozen while the changes are read, "
+                       "so the snapshot is one instant's tree; the pause is printed");
+  snapshot->add_option("--into", a->into_pid,
+                       "PATH is as this process sees it (a mount made with `ferry mount --into "
+                       "PID`, or a directory in one)");
+  snapshot->add_option("--zstd-level", a->zstd_level,
+                       "compression level of the new chunks, 1-19 (default: ferryd's for "
+                       "snapshots, 6)")
+      ->check(CLI::Range(1, 19));
+  snapshot->add_flag("--json", a->json,
+                     "print one JSON object (image id and figures) on stdout, nothing else");
+  snapshot->add_flag("--quiet,-q", a->quiet, "no progress or figures on stderr");
+  snapshot->footer(
+      "ferryd takes the snapshot (the CLI asks it over its control socket and shows its "
+      "progress). Prints the new image's id on stdout, and the files read, bytes, new chunks and "
+      "time on stderr. Files the sandbox did not change keep the base image's chunks and are not "
+      "read. Without --freeze the changes are read while the sandbox runs: a file written "
+      "meanwhile fails the snapshot, naming it (retry, or use --freeze). The image goes to the mount's store; --store is "
+      "used only for a directory that is in no ferryd mount. A writable mount whose overlay went "
+      "when ferryd stopped keeps its changes, and can still be snapshotted.\n"
+      "Exit codes: 0 done; 1 failed (nothing was published); 2 usage error; 3 PATH, or the "
+      "mount's base image, not found (nothing was published).");
+  snapshot->add_option("--daemon", a->daemon_root,
+                       "ferryd's root (its socket is ROOT/ferryd.sock); default $FERRY_DAEMON, "
+                       "else /var/lib/ferryd (root) or ~/.local/share/ferryd");
+  return snapshot;
+}
+
 inline void AddDaemonOption(std::initializer_list<CLI::App*> subs, DaemonVerbArgs* a) {
   for (auto* sub : subs) {
     sub->add_option("--daemon", a->daemon_root,

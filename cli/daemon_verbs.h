@@ -36,4 +36,21 @@ int CachePrune(const std::string& daemon_root, const std::string& to_size);
 // Starts or stops (and stores) recording a start-up profile on a mount.
 int ProfileOnMount(const std::string& daemon_root, const std::string& mountpoint, bool start);
 
+// snapshot_verbs.cc: `ferry snapshot PATH --tag NAME`: asks the ferryd at
+// `daemon_root` ("" = default) to make image `tag` of PATH (its Snapshot
+// method: a writable mount, a directory in a mount, or, into `store_url`,
+// any directory), showing its progress on a terminal. Prints the image id
+// on stdout and the figures on stderr unless `quiet`, or one JSON object on
+// stdout with `json`. Exit codes: 0 done, 1 failed, 2 usage, 3 not found;
+// nothing is published on failure.
+struct SnapshotArgs {
+  std::string dir, tag, daemon_root;
+  std::string store_url;      // --store: for a directory in no mount only
+  std::string freeze_cgroup;  // --freeze
+  int64_t into_pid = 0;       // --into
+  int zstd_level = 0;         // --zstd-level (0: ferryd's default for snapshots)
+  bool json = false, quiet = false;
+};
+int CmdSnapshot(const SnapshotArgs& args);
+
 }  // namespace ferry::cli

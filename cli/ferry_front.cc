@@ -27,7 +27,7 @@ namespace {
 // runs; `mount` only through ferryd (--no-daemon and --foreground serve
 // from the process that mounts, which is the tool).
 constexpr std::string_view kOwnVerbs[] = {"mount", "umount", "cache", "profile start",
-                                          "profile stop"};
+                                          "profile stop", "snapshot"};
 
 [[noreturn]] void ExecTool(char** argv) {
   std::string tool = ferry::cli::ProgramBesideThis("ferry-tool");
@@ -87,6 +87,8 @@ int main(int argc, char** argv) {
   auto* profile = app.add_subcommand("profile");
   profile->require_subcommand(1);
   auto profile_on_mount = cli::AddProfileOnMountCommands(profile, &d);
+  cli::SnapshotArgs snap;
+  auto* snapshot = cli::AddSnapshotCommand(app, &snap);
   cli::AddDaemonOption({mount, umount, cache.cache, profile_on_mount.start, profile_on_mount.stop}, &d);
   try {
     app.parse(argc, argv);
@@ -94,6 +96,10 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (*mount && (d.no_daemon || d.foreground)) ExecTool(argv);
+  if (*snapshot) {
+    snap.store_url = d.store_url;
+    return cli::CmdSnapshot(snap);
+  }
   int rc = cli::RunDaemonVerb(mount, umount, cache, profile_on_mount, d);
   return rc < 0 ? 2 : rc;
 }

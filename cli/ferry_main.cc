@@ -87,41 +87,9 @@ int main(int argc, char** argv) {
   auto* profile_rm = profile->add_subcommand("rm", "remove an image's profile");
   profile_rm->add_option("IMAGE", image, "image name or id")->required();
 
-  auto* snapshot = app.add_subcommand(
-      "snapshot",
-      "save a sandbox's filesystem (a writable ferryd mount: its image plus its changes), or one "
-      "directory, as a new image; only new or changed bytes are chunked and written");
   cli::SnapshotArgs snap;
-  snapshot->add_option("PATH", snap.dir,
-                       "a mount made by `ferry mount IMAGE DIR --writable` (a filesystem "
-                       "snapshot), a directory inside a ferryd mount, or any directory (a "
-                       "directory snapshot)")
-      ->required();
-  snapshot->add_option("--tag,-t", snap.tag, "name the new image (a ref)")->required();
-  snapshot->add_option("--freeze", snap.freeze_cgroup,
-                       "a cgroup v2 directory holding the sandbox's processes (e.g. "
-                       "/sys/fs/cgroup/sandbox-1): they are frozen while the changes are read, "
-                       "so the snapshot is one instant's tree; the pause is printed");
-  snapshot->add_option("--into", snap.into_pid,
-                       "PATH is as this process sees it (a mount made with `ferry mount --into "
-                       "PID`, or a directory in one)");
-  snapshot->add_flag("--json", snap.json,
-                     "print one JSON object (image id and figures) on stdout, nothing else");
-  snapshot->add_flag("--quiet,-q", snap.quiet, "no progress or figures on stderr");
-  snapshot->footer(
-      "ferryd takes the snapshot (the CLI asks it over its control socket and shows its "
-      "progress). Prints the new image's id on stdout, and the files read, bytes, new chunks and "
-      "time on stderr. Files the sandbox did not change keep the base image's chunks and are not "
-      "read. Without --freeze the changes are read while the sandbox runs: a file written "
-      "meanwhile may be caught half-written. The image goes to the mount's store; --store is "
-      "used only for a directory that is in no ferryd mount. A writable mount whose overlay went "
-      "when ferryd stopped keeps its changes, and can still be snapshotted.\n"
-      "Exit codes: 0 done; 1 failed (nothing was published); 2 usage error; 3 PATH, or the "
-      "mount's base image, not found (nothing was published).");
+  auto* snapshot = cli::AddSnapshotCommand(app, &snap);
   cli::AddDaemonOption({mount, umount, cache.cache, profile_on_mount.start, profile_on_mount.stop}, &d);
-  snapshot->add_option("--daemon", snap.daemon_root,
-                       "ferryd's root (its socket is ROOT/ferryd.sock); default $FERRY_DAEMON, "
-                       "else /var/lib/ferryd (root) or ~/.local/share/ferryd");
 
   try {
     app.parse(argc, argv);

@@ -12,8 +12,8 @@
 
 #include "chunkstore/store_url.h"
 #include "cli/verb_support.h"
-#include "cli/verbs.h"
-#include "fs/image_store.h"
+#include "cli/daemon_verbs.h"
+#include "fs/ref_names.h"
 #include "snapshotter/api/control_client.h"
 
 namespace ferry::cli {
@@ -62,7 +62,8 @@ int CmdSnapshot(const SnapshotArgs& a) {
               {"store_url", chunkstore::AbsoluteStoreUrl(
                                 a.store_url.empty() ? chunkstore::DefaultStoreUrl() : a.store_url)},
               {"freeze_cgroup", a.freeze_cgroup.empty() ? "" : Normal(a.freeze_cgroup, true)},
-              {"into_pid", a.into_pid}};
+              {"into_pid", a.into_pid},
+              {"zstd_level", a.zstd_level}};
   const bool draw = !a.quiet && !a.json && isatty(STDERR_FILENO);
   bool drawn = false;
   auto reply = api::CallDaemonStreaming(root, "Snapshot", req, kSilence, [&](const json& p) {

@@ -31,23 +31,4 @@ int CmdMount(const std::string& store_url, const std::string& name, const std::s
              bool foreground, std::string log_file, bool debug, size_t cache_mb);
 int CmdStats(const std::string& mountpoint);
 
-// snapshot_verbs.cc: `ferry snapshot DIR --tag NAME [--json] [--quiet]`.
-// DIR is a writable mount of the ferryd at `daemon_root` ("" = default):
-// its base image plus its overlay's upper directory (ferryd's ListMounts
-// says which image, store and upper directory) become image `tag` in the
-// base's store (builder/image_builder.h AddImage, AddOverlayUpper). Prints
-// the image id on stdout and the figures on stderr unless `quiet`, or one
-// JSON object on stdout with `json`. Fails (1) if there is no daemon, DIR
-// is not its mount, or is read-only; nothing is published on failure.
-// The upper directory is read as it is: writers in the sandbox are not
-// paused.
-struct SnapshotArgs {
-  std::string dir, tag, daemon_root;
-  std::string store_url;      // --store: for a directory in no mount only
-  std::string freeze_cgroup;  // --freeze
-  int64_t into_pid = 0;       // --into
-  bool json = false, quiet = false;
-};
-int CmdSnapshot(const SnapshotArgs& args);
-
 }  // namespace ferry::cli

@@ -21,13 +21,6 @@ constexpr uint64_t kMaxPlainBytes = 0xffffffffu;
 
 std::string ImageKey(const Digest& id) { return "images/" + id.Hex(); }
 
-bool IsValidRefName(const std::string& name) {
-  if (name.empty() || name.size() > 200 || !std::isalnum(static_cast<unsigned char>(name[0]))) {
-    return false;
-  }
-  return chunkstore::IsValidKey("refs/" + name);
-}
-
 Result<Digest> PutImage(chunkstore::ObjectStore& store, std::span<const uint8_t> object,
                         MetadataEncoding encoding) {
   Digest id = Sha256(object);

@@ -16,14 +16,12 @@
 
 #include "chunkstore/object_store.h"
 #include "fs/image_reader.h"
+#include "fs/ref_names.h"
 
 namespace ferry::fs {
 
 std::string ImageKey(const Digest& id);
 
-// Whether `name` may be used as a ref: 1..200 characters of [A-Za-z0-9._:@+%=-]
-// in '/'-separated components, starting with a letter or digit.
-bool IsValidRefName(const std::string& name);
 
 // Stores a serialized image: with kAuto as one zstd frame in a remote
 // store and plain in a local one (mapped in place), else as asked. Returns

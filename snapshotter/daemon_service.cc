@@ -119,6 +119,11 @@ Status DaemonService::RunSnapshot(
   spec.tag = req.tag();
   spec.store_url = req.store_url();
   spec.freeze_cgroup = req.freeze_cgroup();
+  if (req.zstd_level() < 0 || req.zstd_level() > 19) {
+    return InvalidArgumentError("zstd level " + std::to_string(req.zstd_level()) +
+                                " is not between 1 and 19");
+  }
+  if (req.zstd_level() != 0) spec.zstd_level = req.zstd_level();
   spec.into.pid = static_cast<pid_t>(req.into_pid());
   auto out = mounts_->Snapshot(spec, [&](const builder::ProgressReport& p) {
     daemon::SnapshotProgress m;

@@ -39,8 +39,9 @@ class Pause {
   void End() {
     if (freeze_) *frozen_ms_ = freeze_->Thaw();
   }
-  builder::BuildOptions Options(const builder::ProgressSink& progress) {
+  builder::BuildOptions Options(const SnapshotSpec& spec, const builder::ProgressSink& progress) {
     builder::BuildOptions opt;
+    opt.ingest.zstd_level = spec.zstd_level;
     opt.progress_sink = progress;
     opt.contents_read = [this] { End(); };
     return opt;
@@ -100,7 +101,7 @@ Result<SnapshotOutcome> Snapshots::FromTarget(const SnapshotSpec& spec, const Ta
   if (!base.ok()) return base.status().Annotate("base image of " + t.target);
 
   Pause pause(&out.frozen_ms);
-  builder::BuildOptions opt = pause.Options(progress);
+  builder::BuildOptions opt = pause.Options(spec, progress);
   // The snapshot starts with what its base's start-up read, where it kept
   // those chunks (fs/profile.h, CarryProfile): it is put before the ref, so
   // the named snapshot has it from the start.
@@ -149,7 +150,7 @@ Result<SnapshotOutcome> Snapshots::FromDirectory(const SnapshotSpec& spec,
   ASSIGN_OR_RETURN(auto store, open_(spec.store_url));
   out.store_url = store->Url();
   Pause pause(&out.frozen_ms);
-  builder::ImageBuilder b(store.get(), pause.Options(progress));
+  builder::ImageBuilder b(store.get(), pause.Options(spec, progress));
   RETURN_IF_ERROR(pause.Begin(spec));
   if (Status s = b.AddDirectory(spec.path); !s.ok()) return s.Annotate(kNothing);
   auto sum = b.Finish(spec.tag);

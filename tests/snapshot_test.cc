@@ -151,6 +151,23 @@ TEST_CASE("ferry snapshot: clear errors for a read-only mount, a missing directo
     CHECK(r.exit_code == 2);
     r = Ferry(env.store, {"snapshot", rw, "--daemon", env.root});  // no --tag
     CHECK(r.exit_code == 2);
+    r = Ferry(env.store, {"snapshot", rw, "--tag", "x", "--zstd-level", "20", "--daemon", env.root});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("zstd-level") != std::string::npos);
+    // --zstd-level reaches ferryd: the same compressible file, written at
+    // level 1 and at level 19 (each snapshot reads it; neither finds the
+    // other's chunk, since the file differs by one byte).
+    std::string text;
+    for (int i = 0; text.size() < 600000; ++i) text += "line " + std::to_string(i * 7919 % 1000) + " of a log\n";
+    uint64_t written[2] = {0, 0};
+    for (int k = 0; k < 2; ++k) {
+      std::ofstream(rw + "/log") << text << k;
+      auto j = env.Snapshot(rw, "lvl" + std::to_string(k), {"--zstd-level", k == 0 ? "1" : "19"});
+      written[k] = U64(j, "written_bytes");
+    }
+    INFO("written at level 1: " << written[0] << ", at level 19: " << written[1]);
+    CHECK(written[1] > 0);
+    CHECK(written[1] < written[0]);
     // Nothing was published by the refused calls.
     auto ls = Ferry(env.store, {"ls"});
     CHECK(ls.out.find("x") == std::string::npos);
