@@ -11,6 +11,7 @@
 
 #include "chunkstore/file_store.h"
 #include "chunkstore/pack.h"
+#include "fs/image_delta.h"
 #include "fs/image_fs.h"
 #include "fs/image_store.h"
 #include "fs/image_writer.h"
@@ -273,6 +274,89 @@ TEST_CASE("image store: a compressed metadata object loads like the plain one; d
   auto refused = LoadImage(*s.store, bomb);
   CHECK(refused.status().code() == StatusCode::kCorruption);
   CHECK(refused.status().ToString().find("without a valid size") != std::string::npos);
+}
+
+// A small tree: root, `files` regular files f0.. of mode `mode`, a symlink.
+std::vector<uint8_t> TreeObject(int files, uint32_t mode) {
+  ImageWriter w;
+  uint32_t root = w.AddInode(Spec(S_IFDIR | 0755));
+  w.inode(root).attr.parent = root;
+  for (int i = 0; i < files; ++i) {
+    uint32_t f = w.AddInode(Spec(S_IFREG | mode));
+    w.inode(root).entries.emplace_back("f" + std::to_string(i), f);
+  }
+  auto link = Spec(S_IFLNK | 0777);
+  link.symlink = "f0";
+  w.inode(root).entries.emplace_back("link", w.AddInode(link));
+  return w.Serialize();
+}
+
+TEST_CASE("delta objects: rebuild the target exactly, load like any image, and refuse every damage") {
+  SampleImage s;
+  const std::vector<uint8_t> base = TreeObject(40, 0644);
+  const std::vector<uint8_t> target = TreeObject(41, 0600);  // every mode changed, one more file
+  const Digest base_id = PutImage(*s.store, base, MetadataEncoding::kPlain).value();
+  const std::vector<uint8_t> delta = MakeDelta(base, base_id, target);
+  CHECK(IsDelta(delta));
+  CHECK(DeltaBase(delta).value() == base_id);
+  auto rebuilt = ApplyDelta(delta, base);
+  REQUIRE(rebuilt.ok());
+  CHECK((*rebuilt == target));
+  // Identical objects: a delta of patches-free sections.
+  auto same = ApplyDelta(MakeDelta(base, base_id, base), base);
+  REQUIRE(same.ok());
+  CHECK((*same == base));
+
+  // Stored (plain or compressed) and loaded: the target's tree, and which
+  // image it was rebuilt from.
+  for (auto enc : {MetadataEncoding::kPlain, MetadataEncoding::kZstd}) {
+    const Digest id = PutImage(*s.store, delta, enc).value();
+    CHECK(id == Sha256(delta));
+    auto r = LoadImage(*s.store, id);
+    REQUIRE(r.ok());
+    CHECK(r.value()->inode_count() == 43);
+    CHECK(r.value()->delta_base() == std::optional<Digest>(base_id));
+    CHECK((std::vector<uint8_t>(r.value()->object().begin(), r.value()->object().end()) == target));
+    CHECK((r.value()->inode(2).mode & 07777) == 0600);
+    CHECK_FALSE(LoadImage(*s.store, base_id).value()->delta_base().has_value());
+  }
+
+  // Any flipped bit, any truncation: refused, never another object.
+  for (size_t i = 0; i < delta.size() * 8; i += 7) {
+    auto bad = delta;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    INFO("bit " << i);
+    CHECK(ApplyDelta(bad, base).status().code() == StatusCode::kCorruption);
+  }
+  for (size_t n = 0; n < delta.size(); n += 5) {
+    CHECK(ApplyDelta(std::span(delta).first(n), base).status().code() == StatusCode::kCorruption);
+  }
+  // Applied to another base: the result does not hash to what it records.
+  auto wrong = ApplyDelta(delta, TreeObject(39, 0644));
+  CHECK(wrong.status().code() == StatusCode::kCorruption);
+  CHECK(wrong.status().ToString().find("SHA-256") != std::string::npos);
+  // A patch past its section, with a valid checksum: refused by bounds.
+  {
+    auto bad = delta;
+    // The first section's first patch starts after the fixed head, the
+    // target's header and table, and its patch count.
+    const size_t first = 96 + 64 + 32 * 7 + 8;
+    REQUIRE(bad.size() > first + 16);
+    uint64_t huge = uint64_t{1} << 40;
+    std::memcpy(bad.data() + first, &huge, 8);
+    uint64_t sum = XXH3_64bits(bad.data(), bad.size() - 8);
+    std::memcpy(bad.data() + bad.size() - 8, &sum, 8);
+    auto r = ApplyDelta(bad, base);
+    CHECK(r.status().code() == StatusCode::kCorruption);
+    CHECK(r.status().ToString().find("out of range") != std::string::npos);
+  }
+  // A delta whose base is itself a delta is refused.
+  const Digest first_delta = PutImage(*s.store, delta, MetadataEncoding::kPlain).value();
+  const Digest second = PutImage(*s.store, MakeDelta(target, first_delta, TreeObject(42, 0600)),
+                                 MetadataEncoding::kPlain).value();
+  auto dd = LoadImage(*s.store, second);
+  CHECK(dd.status().code() == StatusCode::kCorruption);
+  CHECK(dd.status().ToString().find("itself a delta") != std::string::npos);
 }
 
 TEST_CASE("image fs: reads, holes, attributes, xattrs, errors") {

@@ -41,9 +41,10 @@ bool ValidName(std::string_view name) {
 }  // namespace
 
 Result<std::unique_ptr<ImageReader>> ImageReader::Open(
-    std::shared_ptr<const chunkstore::Blob> blob) {
+    std::shared_ptr<const chunkstore::Blob> blob, std::optional<Digest> delta_base) {
   std::unique_ptr<ImageReader> reader(new ImageReader(std::move(blob)));
   RETURN_IF_ERROR(reader->Validate());
+  reader->delta_base_ = delta_base;
   return reader;
 }
 

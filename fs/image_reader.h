@@ -20,8 +20,10 @@ namespace ferry::fs {
 
 class ImageReader {
  public:
-  // Validates `blob`; the reader keeps it alive.
-  static Result<std::unique_ptr<ImageReader>> Open(std::shared_ptr<const chunkstore::Blob> blob);
+  // Validates `blob`; the reader keeps it alive. `delta_base`: the image the
+  // object was rebuilt from, when it was stored as a delta (LoadImage).
+  static Result<std::unique_ptr<ImageReader>> Open(std::shared_ptr<const chunkstore::Blob> blob,
+                                                   std::optional<Digest> delta_base = {});
 
   uint64_t inode_count() const { return inodes_.size(); }
   bool IsValidIno(uint64_t ino) const { return ino >= 1 && ino <= inodes_.size(); }
@@ -53,6 +55,10 @@ class ImageReader {
   std::span<const EarlyRecord> early() const { return early_; }
   std::span<const PackRecord> packs() const { return packs_; }
   size_t object_size() const { return blob_->bytes().size(); }
+  // The whole metadata object (rebuilt, for an image stored as a delta).
+  std::span<const uint8_t> object() const { return blob_->bytes(); }
+  // The full image this one was stored as a delta of (fs/image_delta.h), if so.
+  const std::optional<Digest>& delta_base() const { return delta_base_; }
 
  private:
   explicit ImageReader(std::shared_ptr<const chunkstore::Blob> blob) : blob_(std::move(blob)) {}
@@ -62,6 +68,7 @@ class ImageReader {
   }
 
   std::shared_ptr<const chunkstore::Blob> blob_;
+  std::optional<Digest> delta_base_;
   std::span<const InodeRecord> inodes_;
   std::span<const DirentRecord> dirents_;
   std::span<const ExtentRecord> extents_;

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "chunkstore/pack.h"
+#include "fs/image_delta.h"
 
 namespace ferry::fs {
 
@@ -91,7 +92,12 @@ Result<Digest> ResolveImage(chunkstore::ObjectStore& store, const std::string& n
   return NotFoundError("no image named '" + name_or_id + "' in " + store.Url());
 }
 
-Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, const Digest& id) {
+namespace {
+
+// The verified bytes stored for image `id` (decompressed if stored as a
+// zstd frame): a metadata object or a delta.
+Result<std::shared_ptr<const chunkstore::Blob>> FetchImageObject(chunkstore::ObjectStore& store,
+                                                                 const Digest& id) {
   auto blob = store.Get(ImageKey(id));
   if (!blob.ok()) return blob.status().Annotate("load image " + id.Short());
   auto stored = (*blob)->bytes();
@@ -111,7 +117,31 @@ Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, c
   if (Sha256((*blob)->bytes()) != id) {
     return CorruptionError("image " + id.Hex() + ": metadata object does not match its id");
   }
-  auto reader = ImageReader::Open(*blob);
+  return *blob;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, const Digest& id) {
+  ASSIGN_OR_RETURN(auto blob, FetchImageObject(store, id));
+  std::optional<Digest> delta_base;
+  if (IsDelta(blob->bytes())) {
+    // A delta of a full image (never of another delta): rebuild the object
+    // from the base's, then open it like any other.
+    auto base_id = DeltaBase(blob->bytes());
+    if (!base_id.ok()) return base_id.status().Annotate("image " + id.Hex());
+    auto base = FetchImageObject(store, *base_id);
+    if (!base.ok()) return base.status().Annotate("base image of " + id.Short());
+    if (IsDelta((*base)->bytes())) {
+      return CorruptionError("image " + id.Hex() + ": a delta of " + base_id->Hex() +
+                             ", itself a delta (a delta's base must be a full image)");
+    }
+    auto object = ApplyDelta(blob->bytes(), (*base)->bytes());
+    if (!object.ok()) return object.status().Annotate("image " + id.Hex());
+    blob = chunkstore::MakeBlob(std::move(*object));
+    delta_base = *base_id;
+  }
+  auto reader = ImageReader::Open(blob, delta_base);
   if (!reader.ok()) return reader.status().Annotate("image " + id.Hex());
   return reader;
 }
