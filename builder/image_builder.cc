@@ -10,8 +10,10 @@
 #include <filesystem>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "chunkstore/file_store.h"
+#include "fs/image_delta.h"
 #include "fs/image_store.h"
 #include "fs/image_writer.h"
 
@@ -68,6 +70,49 @@ ImageBuilder::~ImageBuilder() {
   if (source_root_fd_ >= 0) close(source_root_fd_);
 }
 
+std::unordered_map<const TreeNode*, uint32_t> ImageBuilder::NumberOverBase() {
+  // The nodes in the order Finish's walk meets them (depth first, entries
+  // by name, each node once).
+  std::vector<const TreeNode*> order{&tree_.root()};
+  std::unordered_set<const TreeNode*> seen{&tree_.root()};
+  std::vector<const TreeNode*> stack{&tree_.root()};
+  while (!stack.empty()) {
+    const TreeNode* d = stack.back();
+    stack.pop_back();
+    std::vector<const TreeNode*> subdirs;
+    for (const auto& [name, child] : d->children) {
+      if (!seen.insert(child.get()).second) continue;
+      order.push_back(child.get());
+      if (S_ISDIR(child->mode)) subdirs.push_back(child.get());
+    }
+    for (auto it = subdirs.rbegin(); it != subdirs.rend(); ++it) stack.push_back(*it);
+  }
+  // A node of the base keeps its number (the first to claim it: a number
+  // is one inode); the others follow the base's last inode, in walk order.
+  std::unordered_map<const TreeNode*, uint32_t> slot;
+  slot.reserve(order.size());
+  std::vector<uint8_t> used(base_->inode_count() + 1, 0);
+  std::vector<const TreeNode*> fresh;
+  for (const TreeNode* n : order) {
+    const uint32_t s = n->base_slot;
+    if (s >= 1 && s <= base_->inode_count() && !used[s]) {
+      used[s] = 1;
+      slot.emplace(n, s);
+    } else {
+      fresh.push_back(n);
+    }
+  }
+  auto next = static_cast<uint32_t>(base_->inode_count());
+  for (const TreeNode* n : fresh) slot.emplace(n, ++next);
+  return slot;
+}
+
+size_t ImageBuilder::FreeSlots(const std::unordered_map<const TreeNode*, uint32_t>& slot_of) const {
+  uint32_t top = 0;
+  for (const auto& [node, s] : slot_of) top = std::max(top, s);
+  return top - slot_of.size();  // numbers up to the highest that no node has
+}
+
 Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   if (!tag.empty() && !fs::IsValidRefName(tag)) {
     return InvalidArgumentError("invalid image name '" + tag + "'");
@@ -90,7 +135,16 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   const auto& locations = ingester_->locations();
   if (base_ != nullptr) writer.Reserve(base_->inode_count() + 64, base_->chunks().size() + 64);
   // Inode numbers follow a sorted depth-first walk, so a directory's entries
-  // sit together in the inode table. Hard links share one inode.
+  // sit together in the inode table. Hard links share one inode. Over a
+  // base, its nodes keep their numbers and new ones follow.
+  const bool over_base = base_ != nullptr && opt_.delta_root != nullptr &&
+                         tree_.root().base_slot == fs::kRootIno;
+  std::unordered_map<const TreeNode*, uint32_t> slot_of;
+  if (over_base) {
+    writer.LayOutOver(*base_);
+    slot_of = NumberOverBase();
+    writer.SetInodeCount(slot_of.size() + FreeSlots(slot_of));
+  }
   std::unordered_map<const TreeNode*, uint32_t> ino_of;
   std::vector<std::pair<const TreeNode*, std::string>> programs;  // with their first path
   std::vector<std::pair<const TreeNode*, std::string>> py_modules;  // NAME.py with imports
@@ -110,7 +164,13 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
       case S_IFLNK: ++summary.symlinks; break;
       default: ++summary.others;
     }
-    uint32_t ino = writer.AddInode(std::move(spec));
+    uint32_t ino;
+    if (over_base) {
+      ino = slot_of.at(&n);
+      writer.inode(ino) = std::move(spec);
+    } else {
+      ino = writer.AddInode(std::move(spec));
+    }
     ino_of[&n] = ino;
     return ino;
   };
@@ -179,11 +239,27 @@ Result<BuildSummary> ImageBuilder::Finish(const std::string& tag) {
   // A base image's files left in place keep what they load.
   CopyBaseLoads(ino_of, has_loads, writer);
   std::vector<uint8_t> object = writer.Serialize();
-  summary.metadata_bytes = object.size();
+  summary.object_bytes = summary.metadata_bytes = object.size();
+  fs::MetadataEncoding encoding = fs::MetadataEncoding::kAuto;
+  if (over_base) {
+    std::vector<uint8_t> delta = fs::MakeDelta(opt_.delta_root->object(), opt_.delta_root_id, object);
+    if (delta.size() * 2 < object.size()) {
+      object = std::move(delta);
+      summary.metadata_bytes = object.size();
+      summary.delta_of = opt_.delta_root_id;
+      encoding = fs::MetadataEncoding::kZstd;  // small either way; patches compress well
+    }
+  }
   RETURN_IF_ERROR(ingester_->AwaitUploads());
   progress_->Done();
-  ASSIGN_OR_RETURN(summary.image, fs::PutImage(*store_, object));
-  if (opt_.before_ref) RETURN_IF_ERROR(opt_.before_ref(summary.image, writer.chunks()));
+  ASSIGN_OR_RETURN(summary.image, fs::PutImage(*store_, object, encoding));
+  if (opt_.before_ref) {
+    std::vector<uint8_t> used(writer.chunks().size(), 0);
+    for (size_t ino = 1; ino <= writer.inode_count(); ++ino) {
+      for (const auto& [off, chunk] : writer.inode(static_cast<uint32_t>(ino)).extents) used[chunk] = 1;
+    }
+    RETURN_IF_ERROR(opt_.before_ref({summary.image, writer.chunks(), used, summary.delta_of}));
+  }
   if (!tag.empty()) RETURN_IF_ERROR(fs::SetRef(*store_, tag, summary.image));
   summary.ingest = ingester_->stats();
   summary.files_read = files_read_;

@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -36,10 +37,25 @@ struct BuildOptions {
   // then on the sources may change. A snapshot thaws its sandbox here.
   std::function<void()> contents_read;
   // If set, called by Finish once the image is stored and before its ref
-  // is written, with the image's id and CHUNKS records: for what must be
-  // in the store before the name is (the profile a snapshot inherits). A
-  // failure fails Finish; the image is then stored but unnamed.
-  std::function<Status(const Digest& image, std::span<const fs::ChunkRecord> chunks)> before_ref;
+  // is written: for what must be in the store
+  // before the name is (the profile a snapshot inherits). A failure fails
+  // Finish; the image is then stored but unnamed.
+  struct StoredImage {
+    Digest id;
+    std::span<const fs::ChunkRecord> chunks;  // its CHUNKS records
+    std::span<const uint8_t> chunk_used;      // per record: does a file use it
+    std::optional<Digest> delta_of;           // stored as a delta of this image
+  };
+  std::function<Status(const StoredImage&)> before_ref;
+  // With a base image (AddImage) whose root stays the root: number the
+  // inodes and lay the metadata out as the base has them
+  // (fs::ImageWriter::LayOutOver), and store the image as a delta of
+  // `delta_root` (fs/image_delta.h), which is the base itself or the full
+  // image the base is a delta of, when the delta is under half the size of
+  // the whole object. A snapshot then writes metadata in proportion to what
+  // changed. Must outlive Finish.
+  const fs::ImageReader* delta_root = nullptr;
+  Digest delta_root_id;
 };
 
 struct BuildSummary {
@@ -48,7 +64,9 @@ struct BuildSummary {
   uint64_t files = 0, directories = 0, symlinks = 0, others = 0;
   uint64_t logical_bytes = 0;  // sum of regular file sizes (holes included)
   uint64_t files_read = 0;     // regular files whose contents were read (not a base's)
-  uint64_t metadata_bytes = 0;
+  uint64_t metadata_bytes = 0;  // what was stored: the object, or its delta
+  uint64_t object_bytes = 0;    // the whole metadata object
+  std::optional<Digest> delta_of;  // stored as a delta of this image
   double seconds = 0;
 };
 
@@ -111,6 +129,11 @@ class ImageBuilder {
   void CopyBaseLoads(const std::unordered_map<const TreeNode*, uint32_t>& ino_of,
                      const std::set<uint32_t>& has_loads, fs::ImageWriter& writer);
   Status IngestFile(TreeNode& node);
+  // Over a base image: each node's inode number (the base's for its nodes,
+  // then new numbers after the base's last), and how many numbers up to
+  // the highest are left free.
+  std::unordered_map<const TreeNode*, uint32_t> NumberOverBase();
+  size_t FreeSlots(const std::unordered_map<const TreeNode*, uint32_t>& slot_of) const;
   // Loads the store's chunk index once, before the first content arrives.
   Status LoadIndexOnce();
 

@@ -76,6 +76,7 @@ Status MergeUpper(TreeNode* lower, TreeNode& upper, const std::string& path, int
     auto dir = std::make_shared<TreeNode>(*u);
     dir->children.clear();
     if (!opaque && slot && S_ISDIR(slot->mode)) dir->children = std::move(slot->children);
+    if (slot && S_ISDIR(slot->mode)) dir->base_slot = slot->base_slot;  // the same directory
     slot = dir;
     RETURN_IF_ERROR(MergeUpper(dir.get(), *u, child_path, layer));
   }
@@ -99,6 +100,7 @@ Status ImageBuilder::AddImage(const fs::ImageReader& base) {
     const fs::InodeRecord& r = base.inode(ino);
     FillFromImage(r, n.get());
     n->layer = layers_;
+    n->base_slot = ino;
     for (const fs::XattrRecord& x : base.Xattrs(ino)) {
       n->xattrs.emplace_back(base.XattrName(x), base.XattrValue(x));
     }

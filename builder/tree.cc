@@ -92,6 +92,7 @@ Status Tree::Put(std::string_view path, std::shared_ptr<TreeNode> node) {
       return InvalidArgumentError("entry '" + Printable(path) + "': the root must be a directory");
     }
     node->children = std::move(root_->children);
+    if (node->base_slot == 0) node->base_slot = root_->base_slot;
     root_ = std::move(node);
     return Status::Ok();
   }
@@ -99,6 +100,7 @@ Status Tree::Put(std::string_view path, std::shared_ptr<TreeNode> node) {
   auto& slot = dir->children[comps.back()];
   if (slot && S_ISDIR(slot->mode) && S_ISDIR(node->mode)) {
     node->children = std::move(slot->children);
+    if (node->base_slot == 0) node->base_slot = slot->base_slot;
   }
   slot = std::move(node);
   return Status::Ok();

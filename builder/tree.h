@@ -39,6 +39,9 @@ struct TreeNode {
   std::shared_ptr<const std::vector<PyImport>> py;  // a Python module's imports (NAME.py)
   int layer = 0;            // the layer that last wrote this node
   uint32_t base_ino = 0;    // a base image's regular file (AddImage): its inode there
+  // Any node of a base image (AddImage), or a directory merged over one:
+  // its inode number there, which a layout over the base keeps.
+  uint32_t base_slot = 0;
 };
 
 class Tree {

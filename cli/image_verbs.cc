@@ -49,13 +49,18 @@ int CmdInspect(const std::string& store_url, const std::string& name, bool list_
   if (!image.ok()) return Fail(image.status());
   const fs::ImageReader& img = **image;
   uint64_t files = 0, dirs = 0, links = 0, other = 0, bytes = 0, referenced = 0, extents = 0;
+  uint64_t free_inodes = 0;
+  std::vector<uint8_t> used(img.chunks().size(), 0);
   for (uint64_t ino = 1; ino <= img.inode_count(); ++ino) {
     const auto& n = img.inode(ino);
-    if (S_ISREG(n.mode)) {
+    if (S_ISREG(n.mode) && n.nlink == 0) {
+      ++free_inodes;  // a snapshot's number no file has any more (docs/format.md 6.1)
+    } else if (S_ISREG(n.mode)) {
       ++files;
       bytes += n.size;
       for (const auto& e : img.Extents(ino)) {
         referenced += img.chunks()[e.chunk].ulen;
+        used[e.chunk] = 1;
         ++extents;
       }
     } else if (S_ISDIR(n.mode)) {
@@ -66,10 +71,14 @@ int CmdInspect(const std::string& store_url, const std::string& name, bool list_
       ++other;
     }
   }
-  uint64_t unique = 0, compressed = 0;
-  for (const auto& c : img.chunks()) {
-    unique += c.ulen;
-    compressed += c.clen;
+  uint64_t unique = 0, compressed = 0, unused = 0;
+  for (size_t i = 0; i < img.chunks().size(); ++i) {
+    if (!used[i]) {
+      ++unused;  // kept by a snapshot's layout over its base
+      continue;
+    }
+    unique += img.chunks()[i].ulen;
+    compressed += img.chunks()[i].clen;
   }
   std::printf("image      %s\n", id.Hex().c_str());
   std::printf("metadata   %s (%llu inodes)", Mb(img.object_size()).c_str(),
@@ -77,15 +86,22 @@ int CmdInspect(const std::string& store_url, const std::string& name, bool list_
   if (auto stored = (*store)->Size(fs::ImageKey(id)); stored.ok() && *stored != img.object_size()) {
     std::printf(", stored as %s (zstd)", Mb(*stored).c_str());
   }
+  if (img.delta_base()) {
+    std::printf(", as a delta of image %s", img.delta_base()->Hex().substr(0, 12).c_str());
+  }
   std::printf("\n");
-  std::printf("entries    %llu files, %llu directories, %llu symlinks, %llu other\n",
+  std::printf("entries    %llu files, %llu directories, %llu symlinks, %llu other",
               (unsigned long long)files, (unsigned long long)dirs, (unsigned long long)links,
               (unsigned long long)other);
+  if (free_inodes > 0) std::printf(" (and %llu free inode numbers)", (unsigned long long)free_inodes);
+  std::printf("\n");
   std::printf("file bytes %s logical, %s in data regions (the rest are holes)\n",
               Mb(bytes).c_str(), Mb(referenced).c_str());
-  std::printf("chunks     %zu unique (%llu references), %s unique data, %s compressed\n",
-              img.chunks().size(), (unsigned long long)extents, Mb(unique).c_str(),
+  std::printf("chunks     %zu unique (%llu references), %s unique data, %s compressed",
+              img.chunks().size() - unused, (unsigned long long)extents, Mb(unique).c_str(),
               Mb(compressed).c_str());
+  if (unused > 0) std::printf(" (and %llu records no file uses)", (unsigned long long)unused);
+  std::printf("\n");
   std::printf("packs      %zu\n", img.packs().size());
   std::printf("dedup      %.2fx (data referenced / unique chunk data)\n",
               unique ? double(referenced) / double(unique) : 1.0);

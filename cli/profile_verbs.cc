@@ -134,17 +134,22 @@ int ProfileRecord(const std::string& store_url, const std::string& name,
 int ProfileShow(const std::string& store_url, const std::string& name, bool list_chunks) {
   auto o = Open(store_url, name);
   if (!o.ok()) return Fail(o.status());
-  auto p = fs::LoadProfile(*o->store, o->id, static_cast<uint32_t>(o->image->chunks().size()));
+  auto p = fs::LoadProfileOf(*o->store, o->id, *o->image);
   if (!p.ok()) return Fail(p.status());
   if (!p->has_value()) return Fail(NotFoundError("image " + o->id.Short() + " has no profile"));
+  auto own = fs::LoadProfile(*o->store, o->id, static_cast<uint32_t>(o->image->chunks().size()));
+  const bool inherited = own.ok() && !own->has_value();
   if (std::string why = fs::MismatchWithImage(**p, o->image->chunks()); !why.empty()) {
     return Fail(CorruptionError(fs::ProfileKey(o->id) + ": not this image's profile: " + why));
   }
   const std::vector<uint32_t>& order = (*p)->chunks;
   uint64_t bytes = 0;
   for (uint32_t i : order) bytes += o->image->chunks()[i].ulen;
+  const std::string key = inherited ? fs::ProfileKey(*o->image->delta_base()) +
+                                           " (its base's: it is stored as a delta of it)"
+                                     : fs::ProfileKey(o->id);
   std::printf("image    %s\nprofile  %s\nchunks   %zu of %zu (%.1f MB of %.1f MB of chunk data)\n",
-              o->id.Hex().c_str(), fs::ProfileKey(o->id).c_str(), order.size(),
+              o->id.Hex().c_str(), key.c_str(), order.size(),
               o->image->chunks().size(), bytes / 1e6, [&] {
                 uint64_t all = 0;
                 for (const auto& c : o->image->chunks()) all += c.ulen;

@@ -89,9 +89,10 @@ int CmdSnapshot(const SnapshotArgs& a) {
                 {"subdir", r.value("subdir", "")},
                 {"seconds", r.value("seconds", 0.0)},
                 {"frozen_ms", r.value("frozen_ms", 0.0)},
-                {"profile_pack", r.value("profile_pack", false)}};
+                {"profile_pack", r.value("profile_pack", false)},
+                {"delta_of", r.value("delta_of", "")}};
     for (const char* k : {"files_read", "bytes_read", "chunks", "new_chunks", "new_bytes",
-                          "written_bytes", "packs", "files", "logical_bytes", "metadata_bytes", "profile_chunks"}) {
+                          "written_bytes", "packs", "files", "logical_bytes", "metadata_bytes", "object_bytes", "profile_chunks"}) {
       out[k] = u(k);
     }
     std::printf("%s\n", out.dump(-1, ' ', false, json::error_handler_t::replace).c_str());

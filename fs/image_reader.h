@@ -54,6 +54,11 @@ class ImageReader {
   std::span<const EarlyRecord> Early(uint64_t ino) const;
   std::span<const EarlyRecord> early() const { return early_; }
   std::span<const PackRecord> packs() const { return packs_; }
+  // Whole sections, for a writer laying a new object out over this one.
+  std::span<const DirentRecord> dirent_records() const { return dirents_; }
+  std::span<const ExtentRecord> extent_records() const { return extents_; }
+  std::span<const XattrRecord> xattr_records() const { return xattrs_; }
+  std::span<const uint8_t> strings() const { return strings_; }
   size_t object_size() const { return blob_->bytes().size(); }
   // The whole metadata object (rebuilt, for an image stored as a delta).
   std::span<const uint8_t> object() const { return blob_->bytes(); }

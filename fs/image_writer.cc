@@ -22,6 +22,10 @@ class StringTable {
     offsets_.emplace(std::string(s), off);
     return off;
   }
+  // Starts the heap with `heap` (a base image's STRINGS): Add returns the
+  // offsets of the strings Know is told about there.
+  void Seed(std::span<const uint8_t> heap) { data_.assign(heap.begin(), heap.end()); }
+  void Know(std::string_view s, uint64_t off) { offsets_.emplace(std::string(s), off); }
   // Room for about `n` distinct strings.
   void Reserve(size_t n) {
     offsets_.reserve(n);
@@ -45,6 +49,29 @@ void AppendRecords(std::vector<uint8_t>* out, const std::vector<T>& records) {
 }
 
 }  // namespace
+
+void ImageWriter::LayOutOver(const ImageReader& base) {
+  base_ = &base;
+  chunks_.assign(base.chunks().begin(), base.chunks().end());
+  chunk_index_.reserve(chunks_.size());
+  for (uint32_t i = 0; i < chunks_.size(); ++i) {
+    Digest d;
+    std::memcpy(d.bytes.data(), chunks_[i].digest, Digest::kSize);
+    chunk_index_.emplace(d, i);  // the first record of a digest is the one used
+  }
+  packs_.assign(base.packs().begin(), base.packs().end());
+  for (uint32_t i = 0; i < packs_.size(); ++i) {
+    Digest d;
+    std::memcpy(d.bytes.data(), packs_[i].digest, Digest::kSize);
+    pack_index_.emplace(d, i);
+  }
+}
+
+void ImageWriter::SetInodeCount(size_t n) {
+  InodeSpec free_inode;
+  free_inode.attr.mode = S_IFREG;
+  inodes_.resize(n, free_inode);
+}
 
 void ImageWriter::Reserve(size_t inodes, size_t chunks) {
   inodes_.reserve(inodes);
@@ -104,46 +131,103 @@ std::vector<uint8_t> ImageWriter::Serialize() const {
     n_xattrs += spec.xattrs.size();
   }
   inodes.reserve(inodes_.size());
-  dirents.reserve(n_dirents);
-  extents.reserve(n_extents);
-  xattrs.reserve(n_xattrs);
-  strings.Reserve(n_dirents + 2 * n_xattrs + inodes_.size());
-  for (const InodeSpec& spec : inodes_) {
+  // Over a base (LayOutOver): its records first, as they are. A record of
+  // the base is rewritten or reused by at most one inode (`taken`), so a
+  // base whose inodes share records (which ferry never writes) cannot make
+  // one inode's change show in another.
+  std::vector<uint8_t> dirent_taken, extent_taken, xattr_taken;
+  if (base_ != nullptr) {
+    dirents.assign(base_->dirent_records().begin(), base_->dirent_records().end());
+    extents.assign(base_->extent_records().begin(), base_->extent_records().end());
+    xattrs.assign(base_->xattr_records().begin(), base_->xattr_records().end());
+    dirent_taken.assign(dirents.size(), 0);
+    extent_taken.assign(extents.size(), 0);
+    xattr_taken.assign(xattrs.size(), 0);
+    strings.Seed(base_->strings());
+    strings.Reserve(base_->dirent_records().size() + n_dirents + 2 * n_xattrs);
+    for (const DirentRecord& d : base_->dirent_records()) strings.Know(base_->Name(d), d.name_off);
+    for (const XattrRecord& x : base_->xattr_records()) {
+      strings.Know(base_->XattrName(x), x.name_off);
+      strings.Know(base_->XattrValue(x), x.value_off);
+    }
+  } else {
+    strings.Reserve(n_dirents + 2 * n_xattrs + inodes_.size());
+  }
+  dirents.reserve(dirents.size() + n_dirents);
+  extents.reserve(extents.size() + n_extents);
+  xattrs.reserve(xattrs.size() + n_xattrs);
+  // Where `want` (records for one inode) goes in `table`: over a base, the
+  // place the base inode of the same number had, if it is as long and no
+  // other inode has taken it (rewritten there if it differs); else the end.
+  auto place = [&](auto& table, std::vector<uint8_t>& taken, const auto& want, bool same_kind,
+                   uint64_t base_first, uint64_t base_count, auto equal) -> uint64_t {
+    if (base_ != nullptr && same_kind && base_count == want.size() && !want.empty() &&
+        base_first + base_count <= taken.size()) {
+      bool free = true;
+      for (uint64_t k = 0; k < base_count && free; ++k) free = !taken[base_first + k];
+      if (free) {
+        for (uint64_t k = 0; k < base_count; ++k) {
+          taken[base_first + k] = 1;
+          if (!equal(table[base_first + k], want[k])) table[base_first + k] = want[k];
+        }
+        return base_first;
+      }
+    }
+    if (want.empty() && base_ != nullptr && same_kind && base_count == 0) return base_first;
+    uint64_t first = table.size();
+    table.insert(table.end(), want.begin(), want.end());
+    return first;
+  };
+  auto same_bytes = [](const auto& a, const auto& b) { return std::memcmp(&a, &b, sizeof(a)) == 0; };
+  for (size_t i = 0; i < inodes_.size(); ++i) {
+    const InodeSpec& spec = inodes_[i];
+    const uint64_t ino = i + 1;
+    const InodeRecord* old = base_ != nullptr && base_->IsValidIno(ino) ? &base_->inode(ino) : nullptr;
     InodeRecord rec = spec.attr;
-    rec.xattr_first = xattrs.size();
     rec.xattr_count = static_cast<uint32_t>(spec.xattrs.size());
     auto sorted_x = spec.xattrs;
     std::sort(sorted_x.begin(), sorted_x.end());
+    std::vector<XattrRecord> xr;
     for (const auto& [name, value] : sorted_x) {
       XattrRecord x{};
       x.name_off = strings.Add(name);
       x.name_len = static_cast<uint32_t>(name.size());
       x.value_off = strings.Add(value);
       x.value_len = static_cast<uint32_t>(value.size());
-      xattrs.push_back(x);
+      xr.push_back(x);
     }
+    rec.xattr_first = place(xattrs, xattr_taken, xr, old != nullptr, old ? old->xattr_first : 0,
+                            old ? old->xattr_count : 0, same_bytes);
+    const bool same_type = old != nullptr && (old->mode & S_IFMT) == (rec.mode & S_IFMT);
     switch (rec.mode & S_IFMT) {
       case S_IFDIR: {
         std::vector<const std::pair<std::string, uint32_t>*> sorted;
         for (const auto& e : spec.entries) sorted.push_back(&e);
         std::sort(sorted.begin(), sorted.end(),
                   [](auto* a, auto* b) { return a->first < b->first; });
-        rec.data_first = dirents.size();
-        rec.data_count = sorted.size();
+        std::vector<DirentRecord> dr;
+        dr.reserve(sorted.size());
         for (const auto* e : sorted) {
           DirentRecord d{};
           d.name_off = strings.Add(e->first);
           d.name_len = static_cast<uint16_t>(e->first.size());
           d.ino = e->second;
-          dirents.push_back(d);
+          dr.push_back(d);
         }
+        rec.data_first = place(dirents, dirent_taken, dr, same_type, same_type ? old->data_first : 0,
+                               same_type ? old->data_count : 0, same_bytes);
+        rec.data_count = dr.size();
         break;
       }
-      case S_IFREG:
-        rec.data_first = extents.size();
-        rec.data_count = spec.extents.size();
-        for (const auto& [off, chunk] : spec.extents) extents.push_back({off, chunk, 0});
+      case S_IFREG: {
+        std::vector<ExtentRecord> er;
+        er.reserve(spec.extents.size());
+        for (const auto& [off, chunk] : spec.extents) er.push_back({off, chunk, 0});
+        rec.data_first = place(extents, extent_taken, er, same_type, same_type ? old->data_first : 0,
+                               same_type ? old->data_count : 0, same_bytes);
+        rec.data_count = er.size();
         break;
+      }
       case S_IFLNK:
         rec.data_first = strings.Add(spec.symlink);
         rec.data_count = spec.symlink.size();

@@ -14,6 +14,7 @@
 
 #include "chunkstore/pack.h"
 #include "fs/image_format.h"
+#include "fs/image_reader.h"
 
 namespace ferry::fs {
 
@@ -29,6 +30,19 @@ struct InodeSpec {
 
 class ImageWriter {
  public:
+  // Lays the object out over `base`'s, so that it differs from it only
+  // where the tree does (a snapshot, stored as a delta: fs/image_delta.h).
+  // Call before anything is added; `base` must outlive Serialize. Then:
+  // base's CHUNKS and PACKS records keep their indices (new ones follow);
+  // the DIRENTS, EXTENTS, XATTRS and STRINGS of base come first, unchanged
+  // except where an inode of the same number with as many entries, extents
+  // or xattrs is rewritten in place, and what no longer fits follows; the
+  // caller numbers inodes as in base (SetInodeCount, inode(ino)), inodes
+  // it leaves unused being free (docs/format.md 6.1).
+  void LayOutOver(const ImageReader& base);
+  // Makes inodes 1..n exist, each free (a regular file with no name, no
+  // links and no data) until the caller fills it in.
+  void SetInodeCount(size_t n);
   // Room for `inodes` inodes and `chunks` chunks (an estimate: more may be added).
   void Reserve(size_t inodes, size_t chunks);
   // Returns the new inode's number (1, 2, ...).
@@ -51,6 +65,7 @@ class ImageWriter {
   std::vector<uint8_t> Serialize() const;
 
  private:
+  const ImageReader* base_ = nullptr;  // LayOutOver's
   std::vector<InodeSpec> inodes_;
   std::vector<LoadRecord> loads_;
   std::vector<EarlyRecord> early_;

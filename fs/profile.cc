@@ -202,6 +202,18 @@ Result<std::optional<Profile>> LoadProfile(chunkstore::ObjectStore& store, const
   return std::optional<Profile>(std::move(*p));
 }
 
+Result<std::optional<Profile>> LoadProfileOf(chunkstore::ObjectStore& store, const Digest& image_id,
+                                             const ImageReader& image) {
+  const auto count = static_cast<uint32_t>(image.chunks().size());
+  ASSIGN_OR_RETURN(auto own, LoadProfile(store, image_id, count));
+  if (own.has_value() || !image.delta_base().has_value()) return own;
+  auto inherited = LoadProfile(store, *image.delta_base(), count);
+  if (!inherited.ok() || !inherited->has_value()) return std::optional<Profile>();
+  const Profile& p = **inherited;
+  if (p.digests.empty() || !MismatchWithImage(p, image.chunks()).empty()) return std::optional<Profile>();
+  return inherited;
+}
+
 Result<Profile> MakeStartupPack(chunkstore::ObjectStore& store, chunkstore::ChunkReader& reader,
                                 std::span<const uint32_t> order,
                                 std::span<const chunkstore::ChunkLocation> locs, int level) {
@@ -273,10 +285,12 @@ Digest DigestOf(const ChunkRecord& c) {
 
 std::optional<Profile> CarryProfile(const Profile& base_profile,
                                     std::span<const ChunkRecord> base_chunks,
-                                    std::span<const ChunkRecord> derived_chunks) {
+                                    std::span<const ChunkRecord> derived_chunks,
+                                    std::span<const uint8_t> derived_used) {
   std::unordered_map<Digest, uint32_t, DigestHash> index;
   index.reserve(derived_chunks.size());
   for (uint32_t i = 0; i < derived_chunks.size(); ++i) {
+    if (!derived_used.empty() && (i >= derived_used.size() || !derived_used[i])) continue;
     index.emplace(DigestOf(derived_chunks[i]), i);
   }
   Profile out;

@@ -29,6 +29,7 @@
 #include "chunkstore/digest.h"
 #include "chunkstore/object_store.h"
 #include "fs/image_format.h"
+#include "fs/image_reader.h"
 
 namespace ferry::fs {
 
@@ -88,6 +89,14 @@ Status PutProfile(chunkstore::ObjectStore& store, const Digest& image_id, const 
 Result<std::optional<Profile>> LoadProfile(chunkstore::ObjectStore& store, const Digest& image_id,
                                            uint32_t chunk_count);
 
+// The profile an image goes by: its own, or else, for an image stored as a
+// delta (ImageReader::delta_base), its base's, if that is a version 3
+// profile that matches this image's CHUNKS (a snapshot that kept the base's
+// start-up in place inherits it without a copy: docs/format.md, "Start-up
+// profiles"). nullopt when neither.
+Result<std::optional<Profile>> LoadProfileOf(chunkstore::ObjectStore& store, const Digest& image_id,
+                                             const ImageReader& image);
+
 // Makes the version 3 profile of `order` (chunk indices; `locs[i]` is where
 // the image keeps chunk `order[i]`): reads every chunk through `reader`,
 // verified, compresses it at `level` into one new pack in that order, and
@@ -116,10 +125,13 @@ Status RemoveProfile(chunkstore::ObjectStore& store, const Digest& image_id, uin
 // and is a version 3 profile; when some are not, it has no start-up pack
 // (version 1: replayed from the image's packs). nullopt when no entry is
 // kept. `base_chunks` are the base image's CHUNKS records, which
-// `base_profile` was checked against.
+// `base_profile` was checked against. `derived_used`, if not empty, says
+// which of the derived image's CHUNKS records a file still uses (a layout
+// over the base keeps records no file uses any more: their entries go).
 std::optional<Profile> CarryProfile(const Profile& base_profile,
                                     std::span<const ChunkRecord> base_chunks,
-                                    std::span<const ChunkRecord> derived_chunks);
+                                    std::span<const ChunkRecord> derived_chunks,
+                                    std::span<const uint8_t> derived_used = {});
 
 // Collects chunk indices in the order of their first use. Thread-safe.
 class ProfileRecorder {

@@ -158,6 +158,8 @@ Status DaemonService::RunSnapshot(
   r->set_files(sum.files);
   r->set_logical_bytes(sum.logical_bytes);
   r->set_metadata_bytes(sum.metadata_bytes);
+  r->set_object_bytes(sum.object_bytes);
+  if (sum.delta_of) r->set_delta_of(sum.delta_of->Hex());
   r->set_seconds(sum.seconds);
   r->set_frozen_ms(out->frozen_ms);
   r->set_profile_chunks(out->profile_chunks);

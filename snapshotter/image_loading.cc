@@ -4,6 +4,7 @@
 
 #include "chunkstore/retry_policy.h"
 #include "fs/image_store.h"
+#include "fs/profile.h"
 
 namespace ferry::snapshotter {
 namespace {
@@ -61,6 +62,16 @@ Result<LoadedImage> LoadImageAndProfile(OpenStore& store, const Digest& id) {
   auto reader = LoadVerified(*store.store, id);
   EarlyProfile profile = early.get();
   if (!reader.ok()) return reader.status();
+  // An image stored as a delta without a profile of its own goes by its
+  // base's (fs::LoadProfileOf): known only now, fetched now.
+  if (profile.status.code() == StatusCode::kNotFound && (*reader)->delta_base().has_value()) {
+    auto inherited = fs::LoadProfileOf(*store.store, id, **reader);
+    if (inherited.ok() && inherited->has_value()) {
+      profile.status = Status::Ok();
+      profile.fetching = fs::PrefetchStartupPack(*store.reader, **inherited, fetch);
+      profile.profile = std::move(**inherited);
+    }
+  }
   return LoadedImage{std::move(*reader), std::move(profile), std::move(fetch)};
 }
 

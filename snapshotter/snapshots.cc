@@ -99,22 +99,41 @@ Result<SnapshotOutcome> Snapshots::FromTarget(const SnapshotSpec& spec, const Ta
   ASSIGN_OR_RETURN(auto store, open_(t.store_url));
   auto base = fs::LoadImage(*store, *base_id);
   if (!base.ok()) return base.status().Annotate("base image of " + t.target);
+  // The snapshot is stored as a delta of the full image at the start of
+  // the chain: the base, or the image the base is a delta of.
+  std::unique_ptr<fs::ImageReader> chain_root;
+  if ((*base)->delta_base().has_value()) {
+    auto r = fs::LoadImage(*store, *(*base)->delta_base());
+    if (!r.ok()) return r.status().Annotate("the full image base " + t.image_id.substr(0, 12) + " is a delta of");
+    chain_root = std::move(*r);
+  }
+  const fs::ImageReader& root = chain_root ? *chain_root : **base;
+  const Digest root_id = chain_root ? *(*base)->delta_base() : *base_id;
 
   Pause pause(&out.frozen_ms);
   builder::BuildOptions opt = pause.Options(spec, progress);
   // The snapshot starts with what its base's start-up read, where it kept
   // those chunks (fs/profile.h, CarryProfile): it is put before the ref, so
   // the named snapshot has it from the start.
-  opt.before_ref = [&](const Digest& image, std::span<const fs::ChunkRecord> chunks) -> Status {
-    auto bp = fs::LoadProfile(*store, *base_id, static_cast<uint32_t>((*base)->chunks().size()));
+  opt.delta_root = &root;
+  opt.delta_root_id = root_id;
+  opt.before_ref = [&](const builder::BuildOptions::StoredImage& img) -> Status {
+    auto bp = fs::LoadProfileOf(*store, *base_id, **base);
     if (!bp.ok() || !bp->has_value()) return Status::Ok();  // a hint: none, or unreadable
     if (!fs::MismatchWithImage(**bp, (*base)->chunks()).empty()) return Status::Ok();
-    std::optional<fs::Profile> carried = fs::CarryProfile(**bp, (*base)->chunks(), chunks);
+    std::optional<fs::Profile> carried = fs::CarryProfile(**bp, (*base)->chunks(), img.chunks, img.chunk_used);
     if (!carried) return Status::Ok();
-    RETURN_IF_ERROR(fs::PutProfile(*store, image, *carried).Annotate("the profile it inherits"));
     out.profile_chunks = carried->chunks.size();
     out.profile_pack = carried->pack.has_value();
-    return Status::Ok();
+    // Stored as a delta of the chain's root, a snapshot that inherits the
+    // root's own profile unchanged (the same entries: its layout keeps the
+    // chunks' indices) goes by it without a copy (fs::LoadProfileOf).
+    auto rp = fs::LoadProfile(*store, root_id, static_cast<uint32_t>(root.chunks().size()));
+    if (rp.ok() && rp->has_value() && fs::EncodeProfile(**rp) == fs::EncodeProfile(*carried) &&
+        !(*rp)->digests.empty() && img.delta_of == root_id) {
+      return Status::Ok();
+    }
+    return fs::PutProfile(*store, img.id, *carried).Annotate("the profile it inherits");
   };
   builder::ImageBuilder b(store.get(), std::move(opt));
   if (Status st = b.AddImage(**base); !st.ok()) return st.Annotate(kNothing);

@@ -15,8 +15,10 @@
 
 #include "chunkstore/object_store.h"
 #include "chunkstore/pack.h"
+#include "fs/image_delta.h"
 #include "fs/image_reader.h"
 #include "fs/image_writer.h"
+#include "tests/fuzz/delta_base.h"
 
 namespace {
 
@@ -169,5 +171,18 @@ int main(int argc, char** argv) {
   std::string dir = argv[1];
   bool ok = Write(dir, "empty-root.img", EmptyRoot()) && Write(dir, "mixed.img", Mixed()) &&
             Write(dir, "deep.img", Deep(8)) && Write(dir, "wide.img", Wide(40));
+  // A delta of the fuzzer's fixed base: one more entry, other modes.
+  const std::vector<uint8_t> base = ferry::fuzz::DeltaFuzzBase();
+  const std::vector<uint8_t> delta = ferry::fs::MakeDelta(
+      base, ferry::Sha256(base), ferry::fuzz::DeltaFuzzImage(25, 0755));
+  auto made = ferry::fs::ApplyDelta(delta, base);
+  if (!made.ok() || !ferry::fs::ImageReader::Open(ferry::chunkstore::MakeBlob(*made)).ok()) {
+    std::fprintf(stderr, "the delta seed does not rebuild an image\n");
+    ok = false;
+  } else {
+    std::ofstream out(dir + "/delta.dlt", std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(delta.data()), static_cast<std::streamsize>(delta.size()));
+    ok = ok && out.good();
+  }
   return ok ? 0 : 1;
 }
