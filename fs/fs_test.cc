@@ -287,7 +287,8 @@ std::vector<uint8_t> TreeObject(int files, uint32_t mode) {
   }
   auto link = Spec(S_IFLNK | 0777);
   link.symlink = "f0";
-  w.inode(root).entries.emplace_back("link", w.AddInode(link));
+  uint32_t l = w.AddInode(link);
+  w.inode(root).entries.emplace_back("link", l);
   return w.Serialize();
 }
 

@@ -176,7 +176,8 @@ Result<std::vector<uint8_t>> ApplyDelta(std::span<const uint8_t> d, std::span<co
       return Bad(what + " outside the object");
     }
     std::span<const uint8_t> b = SectionBytes(base, *bt, e.id);
-    std::memcpy(out.data() + e.offset, b.data(), std::min<uint64_t>(b.size(), e.size));
+    const uint64_t keep = std::min<uint64_t>(b.size(), e.size);
+    if (keep > 0) std::memcpy(out.data() + e.offset, b.data(), keep);  // b may be empty (no data)
     if (pos > end || end - pos < 8) return Bad(what + ": patch list cut short");
     const uint32_t patches = GetLe32(d.data() + pos);
     pos += 8;

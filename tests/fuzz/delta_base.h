@@ -24,7 +24,9 @@ inline std::vector<uint8_t> DeltaFuzzImage(int n, uint32_t link_mode = 0777) {
     link.attr.mode = S_IFLNK | link_mode;
     link.attr.nlink = 1;
     link.symlink = "t" + std::to_string(i * 7919 % 1000);
-    w.inode(root).entries.emplace_back("e" + std::to_string(i * 31 % 997), w.AddInode(link));
+    // AddInode may move the table: take the number before naming an entry.
+    uint32_t ino = w.AddInode(link);
+    w.inode(root).entries.emplace_back("e" + std::to_string(i * 31 % 997), ino);
   }
   uint32_t sub = w.AddInode(dir);
   w.inode(sub).attr.parent = root;
@@ -33,7 +35,8 @@ inline std::vector<uint8_t> DeltaFuzzImage(int n, uint32_t link_mode = 0777) {
   file.attr.mode = S_IFREG | 0644;
   file.attr.nlink = 1;
   file.xattrs = {{"user.k", "v"}};
-  w.inode(sub).entries.emplace_back("f", w.AddInode(file));
+  uint32_t f = w.AddInode(file);
+  w.inode(sub).entries.emplace_back("f", f);
   return w.Serialize();
 }
 
