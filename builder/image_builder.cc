@@ -72,8 +72,13 @@ ImageBuilder::~ImageBuilder() {
 
 std::unordered_map<const TreeNode*, uint32_t> ImageBuilder::NumberOverBase() {
   // The nodes in the order Finish's walk meets them (depth first, entries
-  // by name, each node once).
-  std::vector<const TreeNode*> order{&tree_.root()};
+  // by name, each node once), with the directory and name they were met by.
+  struct Met {
+    const TreeNode* node;
+    const TreeNode* parent;  // null for the root
+    std::string name;
+  };
+  std::vector<Met> order{{&tree_.root(), nullptr, ""}};
   std::unordered_set<const TreeNode*> seen{&tree_.root()};
   std::vector<const TreeNode*> stack{&tree_.root()};
   while (!stack.empty()) {
@@ -82,28 +87,53 @@ std::unordered_map<const TreeNode*, uint32_t> ImageBuilder::NumberOverBase() {
     std::vector<const TreeNode*> subdirs;
     for (const auto& [name, child] : d->children) {
       if (!seen.insert(child.get()).second) continue;
-      order.push_back(child.get());
+      order.push_back({child.get(), d, name});
       if (S_ISDIR(child->mode)) subdirs.push_back(child.get());
     }
     for (auto it = subdirs.rbegin(); it != subdirs.rend(); ++it) stack.push_back(*it);
   }
-  // A node of the base keeps its number (the first to claim it: a number
-  // is one inode); the others follow the base's last inode, in walk order.
+  // 1. A node of the base keeps its number (the first to claim it: a
+  //    number is one inode).
   std::unordered_map<const TreeNode*, uint32_t> slot;
   slot.reserve(order.size());
   std::vector<uint8_t> used(base_->inode_count() + 1, 0);
-  std::vector<const TreeNode*> fresh;
-  for (const TreeNode* n : order) {
-    const uint32_t s = n->base_slot;
+  std::vector<const Met*> fresh;
+  for (const Met& m : order) {
+    const uint32_t s = m.node->base_slot;
     if (s >= 1 && s <= base_->inode_count() && !used[s]) {
       used[s] = 1;
-      slot.emplace(n, s);
+      slot.emplace(m.node, s);
     } else {
-      fresh.push_back(n);
+      fresh.push_back(&m);
     }
   }
+  // 2. A new node where the base had an inode of the same type that no
+  //    node kept (a file the sandbox rewrote) takes that number: its record
+  //    changes in place, and what names it (its directory's entry, what
+  //    loads it) does not change at all.
+  std::vector<const Met*> rest;
+  for (const Met* m : fresh) {
+    uint32_t s = 0;
+    if (m->parent != nullptr) {
+      auto p = slot.find(m->parent);
+      if (p != slot.end() && S_ISDIR(base_->inode(p->second).mode)) {
+        if (auto old = base_->Lookup(p->second, m->name);
+            old && !used[*old] && (base_->inode(*old).mode & S_IFMT) == (m->node->mode & S_IFMT) &&
+            !S_ISDIR(m->node->mode)) {
+          s = *old;
+        }
+      }
+    }
+    if (s != 0) {
+      used[s] = 1;
+      slot.emplace(m->node, s);
+    } else {
+      rest.push_back(m);
+    }
+  }
+  // 3. The others follow the base's last inode, in walk order.
   auto next = static_cast<uint32_t>(base_->inode_count());
-  for (const TreeNode* n : fresh) slot.emplace(n, ++next);
+  for (const Met* m : rest) slot.emplace(m->node, ++next);
   return slot;
 }
 

@@ -122,7 +122,8 @@ Result<std::shared_ptr<const chunkstore::Blob>> FetchImageObject(chunkstore::Obj
 
 }  // namespace
 
-Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, const Digest& id) {
+Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, const Digest& id,
+                                               const std::function<void(const Digest&)>& on_delta_base) {
   ASSIGN_OR_RETURN(auto blob, FetchImageObject(store, id));
   std::optional<Digest> delta_base;
   if (IsDelta(blob->bytes())) {
@@ -130,6 +131,7 @@ Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, c
     // from the base's, then open it like any other.
     auto base_id = DeltaBase(blob->bytes());
     if (!base_id.ok()) return base_id.status().Annotate("image " + id.Hex());
+    if (on_delta_base) on_delta_base(*base_id);
     auto base = FetchImageObject(store, *base_id);
     if (!base.ok()) return base.status().Annotate("base image of " + id.Short());
     if (IsDelta((*base)->bytes())) {

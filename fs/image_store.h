@@ -9,6 +9,7 @@
 // kCorruption, and a ref that does not hold an id is kCorruption.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -40,7 +41,12 @@ Result<std::vector<Digest>> ListImages(chunkstore::ObjectStore& store);
 // hex characters. NotFound names what was looked for.
 Result<Digest> ResolveImage(chunkstore::ObjectStore& store, const std::string& name_or_id);
 
-// Fetches, verifies and opens an image.
-Result<std::unique_ptr<ImageReader>> LoadImage(chunkstore::ObjectStore& store, const Digest& id);
+// Fetches, verifies and opens an image. `on_delta_base`, if set, is called
+// with the base image's id as soon as the image turns out to be stored as
+// a delta, before the base is fetched (a caller can fetch what it needs of
+// the base meanwhile).
+Result<std::unique_ptr<ImageReader>> LoadImage(
+    chunkstore::ObjectStore& store, const Digest& id,
+    const std::function<void(const Digest&)>& on_delta_base = nullptr);
 
 }  // namespace ferry::fs

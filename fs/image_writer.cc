@@ -150,6 +150,9 @@ std::vector<uint8_t> ImageWriter::Serialize() const {
       strings.Know(base_->XattrName(x), x.name_off);
       strings.Know(base_->XattrValue(x), x.value_off);
     }
+    for (uint64_t ino = 1; ino <= base_->inode_count(); ++ino) {
+      if (S_ISLNK(base_->inode(ino).mode)) strings.Know(base_->SymlinkTarget(ino), base_->inode(ino).data_first);
+    }
   } else {
     strings.Reserve(n_dirents + 2 * n_xattrs + inodes_.size());
   }

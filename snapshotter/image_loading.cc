@@ -1,5 +1,6 @@
 #include "snapshotter/image_loading.h"
 
+#include <functional>
 #include <future>
 
 #include "chunkstore/retry_policy.h"
@@ -15,7 +16,9 @@ namespace {
 // fetched again, like a chunk that fails verification in the fetch engine.
 // The same budget as before the retries were put in one layer: 5 tries,
 // pauses up to 50 ms doubling.
-Result<std::unique_ptr<fs::ImageReader>> LoadVerified(chunkstore::ObjectStore& store, const Digest& id) {
+Result<std::unique_ptr<fs::ImageReader>> LoadVerified(
+    chunkstore::ObjectStore& store, const Digest& id,
+    const std::function<void(const Digest&)>& on_delta_base) {
   chunkstore::RetryPolicy policy;
   policy.max_attempts = 5;
   policy.backoff = std::chrono::milliseconds(50);
@@ -23,7 +26,7 @@ Result<std::unique_ptr<fs::ImageReader>> LoadVerified(chunkstore::ObjectStore& s
   chunkstore::RetryHooks hooks;
   hooks.retryable = [](const Status& st) { return st.code() == StatusCode::kCorruption; };
   Status last = chunkstore::RunWithRetries(policy, *chunkstore::DefaultClock(), [&] {
-    out = fs::LoadImage(store, id);
+    out = fs::LoadImage(store, id, on_delta_base);
     return out.status();
   }, hooks);
   if (!out.ok()) return last;
@@ -59,18 +62,37 @@ Result<LoadedImage> LoadImageAndProfile(OpenStore& store, const Digest& id) {
     out.profile = std::move(*profile);
     return out;
   });
-  auto reader = LoadVerified(*store.store, id);
-  EarlyProfile profile = early.get();
-  if (!reader.ok()) return reader.status();
+  std::shared_future<EarlyProfile> own = early.share();
   // An image stored as a delta without a profile of its own goes by its
-  // base's (fs::LoadProfileOf): known only now, fetched now.
-  if (profile.status.code() == StatusCode::kNotFound && (*reader)->delta_base().has_value()) {
-    auto inherited = fs::LoadProfileOf(*store.store, id, **reader);
-    if (inherited.ok() && inherited->has_value()) {
-      profile.status = Status::Ok();
-      profile.fetching = fs::PrefetchStartupPack(*store.reader, **inherited, fetch);
-      profile.profile = std::move(**inherited);
-    }
+  // base's (fs::LoadProfileOf). That is fetched as soon as the delta names
+  // the base, while the base's metadata object is fetched, and its start-up
+  // pack is read at once if the image has no profile of its own; it is
+  // checked against the image once that is in (below).
+  std::future<EarlyProfile> inherited;
+  auto on_delta_base = [&](const Digest& base) {
+    if (inherited.valid()) return;  // a retried load
+    inherited = std::async(std::launch::async, [&store, base, own, &fetch] {
+      EarlyProfile out{Status(StatusCode::kNotFound, "none"), std::nullopt, false};
+      if (own.get().status.code() != StatusCode::kNotFound) return out;
+      auto blob = store.store->Get(fs::ProfileKey(base));
+      if (!blob.ok()) return out;
+      auto p = fs::DecodeProfile((*blob)->bytes(), UINT32_MAX);
+      if (!p.ok() || p->digests.empty()) return out;  // only a version 3 profile is inherited
+      out.status = Status::Ok();
+      out.fetching = fs::PrefetchStartupPack(*store.reader, *p, fetch);
+      out.profile = std::move(*p);
+      return out;
+    });
+  };
+  auto reader = LoadVerified(*store.store, id, on_delta_base);
+  EarlyProfile profile = own.get();
+  EarlyProfile from_base;
+  if (inherited.valid()) from_base = inherited.get();
+  if (!reader.ok()) return reader.status();
+  if (profile.status.code() == StatusCode::kNotFound && from_base.profile.has_value() &&
+      (*reader)->delta_base().has_value() &&
+      fs::MismatchWithImage(*from_base.profile, (*reader)->chunks()).empty()) {
+    profile = std::move(from_base);
   }
   return LoadedImage{std::move(*reader), std::move(profile), std::move(fetch)};
 }
