@@ -161,6 +161,11 @@ Result<std::vector<uint8_t>> ApplyDelta(std::span<const uint8_t> d, std::span<co
   const size_t end = d.size() - 8;  // before the checksum
   if (target_size > kMaxTarget || target_size < table_bytes) return Bad("object size out of range");
   if (kHead + table_bytes > end) return Bad("header and section table cut short");
+  // Every byte of a section is the base's or a patch's, and sections are
+  // 8-aligned: a bigger claim is a lie, refused before it is allocated.
+  if (target_size > base.size() + d.size() + 8 * size_t{count}) {
+    return Bad("object size larger than the base and the patches can make");
+  }
   std::vector<uint8_t> out(target_size, 0);
   std::memcpy(out.data(), d.data() + kHead, table_bytes);
   if (GetLe32(out.data() + 12) != count) return Bad("section count differs from the object's");
