@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -89,6 +90,21 @@ struct Fixture {
     return *r;
   }
 
+  // Mounts image `tag` (kept mounted while the result lives) and checks it
+  // serves the tree `expected`, entry by entry.
+  std::unique_ptr<testing::ScopedMount> MountAndCompare(const std::string& tag, const std::string& expected) {
+    std::string mnt = tmp.path() + "/mnt-" + tag;
+    stdfs::create_directories(mnt);
+    auto m = std::make_unique<testing::ScopedMount>(store_path, tag, mnt);
+    INFO(m->result().err);
+    REQUIRE(m->ok());
+    std::string all;
+    for (const auto& d : testing::CompareTrees(expected, mnt)) all += d + "\n";
+    INFO(all);
+    CHECK(all.empty());
+    return m;
+  }
+
   // base + upper, as image `tag`.
   Result<BuildSummary> Snapshot(const std::string& tag) {
     ASSIGN_OR_RETURN(Digest id, fs::ResolveImage(*store, "base"));
@@ -161,16 +177,8 @@ TEST_CASE("snapshot: base image plus overlay upper gives the merged tree") {
   // Read: big, one_copy, changed, added, fresh, n1 (once), holes.
   CHECK(snap->files_read == 7);
 
-  std::string mnt = fx.tmp.path() + "/mnt";
-  stdfs::create_directories(mnt);
-  testing::ScopedMount m(fx.store_path, "snap", mnt);
-  INFO(m.result().err);
-  REQUIRE(m.ok());
-  std::vector<std::string> diffs = testing::CompareTrees(ex, mnt);
-  std::string all;
-  for (const auto& d : diffs) all += d + "\n";
-  INFO(all);
-  CHECK(diffs.empty());
+  auto m = fx.MountAndCompare("snap", ex);
+  const std::string& mnt = m->path();
   // Sparse files keep their holes: 4 bytes of data at 1 MiB, 3 at 5 MiB.
   struct stat st;
   REQUIRE(stat((mnt + "/sparse").c_str(), &st) == 0);
@@ -227,6 +235,83 @@ TEST_CASE("snapshot: unchanged files cost nothing; 1 MiB changed writes about 1 
     // Random bytes do not compress: written is about the same.
     CHECK(snap->ingest.written_bytes <= 2 * kMiB + 64 * 1024);
   }
+}
+
+TEST_CASE("snapshot: laid out over its base and stored as a delta, inode numbers kept") {
+  Fixture fx;
+  WriteFile(fx.base + "/etc/conf", "setting=1\n");
+  WriteFile(fx.base + "/etc/other", "other");
+  WriteFile(fx.base + "/etc/gone", "bye");
+  Sh("ln -s conf " + fx.base + "/etc/link");
+  for (int i = 0; i < 300; ++i) WriteFile(fx.base + "/many/f" + std::to_string(i), RandomString(64, i));
+  BuildSummary base_summary = fx.BuildBase();
+  Sh("cp -a " + fx.base + " " + fx.expected);
+  const std::string& ex = fx.expected;
+  const std::string& up = fx.upper;
+  // Rewritten (a new inode in the upper dir), deleted, and added.
+  Sh("echo setting=2 > " + ex + "/etc/conf && rm " + ex + "/etc/gone && echo new > " + ex + "/etc/added");
+  stdfs::create_directories(up + "/etc");
+  Sh("cp -a " + ex + "/etc/conf " + ex + "/etc/added " + up + "/etc/");
+  Whiteout(up + "/etc/gone");
+  for (const char* dir : {"", "/etc"}) CopyMeta(ex + dir, up + dir);
+
+  auto base_id = fs::ResolveImage(*fx.store, "base");
+  REQUIRE(base_id.ok());
+  auto base = fs::LoadImage(*fx.store, *base_id);
+  REQUIRE(base.ok());
+  BuildOptions opt;
+  opt.delta_root = base->get();
+  opt.delta_root_id = *base_id;
+  ImageBuilder b(fx.store.get(), opt);
+  REQUIRE(b.AddImage(**base).ok());
+  REQUIRE(b.AddOverlayUpper(up).ok());
+  auto snap = b.Finish("snap");
+  INFO(snap.status().ToString());
+  REQUIRE(snap.ok());
+  REQUIRE(snap->delta_of.has_value());
+  CHECK(*snap->delta_of == *base_id);
+  // Stored is the delta, a small part of the object it makes.
+  UNSCOPED_INFO("delta " << snap->metadata_bytes << " B of an object of " << snap->object_bytes << " B");
+  CHECK(snap->metadata_bytes * 4 < snap->object_bytes);
+  CHECK(snap->object_bytes >= base_summary.object_bytes);
+
+  auto image = fs::LoadImage(*fx.store, snap->image);
+  INFO(image.status().ToString());
+  REQUIRE(image.ok());
+  const fs::ImageReader& s = **image;
+  const fs::ImageReader& o = **base;
+  REQUIRE(s.delta_base().has_value());
+  CHECK(*s.delta_base() == *base_id);
+  auto at = [](const fs::ImageReader& r, const std::string& dir, const std::string& name) {
+    auto d = r.Lookup(fs::kRootIno, dir);
+    REQUIRE(d.has_value());
+    return r.Lookup(*d, name);
+  };
+  // Directories and unchanged entries keep their numbers; so does the file
+  // the sandbox rewrote (same path, same type).
+  CHECK(s.Lookup(fs::kRootIno, "etc") == o.Lookup(fs::kRootIno, "etc"));
+  CHECK(s.Lookup(fs::kRootIno, "many") == o.Lookup(fs::kRootIno, "many"));
+  for (const char* name : {"conf", "other", "link"}) {
+    INFO(name);
+    auto was = at(o, "etc", name);
+    REQUIRE(was.has_value());
+    CHECK(at(s, "etc", name) == was);
+  }
+  CHECK(at(s, "many", "f299") == at(o, "many", "f299"));
+  // The deleted file's number is a free inode: a regular file no one links.
+  auto gone = at(o, "etc", "gone");
+  REQUIRE(gone.has_value());
+  CHECK(!at(s, "etc", "gone").has_value());
+  CHECK(S_ISREG(s.inode(*gone).mode));
+  CHECK(s.inode(*gone).nlink == 0);
+  // The new file comes after the base's last inode.
+  auto added = at(s, "etc", "added");
+  REQUIRE(added.has_value());
+  CHECK(*added == o.inode_count() + 1);
+  CHECK(s.inode_count() == o.inode_count() + 1);
+
+  // And it serves the merged tree.
+  fx.MountAndCompare("snap", ex);
 }
 
 TEST_CASE("snapshot: redirected and metacopy upper entries are refused, naming the path") {
