@@ -87,20 +87,13 @@ REBUILD_ROOTFS=0
 while (($#)); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --workdir) WORKDIR=${2:?--workdir needs a value}; shift 2 ;;
-    --workdir=*) WORKDIR=${1#*=}; shift ;;
-    --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
-    --runs=*) RUNS=${1#*=}; shift ;;
-    --settings) SETTINGS=${2:?--settings needs a value}; shift 2 ;;
-    --settings=*) SETTINGS=${1#*=}; shift ;;
-    --fetch-threads) FETCH_THREADS=${2:?--fetch-threads needs a value}; shift 2 ;;
-    --fetch-threads=*) FETCH_THREADS=${1#*=}; shift ;;
-    --cache-size) CACHE_SIZE=${2:?--cache-size needs a value}; shift 2 ;;
-    --cache-size=*) CACHE_SIZE=${1#*=}; shift ;;
-    --timeout) ITEM_TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
-    --timeout=*) ITEM_TIMEOUT=${1#*=}; shift ;;
-    --mirror) MIRROR=${2:?--mirror needs a value}; shift 2 ;;
-    --mirror=*) MIRROR=${1#*=}; shift ;;
+    --workdir|--workdir=*) take_opt WORKDIR "$@"; shift "$OPT_SHIFT" ;;
+    --runs|--runs=*) take_opt RUNS "$@"; shift "$OPT_SHIFT" ;;
+    --settings|--settings=*) take_opt SETTINGS "$@"; shift "$OPT_SHIFT" ;;
+    --fetch-threads|--fetch-threads=*) take_opt FETCH_THREADS "$@"; shift "$OPT_SHIFT" ;;
+    --cache-size|--cache-size=*) take_opt CACHE_SIZE "$@"; shift "$OPT_SHIFT" ;;
+    --timeout|--timeout=*) take_opt ITEM_TIMEOUT "$@"; shift "$OPT_SHIFT" ;;
+    --mirror|--mirror=*) take_opt MIRROR "$@"; shift "$OPT_SHIFT" ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
@@ -113,55 +106,20 @@ done
 [[ $WORKDIR =~ ^[A-Za-z0-9/._+-]+$ ]] || die "--workdir must not contain spaces or special characters"
 ((EUID == 0)) || die "must be run as root (FUSE mounts, chroot, drop_caches)"
 
-# Settings: "LATENCY/BANDWIDTH" with the fault store's units.
-# to_seconds 20ms -> 0.02; to_bps 100MB -> 1e8 (as ParseSeconds/ParseRate).
-to_seconds() {
-  awk -v v="$1" 'BEGIN { if (!match(v, /^[0-9.]+/)) exit 1; x = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
-    if (u == "" || u == "s") f = 1; else if (u == "ms") f = 1e-3; else if (u == "us") f = 1e-6; else exit 1
-    printf "%.9f\n", x * f }'
-}
-to_bps() {
-  awk -v v="$1" 'BEGIN { if (!match(v, /^[0-9.]+/)) exit 1; x = substr(v, 1, RLENGTH); u = substr(v, RLENGTH + 1)
-    sub(/[Bb]$/, "", u)
-    if (u == "") f = 1; else if (u == "K" || u == "k") f = 1e3; else if (u == "M" || u == "m") f = 1e6
-    else if (u == "G" || u == "g") f = 1e9; else exit 1
-    printf "%.0f\n", x * f }'
-}
 read -ra SETS <<<"$SETTINGS"
 ((${#SETS[@]})) || die "--settings is empty"
 declare -A SET_LAT=() SET_BW=() SET_LABEL=()
 for s in "${SETS[@]}"; do
-  [[ $s == */* ]] || die "bad setting '$s' (want LATENCY/BANDWIDTH, e.g. 20ms/100MB)"
-  lat=${s%%/*} bw=${s#*/}
-  SET_LAT[$s]=$(to_seconds "$lat") || die "bad latency in '$s' (e.g. 20ms, 2ms, 500us)"
-  SET_BW[$s]=$(to_bps "$bw") || die "bad bandwidth in '$s' (e.g. 100MB, 1GB)"
-  ((SET_BW[$s] > 0)) || die "bandwidth must be > 0 in '$s'"
-  SET_LABEL[$s]=$(awk -v l="${SET_LAT[$s]}" -v b="${SET_BW[$s]}" 'BEGIN {
-    printf "%g ms, ", l * 1e3; if (b >= 1e9) printf "%g GB/s", b / 1e9; else printf "%g MB/s", b / 1e6 }')
+  parse_link_setting "$s"
+  SET_LAT[$s]=$LINK_LAT_S SET_BW[$s]=$LINK_BPS SET_LABEL[$s]=$LINK_LABEL
 done
 
 # ---------------------------------------------------------------- tools ---
 install_missing debootstrap=debootstrap strace=strace curl=curl node=nodejs python3=python3 fusermount3=fuse3
-S3RVER_JS=$REPO_ROOT/tests/s3/node_modules/s3rver/bin/s3rver.js
-[[ -f $S3RVER_JS ]] || die "s3rver missing at $S3RVER_JS (run scripts/install-deps.sh)"
-[[ -w /proc/sys/vm/drop_caches ]] || die "/proc/sys/vm/drop_caches is not writable"
-[[ -e /dev/fuse ]] || die "/dev/fuse missing"
-CHROOT=$(command -v chroot) || die "chroot not found"
-# The host's python3 (for JSON), not a pyenv shim that may pick another.
-HOST_PY=/usr/bin/python3
-[[ -x $HOST_PY ]] || HOST_PY=$(command -v python3)
-
-FERRY=${FERRY:-$REPO_ROOT/build/ferry}
-[[ $FERRY == /* ]] || FERRY=$PWD/$FERRY
-FERRYD=${FERRYD:-$(dirname "$FERRY")/ferryd}
-[[ $FERRYD == /* ]] || FERRYD=$PWD/$FERRYD
-[[ -x $FERRY ]] || die "ferry binary not found at $FERRY (build it first or set \$FERRY)"
-[[ -x $FERRYD ]] || die "ferryd binary not found at $FERRYD (build it first or set \$FERRYD)"
+check_host_and_binaries
 
 # -------------------------------------------------------------- workdir ---
-mkdir -p "$WORKDIR"
-exec 9>"$WORKDIR/.lock"
-flock -n 9 || die "another benchmark is running on $WORKDIR ($WORKDIR/.lock is held)"
+lock_workdir
 CS=$WORKDIR/coldstart
 mkdir -p "$CS"/{bin,logs,mnt,pull}
 LOGS=$CS/logs
@@ -178,6 +136,7 @@ FERRYD_ROOT=$CS/ferryd
 FERRYD_LOG=$LOGS/ferryd.log
 S3_DATA=$CS/s3rver-data
 S3_LOG=$LOGS/s3rver.log
+S3_PIDFILE=$CS/s3rver.pid
 mkdir -p "$MNT"
 
 FERRY_SRC=$FERRY FERRYD_SRC=$FERRYD
@@ -185,42 +144,10 @@ FERRY=$CS/bin/ferry FERRYD=$CS/bin/ferryd
 snapshot_ferry "$FERRY_SRC" "$FERRY"
 snapshot_bin "$FERRYD_SRC" "$FERRYD"
 
-# s3rver takes any credentials; every ferry process (and ferryd) reads them
-# from the environment.
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
-unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 || true
-
-now() { echo "$EPOCHREALTIME"; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
+use_s3rver_credentials
 
 # ------------------------------------------------------------ s3rver ---
-S3_PID="" S3_PORT="" ENDPOINT=""
-start_s3rver() {
-  local i
-  rm -rf "$S3_DATA"
-  mkdir -p "$S3_DATA"
-  # As tests/s3/start-s3rver.sh (legacy OpenSSL provider: s3rver's List
-  # tokens use DES), but without --silent: its request log (path, status,
-  # size) is the server-side count of what each run asked for.
-  setsid node --openssl-legacy-provider "$S3RVER_JS" --directory "$S3_DATA" --address 127.0.0.1 \
-    --port 0 --service-endpoint localhost --configure-bucket "$BUCKET" </dev/null >"$S3_LOG" 2>&1 &
-  S3_PID=$!
-  echo "$S3_PID" >"$CS/s3rver.pid"
-  for ((i = 0; i < 300; i++)); do
-    S3_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$S3_LOG" | head -n 1)
-    [[ -n $S3_PORT ]] && break
-    proc_alive "$S3_PID" || break
-    sleep 0.1
-  done
-  [[ -n $S3_PORT ]] || { tail -n 20 "$S3_LOG" >&8; die "s3rver did not start (see $S3_LOG)"; }
-  ENDPOINT=http://127.0.0.1:$S3_PORT
-}
-stop_s3rver() { stop_pid "$S3_PID" s3rver; S3_PID=""; rm -f "$CS/s3rver.pid"; }
-s3_curl() { # curl args...: SigV4-signed (s3rver accepts any key), unsigned payload
-  curl -sS -f --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
-}
+# start_s3rver, stop_s3rver and s3_curl: bench/lib.sh.
 # What s3rver served since byte offset $1 of its log: "REQUESTS BYTES".
 # Sizes in its log are rounded (e.g. 9.54mb, 1024-based units): approximate.
 s3_served_since() {
@@ -244,13 +171,7 @@ start_ferryd() { # fresh, empty state (node cache) every time
   launch_ferryd "${args[@]}"
   echo "$FERRYD_PID" >"$CS/ferryd.pid"
 }
-stop_ferryd() {
-  [[ -n $FERRYD_PID ]] || return 0
-  stop_pid "$FERRYD_PID" ferryd
-  FERRYD_PID=""
-  rm -f "$CS/ferryd.pid"
-  umount_below "$FERRYD_ROOT"
-}
+stop_ferryd() { stop_launched_ferryd "$CS/ferryd.pid" "$FERRYD_ROOT"; }
 ferry_umount() {
   local i
   is_mounted "$MNT" || return 0
@@ -305,17 +226,7 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 # Leftovers of an earlier run that was killed hard.
-for what in ferryd s3rver; do
-  f=$CS/$what.pid
-  [[ -r $f ]] || continue
-  old=$(cat "$f")
-  if [[ $old =~ ^[0-9]+$ ]] && proc_alive "$old" && tr '\0' ' ' <"/proc/$old/cmdline" |
-       grep -qE -- "--root $FERRYD_ROOT |--directory $S3_DATA "; then
-    log "stopping the $what (pid $old) of an earlier run"
-    stop_pid "$old" "$what"
-  fi
-  rm -f "$f"
-done
+stop_leftovers "$CS" "--root $FERRYD_ROOT |--directory $S3_DATA "
 umount_below "$CS/mnt"
 umount_below "$FERRYD_ROOT"
 mkdir -p "$MNT"

@@ -19,6 +19,21 @@ die() { log "error: $*"; exit 1; }
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CMD_CWD=$PWD
 
+# In an option loop, at "--name VALUE" or "--name=VALUE": take_opt VAR
+# "$@" sets VAR to VALUE and OPT_SHIFT to the number of words it took.
+take_opt() {
+  local var=$1
+  shift
+  if [[ $1 == *=* ]]; then
+    printf -v "$var" '%s' "${1#*=}"
+    OPT_SHIFT=1
+  else
+    (($# >= 2)) || die "$1 needs a value"
+    printf -v "$var" '%s' "$2"
+    OPT_SHIFT=2
+  fi
+}
+
 # Installs the Debian package of each missing command: install_missing
 # CMD=PACKAGE ... (a CMD with a slash is checked as a path).
 install_missing() {
@@ -122,6 +137,17 @@ launch_ferryd() {
   FERRYD_STARTS=$((FERRYD_STARTS + 1))
 }
 
+# Stops the ferryd launch_ferryd started (SIGTERM: it unmounts what it
+# serves; SIGKILL after 30 s), removes its pid file and unmounts whatever
+# is left below DIR (a killed daemon's mounts).
+stop_launched_ferryd() { # pidfile dir
+  [[ -n $FERRYD_PID ]] || return 0
+  stop_pid "$FERRYD_PID" ferryd
+  FERRYD_PID=""
+  rm -f "$1"
+  umount_below "$2"
+}
+
 # Abort the FUSE connection behind mount point $1 (unblocks hung requests).
 fuse_abort() {
   local dev
@@ -220,6 +246,71 @@ to_bps() {
     if (u == "") f = 1; else if (u == "K" || u == "k") f = 1e3; else if (u == "M" || u == "m") f = 1e6
     else if (u == "G" || u == "g") f = 1e9; else exit 1
     printf "%.0f\n", x * f }'
+}
+
+# Link setting "LATENCY/BANDWIDTH" (e.g. 20ms/100MB) -> LINK_LAT_S
+# (seconds), LINK_BPS (bytes per second) and LINK_LABEL ("20 ms, 100
+# MB/s"); dies naming the setting if it is not one.
+parse_link_setting() { # setting
+  [[ $1 == */* ]] || die "bad link setting '$1' (want LATENCY/BANDWIDTH, e.g. 20ms/100MB)"
+  LINK_LAT_S=$(to_seconds "${1%%/*}") || die "bad latency in link setting '$1' (e.g. 20ms, 2ms, 500us)"
+  LINK_BPS=$(to_bps "${1#*/}") || die "bad bandwidth in link setting '$1' (e.g. 100MB, 1GB)"
+  ((LINK_BPS > 0)) || die "bandwidth must be > 0 in link setting '$1'"
+  LINK_LABEL=$(awk -v l="$LINK_LAT_S" -v b="$LINK_BPS" 'BEGIN {
+    printf "%g ms, ", l * 1e3; if (b >= 1e9) printf "%g GB/s", b / 1e9; else printf "%g MB/s", b / 1e6 }')
+}
+
+# ------------------------------------------------- host and binaries ---
+# For the benchmarks that serve a store from s3rver to a chrooted workload
+# (coldstart.sh, snapshot.sh): checks the host and sets S3RVER_JS, CHROOT,
+# HOST_PY (the host's python3 for JSON, not a pyenv shim), FERRY and
+# FERRYD (absolute paths; from the environment if set there).
+check_host_and_binaries() {
+  S3RVER_JS=$REPO_ROOT/tests/s3/node_modules/s3rver/bin/s3rver.js
+  [[ -f $S3RVER_JS ]] || die "s3rver missing at $S3RVER_JS (run scripts/install-deps.sh)"
+  [[ -w /proc/sys/vm/drop_caches ]] || die "/proc/sys/vm/drop_caches is not writable"
+  [[ -e /dev/fuse ]] || die "/dev/fuse missing"
+  CHROOT=$(command -v chroot) || die "chroot not found"
+  HOST_PY=/usr/bin/python3
+  [[ -x $HOST_PY ]] || HOST_PY=$(command -v python3)
+  FERRY=${FERRY:-$REPO_ROOT/build/ferry}
+  [[ $FERRY == /* ]] || FERRY=$PWD/$FERRY
+  FERRYD=${FERRYD:-$(dirname "$FERRY")/ferryd}
+  [[ $FERRYD == /* ]] || FERRYD=$PWD/$FERRYD
+  [[ -x $FERRY ]] || die "ferry binary not found at $FERRY (build it first or set \$FERRY)"
+  [[ -x $FERRYD ]] || die "ferryd binary not found at $FERRYD (build it first or set \$FERRYD)"
+}
+
+# Creates $WORKDIR and holds its lock on fd 9 until the script exits: one
+# benchmark at a time per work directory.
+lock_workdir() {
+  mkdir -p "$WORKDIR"
+  exec 9>"$WORKDIR/.lock"
+  flock -n 9 || die "another benchmark is running on $WORKDIR ($WORKDIR/.lock is held)"
+}
+
+# Stops what an earlier run killed hard left running: for each of ferryd
+# and s3rver, the pid in DIR/NAME.pid if that process is still the one
+# (its command line matches the extended regex PATTERN).
+stop_leftovers() { # dir pattern
+  local what f old
+  for what in ferryd s3rver; do
+    f=$1/$what.pid
+    [[ -r $f ]] || continue
+    old=$(cat "$f")
+    if [[ $old =~ ^[0-9]+$ ]] && proc_alive "$old" && tr '\0' ' ' <"/proc/$old/cmdline" | grep -qE -- "$2"; then
+      log "stopping the $what (pid $old) of an earlier run"
+      stop_pid "$old" "$what"
+    fi
+    rm -f "$f"
+  done
+}
+
+# s3rver takes any credentials; every ferry process (and ferryd) reads them
+# from the environment.
+use_s3rver_credentials() {
+  export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+  unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 || true
 }
 
 # ------------------------------------------------------------- s3rver ---

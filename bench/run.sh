@@ -121,36 +121,23 @@ section() { log "$* [load $(cut -d' ' -f1 /proc/loadavg)]"; }
 while (($#)); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --workdir) WORKDIR=${2:?--workdir needs a value}; shift 2 ;;
-    --workdir=*) WORKDIR=${1#*=}; shift ;;
-    --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
-    --runs=*) RUNS=${1#*=}; shift ;;
-    --py-runs) PY_RUNS=${2:?--py-runs needs a value}; shift 2 ;;
-    --py-runs=*) PY_RUNS=${1#*=}; shift ;;
-    --mirror) MIRROR=${2:?--mirror needs a value}; shift 2 ;;
-    --mirror=*) MIRROR=${1#*=}; shift ;;
+    --workdir|--workdir=*) take_opt WORKDIR "$@"; shift "$OPT_SHIFT" ;;
+    --runs|--runs=*) take_opt RUNS "$@"; shift "$OPT_SHIFT" ;;
+    --py-runs|--py-runs=*) take_opt PY_RUNS "$@"; shift "$OPT_SHIFT" ;;
+    --mirror|--mirror=*) take_opt MIRROR "$@"; shift "$OPT_SHIFT" ;;
     --peers-only) PEERS_ONLY=1; shift ;;
     --no-daemon) NO_DAEMON=1; shift ;;
     --no-verify) VERIFY=0; shift ;;
-    --squashfs-comp) SQUASH_COMP=${2:?}; shift 2 ;;
-    --squashfs-comp=*) SQUASH_COMP=${1#*=}; shift ;;
-    --erofs-opts) EROFS_OPTS=${2?}; shift 2 ;;
-    --erofs-opts=*) EROFS_OPTS=${1#*=}; shift ;;
-    --ferry-build-opts) FERRY_BUILD_OPTS=${2?}; shift 2 ;;
-    --ferry-build-opts=*) FERRY_BUILD_OPTS=${1#*=}; shift ;;
-    --ferry-mount-opts) FERRY_MOUNT_OPTS=${2?}; shift 2 ;;
-    --ferry-mount-opts=*) FERRY_MOUNT_OPTS=${1#*=}; shift ;;
-    --cache-size) CACHE_SIZE=${2:?--cache-size needs a value}; shift 2 ;;
-    --cache-size=*) CACHE_SIZE=${1#*=}; shift ;;
-    --big-mib) BIG_MIB=${2:?--big-mib needs a value}; shift 2 ;;
-    --big-mib=*) BIG_MIB=${1#*=}; shift ;;
-    --rand-mib) RAND_MIB=${2:?--rand-mib needs a value}; shift 2 ;;
-    --rand-mib=*) RAND_MIB=${1#*=}; shift ;;
-    --images) NIMAGES=${2:?--images needs a value}; shift 2 ;;
-    --images=*) NIMAGES=${1#*=}; shift ;;
+    --squashfs-comp|--squashfs-comp=*) take_opt SQUASH_COMP "$@"; shift "$OPT_SHIFT" ;;
+    --erofs-opts|--erofs-opts=*) take_opt EROFS_OPTS "$@"; shift "$OPT_SHIFT" ;;
+    --ferry-build-opts|--ferry-build-opts=*) take_opt FERRY_BUILD_OPTS "$@"; shift "$OPT_SHIFT" ;;
+    --ferry-mount-opts|--ferry-mount-opts=*) take_opt FERRY_MOUNT_OPTS "$@"; shift "$OPT_SHIFT" ;;
+    --cache-size|--cache-size=*) take_opt CACHE_SIZE "$@"; shift "$OPT_SHIFT" ;;
+    --big-mib|--big-mib=*) take_opt BIG_MIB "$@"; shift "$OPT_SHIFT" ;;
+    --rand-mib|--rand-mib=*) take_opt RAND_MIB "$@"; shift "$OPT_SHIFT" ;;
+    --images|--images=*) take_opt NIMAGES "$@"; shift "$OPT_SHIFT" ;;
     --rebuild-rootfs) REBUILD_ROOTFS=1; shift ;;
-    --timeout) ITEM_TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
-    --timeout=*) ITEM_TIMEOUT=${1#*=}; shift ;;
+    --timeout|--timeout=*) take_opt ITEM_TIMEOUT "$@"; shift "$OPT_SHIFT" ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
@@ -238,13 +225,7 @@ start_ferryd() {
 }
 
 # SIGTERM (ferryd unmounts everything it serves), SIGKILL after 30 s.
-stop_ferryd() {
-  [[ -n $FERRYD_PID ]] || return 0
-  stop_pid "$FERRYD_PID" ferryd
-  FERRYD_PID=""
-  rm -f "$WORKDIR/ferryd.pid"
-  umount_below "$FERRYD_ROOT/mnt"   # whatever a killed daemon left
-}
+stop_ferryd() { stop_launched_ferryd "$WORKDIR/ferryd.pid" "$FERRYD_ROOT/mnt"; }
 
 restart_ferryd() { stop_ferryd; start_ferryd "$1"; }
 

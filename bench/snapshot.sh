@@ -115,20 +115,14 @@ EOF
 while (($#)); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --workdir) WORKDIR=${2:?--workdir needs a value}; shift 2 ;;
-    --workdir=*) WORKDIR=${1#*=}; shift ;;
-    --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
-    --runs=*) RUNS=${1#*=}; shift ;;
-    --setting) SETTING=${2:?--setting needs a value}; shift 2 ;;
-    --setting=*) SETTING=${1#*=}; shift ;;
-    --cache-size) CACHE_SIZE=${2:?--cache-size needs a value}; shift 2 ;;
-    --cache-size=*) CACHE_SIZE=${1#*=}; shift ;;
-    --timeout) ITEM_TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
-    --timeout=*) ITEM_TIMEOUT=${1#*=}; shift ;;
+    --workdir|--workdir=*) take_opt WORKDIR "$@"; shift "$OPT_SHIFT" ;;
+    --runs|--runs=*) take_opt RUNS "$@"; shift "$OPT_SHIFT" ;;
+    --setting|--setting=*) take_opt SETTING "$@"; shift "$OPT_SHIFT" ;;
+    --cache-size|--cache-size=*) take_opt CACHE_SIZE "$@"; shift "$OPT_SHIFT" ;;
+    --timeout|--timeout=*) take_opt ITEM_TIMEOUT "$@"; shift "$OPT_SHIFT" ;;
     --no-freeze) NO_FREEZE=1; shift ;;
     --no-profile) PROFILE=0; shift ;;
-    --mirror) MIRROR=${2:?--mirror needs a value}; shift 2 ;;
-    --mirror=*) MIRROR=${1#*=}; shift ;;
+    --mirror|--mirror=*) take_opt MIRROR "$@"; shift "$OPT_SHIFT" ;;
     --rebuild-rootfs) REBUILD_ROOTFS=1; shift ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -139,37 +133,18 @@ done
 ((RUNS <= 255)) || die "--runs must be at most 255"
 [[ $ITEM_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer"
 [[ $CACHE_SIZE =~ ^[0-9]+[KMGT]?$ ]] || die "--cache-size must look like 4G or 512M"
-[[ $SETTING == */* ]] || die "bad --setting '$SETTING' (want LATENCY/BANDWIDTH, e.g. 20ms/100MB)"
-LAT_S=$(to_seconds "${SETTING%%/*}") || die "bad latency in --setting '$SETTING' (e.g. 20ms, 2ms, 500us)"
-BPS=$(to_bps "${SETTING#*/}") || die "bad bandwidth in --setting '$SETTING' (e.g. 100MB, 1GB)"
-((BPS > 0)) || die "bandwidth must be > 0 in --setting '$SETTING'"
-SET_LABEL=$(awk -v l="$LAT_S" -v b="$BPS" 'BEGIN {
-  printf "%g ms, ", l * 1e3; if (b >= 1e9) printf "%g GB/s", b / 1e9; else printf "%g MB/s", b / 1e6 }')
+parse_link_setting "$SETTING"
+LAT_S=$LINK_LAT_S BPS=$LINK_BPS SET_LABEL=$LINK_LABEL
 [[ $WORKDIR == /* ]] || WORKDIR=$PWD/$WORKDIR
 [[ $WORKDIR =~ ^[A-Za-z0-9/._+-]+$ ]] || die "--workdir must not contain spaces or special characters"
 ((EUID == 0)) || die "must be run as root (FUSE and overlay mounts, chroot, drop_caches)"
 
 # ---------------------------------------------------------------- tools ---
 install_missing debootstrap=debootstrap curl=curl zstd=zstd node=nodejs python3=python3 fusermount3=fuse3
-S3RVER_JS=$REPO_ROOT/tests/s3/node_modules/s3rver/bin/s3rver.js
-[[ -f $S3RVER_JS ]] || die "s3rver missing at $S3RVER_JS (run scripts/install-deps.sh)"
-[[ -w /proc/sys/vm/drop_caches ]] || die "/proc/sys/vm/drop_caches is not writable"
-[[ -e /dev/fuse ]] || die "/dev/fuse missing"
-CHROOT=$(command -v chroot) || die "chroot not found"
-HOST_PY=/usr/bin/python3
-[[ -x $HOST_PY ]] || HOST_PY=$(command -v python3)
-
-FERRY=${FERRY:-$REPO_ROOT/build/ferry}
-[[ $FERRY == /* ]] || FERRY=$PWD/$FERRY
-FERRYD=${FERRYD:-$(dirname "$FERRY")/ferryd}
-[[ $FERRYD == /* ]] || FERRYD=$PWD/$FERRYD
-[[ -x $FERRY ]] || die "ferry binary not found at $FERRY (build it first or set \$FERRY)"
-[[ -x $FERRYD ]] || die "ferryd binary not found at $FERRYD (build it first or set \$FERRYD)"
+check_host_and_binaries
 
 # -------------------------------------------------------------- workdir ---
-mkdir -p "$WORKDIR"
-exec 9>"$WORKDIR/.lock"
-flock -n 9 || die "another benchmark is running on $WORKDIR ($WORKDIR/.lock is held)"
+lock_workdir
 SN=$WORKDIR/snapshot
 LOGS=$SN/logs
 ROOTFS=$WORKDIR/rootfs
@@ -188,10 +163,7 @@ S3_LOG=$LOGS/s3rver.log
 S3_PIDFILE=$SN/s3rver.pid
 FREEZE_CG="" FREEZE_PID=""
 
-# s3rver takes any credentials; every ferry process (and ferryd) reads them
-# from the environment.
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
-unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 || true
+use_s3rver_credentials
 
 # ------------------------------------------------------------- ferryd ---
 start_ferryd() { # root label: a fresh, empty root (node cache) every time
@@ -203,13 +175,7 @@ start_ferryd() { # root label: a fresh, empty root (node cache) every time
   launch_ferryd --root "$1" --cache-size "$CACHE_SIZE"
   echo "$FERRYD_PID" >"$SN/ferryd.pid"
 }
-stop_ferryd() {
-  [[ -n $FERRYD_PID ]] || return 0
-  stop_pid "$FERRYD_PID" ferryd
-  FERRYD_PID=""
-  rm -f "$SN/ferryd.pid"
-  umount_below "$FERRYD_ROOT"
-}
+stop_ferryd() { stop_launched_ferryd "$SN/ferryd.pid" "$FERRYD_ROOT"; }
 # Unmounting a writable target through ferryd also discards its upper
 # directory: nothing is kept for a later ferryd.
 ferry_umount() { # dir
@@ -266,17 +232,7 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 # Leftovers of an earlier run that was killed hard.
-for what in ferryd s3rver; do
-  f=$SN/$what.pid
-  [[ -r $f ]] || continue
-  old=$(cat "$f")
-  if [[ $old =~ ^[0-9]+$ ]] && proc_alive "$old" && tr '\0' ' ' <"/proc/$old/cmdline" |
-       grep -qE -- "--root $SN/ferryd-[ab] |--directory $S3_DATA "; then
-    log "stopping the $what (pid $old) of an earlier run"
-    stop_pid "$old" "$what"
-  fi
-  rm -f "$f"
-done
+stop_leftovers "$SN" "--root $SN/ferryd-[ab] |--directory $S3_DATA "
 umount_below "$MNT"
 umount_below "$FERRYD_A"
 umount_below "$FERRYD_B"
@@ -405,6 +361,26 @@ fi
 # One sample of case $1 (pip|one), run $2: a fresh writable mount of the
 # base, the change, then ferry snapshot, tar|zstd of the upper directory
 # and a full build of the merged tree.
+file_bytes() { stat -c %s "$1"; }
+# A peer's measure NAME in case C, run R: times CMD... (after a sync, with
+# the item timeout) and adds NAME_s and NAME_bytes (SIZE_FN of OUT, after
+# it), or err for both, logging WHAT failed.
+time_peer() { # case run name what out size_fn log cmd...
+  local c=$1 r=$2 name=$3 what=$4 out=$5 size_fn=$6 logf=$7 t0 t1 bytes
+  shift 7
+  sync
+  t0=$(now)
+  if timeout -k 5 "$ITEM_TIMEOUT" "$@" >/dev/null 2>>"$logf"; then
+    t1=$(now)
+    bytes=$("$size_fn" "$out")
+    add "$c" "${name}_s" "$(secs "$t0" "$t1")"; add "$c" "${name}_bytes" "$bytes"
+    sample "$c run $r $what: wall $(secs "$t0" "$t1") bytes $bytes"
+  else
+    add "$c" "${name}_s" err; add "$c" "${name}_bytes" err
+    log "  $c run $r: $what failed (see $logf)"
+  fi
+}
+
 measure_case() { # case run
   local c=$1 r=$2 dir=$MNT/$1-$2 tag=snapbench-$1-$2 upper out t0 t1 g0 g1 j ok=1
   ferry_mount "$STORE_URL" "$BASE_TAG" "$dir" || { log "  $c run $r: mount failed (see $LOGS/ferry-mount.log)"; return 1; }
@@ -460,32 +436,14 @@ measure_case() { # case run
 
   # tar|zstd of the upper directory
   out=$PEER/$c-$r.tar.zst
-  sync
-  t0=$(now)
-  if timeout -k 5 "$ITEM_TIMEOUT" bash -c 'set -o pipefail; tar -C "$1" -c . | zstd -3 -q >"$2" && sync "$2"' _ "$upper" "$out" \
-       2>>"$LOGS/peer.log"; then
-    t1=$(now)
-    add "$c" tar_s "$(secs "$t0" "$t1")"; add "$c" tar_bytes "$(stat -c %s "$out")"
-    sample "$c run $r tar|zstd: wall $(secs "$t0" "$t1") bytes $(stat -c %s "$out")"
-  else
-    add "$c" tar_s err; add "$c" tar_bytes err
-    log "  $c run $r: tar|zstd of $upper failed (see $LOGS/peer.log)"
-  fi
+  time_peer "$c" "$r" tar "tar|zstd of $upper" "$out" file_bytes "$LOGS/peer.log" \
+    bash -c 'set -o pipefail; tar -C "$1" -c . | zstd -3 -q >"$2" && sync "$2"' _ "$upper" "$out"
   rm -f "$out"
 
   # full build of the merged tree into a fresh store
   out=$PEER/full-$c-$r
-  sync
-  t0=$(now)
-  if timeout -k 5 "$ITEM_TIMEOUT" "$FERRY" --store "file://$out" build "$dir" --tag full -q \
-       >/dev/null 2>>"$LOGS/ferry-build.log"; then
-    t1=$(now)
-    add "$c" build_s "$(secs "$t0" "$t1")"; add "$c" build_bytes "$(store_bytes "$out")"
-    sample "$c run $r full build: wall $(secs "$t0" "$t1") store $(store_bytes "$out")"
-  else
-    add "$c" build_s err; add "$c" build_bytes err
-    log "  $c run $r: full ferry build of $dir failed (see $LOGS/ferry-build.log)"
-  fi
+  time_peer "$c" "$r" build "full ferry build of $dir" "$out" store_bytes "$LOGS/ferry-build.log" \
+    "$FERRY" --store "file://$out" build "$dir" --tag full -q
   rm -rf "$out"
 
   ferry_umount "$dir"
@@ -598,13 +556,18 @@ done
 log "  ferry (s):${RES[resume|ferry_s]:-}; pull (s):${RES[resume|pull_s]:-}"
 
 # Not part of the target: the resume without SNAP's (inherited) profile,
-# lazy loading alone. The profile is removed from the plain s3:// store
-# after the runs above.
+# lazy loading alone. A snapshot stored as a delta whose inherited profile
+# is the base's unchanged goes by the base's (no copy of its own): both are
+# removed from the plain s3:// store after the runs above, SNAP's only if
+# it has one.
 NOPROF_OK=0
 if ((BASE_PROFILE)); then
-  log "removing $SNAP_TAG's start-up profile, then $RUNS runs without it"
-  if timeout -k 5 60 env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
-       "$FERRY" --store "$PLAIN_URL" profile rm "$SNAP_TAG" >>"$LOGS/ferry-profile.log" 2>&1; then
+  log "removing $SNAP_TAG's start-up profile (its own, or the base's it goes by), then $RUNS runs without it"
+  profile_rm() { # image -> ferry's exit code
+    timeout -k 5 60 env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+      "$FERRY" --store "$PLAIN_URL" profile rm "$1" >>"$LOGS/ferry-profile.log" 2>&1
+  }
+  if profile_rm "$BASE_TAG" && { profile_rm "$SNAP_TAG" || grep -q "has no profile" "$LOGS/ferry-profile.log"; }; then
     NOPROF_OK=1
     for ((r = 1; r <= RUNS; r++)); do resume_ferry resume_noprof "$r"; done
     log "  ferry without a profile (s):${RES[resume_noprof|ferry_s]:-}"
@@ -679,7 +642,7 @@ kb() { isnum "$1" && awk -v v="$1" 'BEGIN { if (v >= 1e6) printf "%.2f MB", v / 
   echo "| resume: the pip-sized change is there | $(hp "$HAS_F") | $(hp "$HAS_P") | – | all files | $OKP | sha256 of every file of $PIP_DEST against run 1's package |"
   if ((NOPROF_OK)); then
     FN=$(med resume_noprof ferry_s) SPN=$(div "$PR" "$(med resume_noprof ferry_s)")
-    echo "| resume, SNAP without a start-up profile (not the target) | $(sec "$FN") | $(sec "$PR") | ${SPN}x faster | – | – | its inherited profile removed (\`ferry profile rm\`): lazy loading and the image's own prefetch hints only; $(kb "$(med resume_noprof ferry_bytes)") in $(fmt "$(med resume_noprof ferry_fetches)" 0) fetches; package there: $(hp "$(med resume_noprof ferry_has)") |"
+    echo "| resume, SNAP without a start-up profile (not the target) | $(sec "$FN") | $(sec "$PR") | ${SPN}x faster | – | – | its inherited profile removed (\`ferry profile rm\` of SNAP if it has its own, and of the base): lazy loading and the image's own prefetch hints only; $(kb "$(med resume_noprof ferry_bytes)") in $(fmt "$(med resume_noprof ferry_fetches)" 0) fetches; package there: $(hp "$(med resume_noprof ferry_has)") |"
   fi
   echo
   echo "- ratio: ferry / peer (below 1: ferry is faster or smaller), except the resume time: peer / ferry."
