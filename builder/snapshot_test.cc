@@ -10,6 +10,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -235,6 +236,41 @@ TEST_CASE("snapshot: unchanged files cost nothing; 1 MiB changed writes about 1 
     // Random bytes do not compress: written is about the same.
     CHECK(snap->ingest.written_bytes <= 2 * kMiB + 64 * 1024);
   }
+}
+
+TEST_CASE("snapshot: 1 MiB changed in a 1 GiB image writes about 1 MiB of new chunk bytes") {
+  Fixture fx;
+  constexpr uint64_t kPiece = 64 * kMiB, kPieces = 16;  // 1 GiB, written a piece at a time
+  stdfs::create_directories(fx.base);
+  {
+    std::ofstream out(fx.base + "/large", std::ios::binary);
+    for (uint64_t i = 0; i < kPieces; ++i) out << RandomString(kPiece, 100 + i);
+  }
+  REQUIRE(stdfs::file_size(fx.base + "/large") == kPieces * kPiece);
+  BuildSummary base = fx.BuildBase();
+  REQUIRE(base.ingest.new_bytes == kPieces * kPiece);
+  // The upper dir holds the copied-up file with one MiB rewritten in the middle.
+  Sh("cp " + fx.base + "/large " + fx.upper + "/large");
+  {
+    std::fstream f(fx.upper + "/large", std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(517 * kMiB));
+    f << RandomString(kMiB, 7);
+  }
+  CopyMeta(fx.base + "/large", fx.upper + "/large");
+  auto snap = fx.Snapshot("changed");
+  INFO(snap.status().ToString());
+  REQUIRE(snap.ok());
+  std::printf("1 MiB changed in a 1 GiB image: %llu new chunk bytes (%llu new chunks), %llu bytes written\n",
+              static_cast<unsigned long long>(snap->ingest.new_bytes),
+              static_cast<unsigned long long>(snap->ingest.new_chunks),
+              static_cast<unsigned long long>(snap->ingest.written_bytes));
+  CHECK(snap->files_read == 1);
+  CHECK(snap->ingest.bytes_in == kPieces * kPiece);
+  // The changed MiB and at most the chunks either side of it that
+  // content-defined chunking cuts anew (512 KiB each at most).
+  CHECK(snap->ingest.new_bytes >= kMiB);
+  CHECK(snap->ingest.new_bytes <= 2 * kMiB);
+  CHECK(snap->ingest.written_bytes <= 2 * kMiB + 64 * 1024);
 }
 
 TEST_CASE("snapshot: laid out over its base and stored as a delta, inode numbers kept") {
