@@ -3,8 +3,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "builder/image_builder.h"
+#include "builder/oci_import.h"
+#include "builder/oci_source.h"
 #include "cli/store_access.h"
 #include "cli/verb_support.h"
 #include "cli/verbs.h"
@@ -12,9 +15,61 @@
 
 namespace ferry::cli {
 
+namespace {
+
+int CmdBuildOci(chunkstore::ObjectStore& store, const std::string& reference,
+                const std::vector<std::string>& layers, const std::string& tag, bool quiet,
+                int level, const std::string& platform_text) {
+  const char* kNothing = "build failed, nothing was published";
+  if (!layers.empty()) {
+    std::fprintf(stderr, "ferry build: --layer does not go with an OCI image source\n");
+    return 2;
+  }
+  builder::OciPlatform platform = builder::HostPlatform();
+  if (!platform_text.empty()) {
+    auto p = builder::ParsePlatform(platform_text);
+    if (!p.ok()) {
+      std::fprintf(stderr, "ferry build: %s\n", p.status().message().c_str());
+      return 2;
+    }
+    platform = *p;
+  }
+  const char* tmp = std::getenv("TMPDIR");
+  if (!quiet) std::fprintf(stderr, "ferry: reading and verifying %s\n", reference.c_str());
+  auto image = builder::OpenOciSource(reference, platform, tmp && *tmp ? tmp : "/var/tmp");
+  if (!image.ok()) return Fail(image.status().Annotate(kNothing));
+  builder::BuildOptions opt;
+  opt.progress = !quiet;
+  opt.ingest.zstd_level = level;
+  auto on_layer = [&](size_t i, size_t n, bool reused) {
+    if (quiet) return;
+    const auto& l = image->layers[i].source;
+    std::fprintf(stderr, "ferry: layer %zu/%zu %s (%s)%s\n", i + 1, n, l.digest.substr(0, 19).c_str(),
+                 Mb(l.size).c_str(), reused ? ": already in the store" : "");
+  };
+  auto sum = builder::ImportOciImage(store, *image, opt, tag, on_layer);
+  if (!sum.ok()) return Fail(sum.status().Annotate(kNothing));
+  if (!quiet) {
+    size_t reused = 0;
+    for (bool r : sum->reused) reused += r;
+    std::fprintf(stderr,
+                 "built %s from %s in %.2f s: %zu layers (%zu already in the store), config %s%s%s; "
+                 "%s new data, %s written\n",
+                 tag.empty() ? "image" : tag.c_str(), reference.c_str(), sum->seconds,
+                 sum->source.layers.size(), reused, sum->source.config_digest.c_str(),
+                 sum->source.manifest_digest.empty() ? "" : ", manifest ",
+                 sum->source.manifest_digest.c_str(), Mb(sum->new_bytes).c_str(),
+                 Mb(sum->written_bytes).c_str());
+  }
+  std::printf("%s\n", sum->image.Hex().c_str());
+  return 0;
+}
+
+}  // namespace
+
 int CmdBuild(const std::string& store_url, const std::string& source,
              const std::vector<std::string>& layers, const std::string& tag, bool quiet,
-             int level) {
+             int level, const std::string& platform) {
   auto store = OpenStore(store_url);
   if (!store.ok()) return Fail(store.status());
   if (source.empty() && layers.empty()) {
@@ -24,6 +79,11 @@ int CmdBuild(const std::string& store_url, const std::string& source,
   if (!tag.empty() && !fs::IsValidRefName(tag)) {
     std::fprintf(stderr, "ferry build: invalid image name '%s' (letters, digits and ._:@+%%=- "
                  "in /-separated parts, starting with a letter or digit)\n", tag.c_str());
+    return 2;
+  }
+  if (builder::IsOciReference(source)) return CmdBuildOci(**store, source, layers, tag, quiet, level, platform);
+  if (!platform.empty()) {
+    std::fprintf(stderr, "ferry build: --platform is for OCI image sources\n");
     return 2;
   }
   struct stat st;

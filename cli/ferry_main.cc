@@ -36,7 +36,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> layers;
   bool quiet = false;
   int level = builder::IngestOptions{}.zstd_level;
-  build->add_option("SOURCE", source, "a directory, or a tar archive (plain, gzip, zstd, xz)");
+  std::string platform;
+  build->add_option("SOURCE", source,
+                    "a directory, a tar archive (plain, gzip, zstd, xz), or an OCI image: "
+                    "oci:DIR[:TAG] (an OCI image layout) or docker-archive:FILE[:TAG] "
+                    "(`docker save` output)");
+  build->add_option("--platform", platform,
+                    "for an OCI image index: os/architecture[/variant] (default: this host's)");
   build->add_option("--layer", layers, "a tar layer applied on top, in order (OCI whiteouts)");
   build->add_option("--tag,-t", tag, "name the image (a ref), e.g. python:3.11");
   build->add_flag("--quiet,-q", quiet, "no progress or summary on stderr");
@@ -96,7 +102,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (*build) return cli::CmdBuild(store_url, source, layers, tag, quiet, level);
+  if (*build) return cli::CmdBuild(store_url, source, layers, tag, quiet, level, platform);
   if (*ls) return cli::CmdLs(store_url);
   if (*inspect) return cli::CmdInspect(store_url, image, list_chunks, list_loads);
   if (*exp) return cli::CmdExport(store_url, image, out);

@@ -12,6 +12,7 @@
 #include "cli/verb_support.h"
 #include "cli/verbs.h"
 #include "fs/image_store.h"
+#include "fs/oci_index.h"
 #include "fs/image_walk.h"
 
 namespace ferry::cli {
@@ -25,17 +26,27 @@ int CmdLs(const std::string& store_url) {
   if (!images.ok()) return Fail(images.status());
   std::map<Digest, std::vector<std::string>> names;
   for (const auto& [name, id] : *refs) names[id].push_back(name);
-  std::printf("%-40s %-14s %s\n", "NAME", "IMAGE", "METADATA");
+  std::printf("%-40s %-14s %-10s %s\n", "NAME", "IMAGE", "METADATA", "SOURCE");
   for (const auto& [name, id] : *refs) {
     auto size = (*store)->Size(fs::ImageKey(id));
-    std::printf("%-40s %-14s %s\n", name.c_str(), id.Short().c_str(),
-                size.ok() ? Mb(*size).c_str() : "(missing)");
+    // Where an OCI import came from (fs/oci_index.h); nothing otherwise.
+    auto source = fs::GetSource(**store, id);
+    std::string from;
+    if (!source.ok()) {
+      from = "(damaged source record)";
+    } else if (source->has_value()) {
+      from = (*source)->reference;
+      const std::string& digest =
+          (*source)->manifest_digest.empty() ? (*source)->config_digest : (*source)->manifest_digest;
+      from += " @" + digest.substr(0, 19);
+    }
+    std::printf("%-40s %-14s %-10s %s\n", name.c_str(), id.Short().c_str(),
+                size.ok() ? Mb(*size).c_str() : "(missing)", from.c_str());
   }
   for (const Digest& id : *images) {
     if (names.count(id)) continue;
     auto size = (*store)->Size(fs::ImageKey(id));
-    std::printf("%-40s %-14s %s\n", "<none>", id.Short().c_str(),
-                size.ok() ? Mb(*size).c_str() : "?");
+    std::printf("%-40s %-14s %-10s\n", "<none>", id.Short().c_str(), size.ok() ? Mb(*size).c_str() : "?");
   }
   return 0;
 }
