@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -365,6 +366,91 @@ Status VerifyLayer(OciLayer& layer, const std::optional<Digest>& want_digest,
   return Status::Ok();
 }
 
+// Where the blobs of a layout or a registry come from: a small JSON blob
+// read whole and verified, and a layer blob as a local file (not yet
+// verified: ReadImageFrom checks it).
+using JsonBlobFn = std::function<Result<std::string>(const Descriptor&, uint64_t, const std::string&)>;
+using LayerFileFn = std::function<Result<std::string>(const Descriptor&)>;
+
+// From the descriptor `top` (a manifest, or an image index to choose in)
+// to a verified image: manifest, config, layers.
+Result<OciImage> ReadImageFrom(const std::string& reference, Descriptor d, const OciPlatform& platform,
+                               OciImage out, const JsonBlobFn& json_blob, const LayerFileFn& layer_file) {
+  // Through image indexes (at most two deep) to a manifest for `platform`.
+  for (int depth = 0;; ++depth) {
+    if (d.media_type == kOciManifest || d.media_type == kDockerManifest) break;
+    if (d.media_type != kOciIndex && d.media_type != kDockerList) {
+      return InvalidArgumentError(reference + ": " + d.digest + " has media type '" + d.media_type +
+                                  "', not an image manifest or index");
+    }
+    if (depth == 2) return InvalidArgumentError(reference + ": image indexes nested too deep at " + d.digest);
+    ASSIGN_OR_RETURN(std::string text, json_blob(d, kMaxOciJsonBytes, "image index"));
+    ASSIGN_OR_RETURN(json idx, ParseJson(text, "image index " + d.digest));
+    auto list = idx.find("manifests");
+    if (!idx.is_object() || list == idx.end() || !list->is_array()) {
+      return CorruptionError("image index " + d.digest + " lists no manifests");
+    }
+    std::optional<Descriptor> match;
+    std::string have;
+    for (const json& m : *list) {
+      ASSIGN_OR_RETURN(Descriptor md, ReadDescriptor(m, "image index " + d.digest));
+      auto p = m.find("platform");
+      if (p == m.end()) continue;
+      have += (have.empty() ? "" : ", ") + PlatformOf(*p);
+      if (!match && PlatformMatches(*p, platform)) match = md;
+    }
+    if (!match) {
+      return NotFoundError(reference + ": image index " + d.digest + " has no manifest for " +
+                           platform.ToString() + " (it has: " + (have.empty() ? "none" : have) +
+                           "); choose one with --platform");
+    }
+    d = *match;
+  }
+  ASSIGN_OR_RETURN(std::string mtext, json_blob(d, kMaxOciJsonBytes, "manifest"));
+  ASSIGN_OR_RETURN(json manifest, ParseJson(mtext, "manifest " + d.digest));
+  out.source.reference = reference;
+  out.source.manifest_digest = d.digest;
+  auto config = manifest.find("config");
+  auto layers = manifest.find("layers");
+  if (!manifest.is_object() || config == manifest.end() || layers == manifest.end() || !layers->is_array()) {
+    return CorruptionError("manifest " + d.digest + " has no config or no layers");
+  }
+  ASSIGN_OR_RETURN(Descriptor cd, ReadDescriptor(*config, "manifest " + d.digest));
+  if (cd.media_type != kOciConfig && cd.media_type != kDockerConfig) {
+    return InvalidArgumentError("manifest " + d.digest + ": config " + cd.digest + " has media type '" +
+                                cd.media_type + "', not an image config");
+  }
+  if (layers->empty()) return InvalidArgumentError("manifest " + d.digest + " has no layers");
+  if (layers->size() > kMaxLayers) {
+    return InvalidArgumentError("manifest " + d.digest + " has " + std::to_string(layers->size()) +
+                                " layers, more than the " + std::to_string(kMaxLayers) + " allowed");
+  }
+  // Every descriptor is checked before any layer blob is fetched.
+  std::vector<Descriptor> lds;
+  for (size_t i = 0; i < layers->size(); ++i) {
+    const std::string where = "manifest " + d.digest + ", layer " + std::to_string(i);
+    ASSIGN_OR_RETURN(Descriptor ld, ReadDescriptor((*layers)[i], where));
+    if (!IsLayerMediaType(ld.media_type)) {
+      return InvalidArgumentError(where + ": " + ld.digest + " has unknown media type '" + ld.media_type + "'");
+    }
+    lds.push_back(ld);
+  }
+  ASSIGN_OR_RETURN(std::string ctext, json_blob(cd, kMaxOciConfigBytes, "config"));
+  ASSIGN_OR_RETURN(ConfigFacts facts, ReadConfig(ctext, "config " + cd.digest, layers->size()));
+  out.source.config_digest = cd.digest;
+  out.source.platform = facts.platform;
+  std::string chain;
+  for (size_t i = 0; i < lds.size(); ++i) {
+    OciLayer layer;
+    ASSIGN_OR_RETURN(layer.path, layer_file(lds[i]));
+    layer.source.media_type = lds[i].media_type;
+    RETURN_IF_ERROR(VerifyLayer(layer, lds[i].id, lds[i].size, facts.diff_ids[i], chain, "layer " + lds[i].digest));
+    chain = layer.source.chain_id;
+    out.layers.push_back(std::move(layer));
+  }
+  return out;
+}
+
 // --------------------------------------------------------- image layout ---
 
 Result<OciImage> OpenLayout(const std::string& reference, const std::string& rest,
@@ -407,75 +493,11 @@ Result<OciImage> OpenLayout(const std::string& reference, const std::string& res
   OciImage out;
   if (!tag.empty()) out.repo_tags.push_back(tag);
 
-  // Through image indexes (at most two deep) to a manifest for `platform`.
-  Descriptor d = *chosen;
-  for (int depth = 0;; ++depth) {
-    if (d.media_type == kOciManifest || d.media_type == kDockerManifest) break;
-    if (d.media_type != kOciIndex && d.media_type != kDockerList) {
-      return InvalidArgumentError(reference + ": " + d.digest + " has media type '" + d.media_type +
-                                  "', not an image manifest or index");
-    }
-    if (depth == 2) return InvalidArgumentError(reference + ": image indexes nested too deep at " + d.digest);
-    ASSIGN_OR_RETURN(std::string text, ReadVerifiedJsonBlob(blob(d), d, kMaxOciJsonBytes, "image index"));
-    ASSIGN_OR_RETURN(json idx, ParseJson(text, "image index " + d.digest));
-    auto list = idx.find("manifests");
-    if (!idx.is_object() || list == idx.end() || !list->is_array()) {
-      return CorruptionError("image index " + d.digest + " lists no manifests");
-    }
-    std::optional<Descriptor> match;
-    std::string have;
-    for (const json& m : *list) {
-      ASSIGN_OR_RETURN(Descriptor md, ReadDescriptor(m, "image index " + d.digest));
-      auto p = m.find("platform");
-      if (p == m.end()) continue;
-      have += (have.empty() ? "" : ", ") + PlatformOf(*p);
-      if (!match && PlatformMatches(*p, platform)) match = md;
-    }
-    if (!match) {
-      return NotFoundError(reference + ": image index " + d.digest + " has no manifest for " +
-                           platform.ToString() + " (it has: " + (have.empty() ? "none" : have) +
-                           "); choose one with --platform");
-    }
-    d = *match;
-  }
-  ASSIGN_OR_RETURN(std::string mtext, ReadVerifiedJsonBlob(blob(d), d, kMaxOciJsonBytes, "manifest"));
-  ASSIGN_OR_RETURN(json manifest, ParseJson(mtext, "manifest " + d.digest));
-  out.source.reference = reference;
-  out.source.manifest_digest = d.digest;
-  auto config = manifest.find("config");
-  auto layers = manifest.find("layers");
-  if (!manifest.is_object() || config == manifest.end() || layers == manifest.end() || !layers->is_array()) {
-    return CorruptionError("manifest " + d.digest + " has no config or no layers");
-  }
-  ASSIGN_OR_RETURN(Descriptor cd, ReadDescriptor(*config, "manifest " + d.digest));
-  if (cd.media_type != kOciConfig && cd.media_type != kDockerConfig) {
-    return InvalidArgumentError("manifest " + d.digest + ": config " + cd.digest + " has media type '" +
-                                cd.media_type + "', not an image config");
-  }
-  if (layers->empty()) return InvalidArgumentError("manifest " + d.digest + " has no layers");
-  if (layers->size() > kMaxLayers) {
-    return InvalidArgumentError("manifest " + d.digest + " has " + std::to_string(layers->size()) +
-                                " layers, more than the " + std::to_string(kMaxLayers) + " allowed");
-  }
-  ASSIGN_OR_RETURN(std::string ctext, ReadVerifiedJsonBlob(blob(cd), cd, kMaxOciConfigBytes, "config"));
-  ASSIGN_OR_RETURN(ConfigFacts facts, ReadConfig(ctext, "config " + cd.digest, layers->size()));
-  out.source.config_digest = cd.digest;
-  out.source.platform = facts.platform;
-  std::string chain;
-  for (size_t i = 0; i < layers->size(); ++i) {
-    const std::string where = "manifest " + d.digest + ", layer " + std::to_string(i);
-    ASSIGN_OR_RETURN(Descriptor ld, ReadDescriptor((*layers)[i], where));
-    if (!IsLayerMediaType(ld.media_type)) {
-      return InvalidArgumentError(where + ": " + ld.digest + " has unknown media type '" + ld.media_type + "'");
-    }
-    OciLayer layer;
-    layer.path = blob(ld);
-    layer.source.media_type = ld.media_type;
-    RETURN_IF_ERROR(VerifyLayer(layer, ld.id, ld.size, facts.diff_ids[i], chain, "layer " + ld.digest));
-    chain = layer.source.chain_id;
-    out.layers.push_back(std::move(layer));
-  }
-  return out;
+  return ReadImageFrom(reference, *chosen, platform, std::move(out),
+                       [&](const Descriptor& d, uint64_t max, const std::string& what) {
+                         return ReadVerifiedJsonBlob(blob(d), d, max, what);
+                       },
+                       [&](const Descriptor& d) -> Result<std::string> { return blob(d); });
 }
 
 // ------------------------------------------------------- docker-archive ---
@@ -662,6 +684,64 @@ Result<OciImage> OpenDockerArchive(const std::string& reference, const std::stri
   return out;
 }
 
+// ------------------------------------------------------------ registry ---
+
+Result<OciImage> OpenRegistry(const std::string& reference, const OciPlatform& platform,
+                              const std::string& spool_parent, const RegistryOptions& options) {
+  ASSIGN_OR_RETURN(RegistryRef ref, ParseRegistryRef(reference.substr(9)));
+  auto client = std::make_shared<RegistryClient>(ref, options);
+  // The top manifest or index: verified against the digest asked for, or
+  // against the one the registry says (Docker-Content-Digest) if a tag.
+  ASSIGN_OR_RETURN(RegistryClient::Manifest top, client->GetManifest(ref.reference, kMaxOciJsonBytes));
+  Descriptor d;
+  d.id = Sha256(top.body);
+  d.digest = fs::OciDigest(d.id);
+  d.size = top.body.size();
+  d.media_type = top.media_type;
+  const std::string& said = ref.reference.rfind("sha256:", 0) == 0 ? ref.reference : top.digest;
+  if (!said.empty() && said != d.digest) {
+    return CorruptionError(reference + ": the registry's manifest does not match its digest " + said +
+                           " (content is " + d.digest + ")");
+  }
+  std::string tmpl = spool_parent + "/ferry-oci-XXXXXX";
+  if (!mkdtemp(tmpl.data())) return ErrnoError("creating a temporary directory in " + spool_parent);
+  OciImage out;
+  out.spool = std::make_shared<ScopedSpool>(tmpl);
+  if (ref.reference.rfind("sha256:", 0) != 0) out.repo_tags.push_back(ref.repository + ":" + ref.reference);
+  const std::string top_body = top.body;
+  auto json_blob = [&](const Descriptor& want, uint64_t max, const std::string& what) -> Result<std::string> {
+    if (want.size > max) {
+      return InvalidArgumentError(what + " " + want.digest + " is " + std::to_string(want.size) +
+                                  " bytes, more than the " + std::to_string(max) + " allowed");
+    }
+    std::string body;
+    if (want.id == d.id) {
+      body = top_body;
+    } else if (what == "config") {
+      ASSIGN_OR_RETURN(body, client->GetBlob(want.digest, want.size));
+    } else {
+      ASSIGN_OR_RETURN(auto m, client->GetManifest(want.digest, want.size));
+      body = std::move(m.body);
+    }
+    if (body.size() != want.size) {
+      return CorruptionError(what + " " + want.digest + " is " + std::to_string(body.size()) +
+                             " bytes, its descriptor says " + std::to_string(want.size));
+    }
+    if (Sha256(body) != want.id) {
+      return CorruptionError(what + " " + want.digest + " does not match its digest (content is sha256:" +
+                             Sha256(body).Hex() + ")");
+    }
+    return body;
+  };
+  size_t n = 0;
+  auto layer_file = [&](const Descriptor& ld) -> Result<std::string> {
+    const std::string path = tmpl + "/layer-" + std::to_string(n++);
+    RETURN_IF_ERROR(client->GetBlobToFile(ld.digest, ld.size, path));
+    return path;
+  };
+  return ReadImageFrom(reference, d, platform, std::move(out), json_blob, layer_file);
+}
+
 }  // namespace
 
 std::string OciPlatform::ToString() const {
@@ -702,15 +782,12 @@ bool IsOciReference(const std::string& s) {
 }
 
 Result<OciImage> OpenOciSource(const std::string& reference, const OciPlatform& platform,
-                               const std::string& spool_parent) {
+                               const std::string& spool_parent, const RegistryOptions& registry) {
   if (reference.rfind("oci:", 0) == 0) return OpenLayout(reference, reference.substr(4), platform);
   if (reference.rfind("docker-archive:", 0) == 0) {
     return OpenDockerArchive(reference, reference.substr(15), spool_parent);
   }
-  if (reference.rfind("docker://", 0) == 0) {
-    return InvalidArgumentError(reference + ": registry sources (docker://) are not implemented yet; "
-                                "`skopeo copy docker://... oci:DIR:TAG` then `ferry build oci:DIR:TAG`");
-  }
+  if (reference.rfind("docker://", 0) == 0) return OpenRegistry(reference, platform, spool_parent, registry);
   return InvalidArgumentError("'" + reference + "' is not an OCI reference (oci:DIR[:TAG], docker-archive:FILE[:TAG])");
 }
 

@@ -5,6 +5,8 @@
 //                            oci-layout, DIR/index.json, DIR/blobs/sha256/
 //   docker-archive:FILE[:T]  the output of `docker save` (manifest.json,
 //                            the config and the layer tars inside a tar)
+//   docker://HOST/REPO:TAG   a registry (builder/registry_client.h); layer
+//                            blobs are downloaded to the spool directory
 //
 // OpenOciSource resolves the reference to one image manifest (through an
 // image index or manifest list, choosing the platform), checks every
@@ -20,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "builder/registry_client.h"
 #include "chunkstore/status.h"
 #include "fs/oci_index.h"
 
@@ -56,9 +59,10 @@ struct OciImage {
 };
 
 // Opens and verifies `reference` (see the top of this file). Blobs that
-// are not plain files already (layers inside a docker-archive) are copied
-// to a temporary directory under `spool_parent`, removed with the OciImage.
+// are not plain files already (layers inside a docker-archive or in a
+// registry) are copied to a temporary directory under `spool_parent`,
+// removed with the OciImage. `registry` applies to docker:// references.
 Result<OciImage> OpenOciSource(const std::string& reference, const OciPlatform& platform,
-                               const std::string& spool_parent);
+                               const std::string& spool_parent, const RegistryOptions& registry = {});
 
 }  // namespace ferry::builder

@@ -19,7 +19,7 @@ namespace {
 
 int CmdBuildOci(chunkstore::ObjectStore& store, const std::string& reference,
                 const std::vector<std::string>& layers, const std::string& tag, bool quiet,
-                int level, const std::string& platform_text) {
+                int level, const std::string& platform_text, const builder::RegistryOptions& registry) {
   const char* kNothing = "build failed, nothing was published";
   if (!layers.empty()) {
     std::fprintf(stderr, "ferry build: --layer does not go with an OCI image source\n");
@@ -36,7 +36,7 @@ int CmdBuildOci(chunkstore::ObjectStore& store, const std::string& reference,
   }
   const char* tmp = std::getenv("TMPDIR");
   if (!quiet) std::fprintf(stderr, "ferry: reading and verifying %s\n", reference.c_str());
-  auto image = builder::OpenOciSource(reference, platform, tmp && *tmp ? tmp : "/var/tmp");
+  auto image = builder::OpenOciSource(reference, platform, tmp && *tmp ? tmp : "/var/tmp", registry);
   if (!image.ok()) return Fail(image.status().Annotate(kNothing));
   builder::BuildOptions opt;
   opt.progress = !quiet;
@@ -69,7 +69,7 @@ int CmdBuildOci(chunkstore::ObjectStore& store, const std::string& reference,
 
 int CmdBuild(const std::string& store_url, const std::string& source,
              const std::vector<std::string>& layers, const std::string& tag, bool quiet,
-             int level, const std::string& platform) {
+             int level, const std::string& platform, const std::string& creds, bool insecure) {
   auto store = OpenStore(store_url);
   if (!store.ok()) return Fail(store.status());
   if (source.empty() && layers.empty()) {
@@ -81,9 +81,14 @@ int CmdBuild(const std::string& store_url, const std::string& source,
                  "in /-separated parts, starting with a letter or digit)\n", tag.c_str());
     return 2;
   }
-  if (builder::IsOciReference(source)) return CmdBuildOci(**store, source, layers, tag, quiet, level, platform);
-  if (!platform.empty()) {
-    std::fprintf(stderr, "ferry build: --platform is for OCI image sources\n");
+  builder::RegistryOptions registry;
+  registry.creds = creds;
+  registry.insecure = insecure;
+  if (builder::IsOciReference(source)) {
+    return CmdBuildOci(**store, source, layers, tag, quiet, level, platform, registry);
+  }
+  if (!platform.empty() || !creds.empty() || insecure) {
+    std::fprintf(stderr, "ferry build: --platform, --creds and --insecure are for OCI image sources\n");
     return 2;
   }
   struct stat st;

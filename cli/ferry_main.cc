@@ -39,8 +39,13 @@ int main(int argc, char** argv) {
   std::string platform;
   build->add_option("SOURCE", source,
                     "a directory, a tar archive (plain, gzip, zstd, xz), or an OCI image: "
-                    "oci:DIR[:TAG] (an OCI image layout) or docker-archive:FILE[:TAG] "
-                    "(`docker save` output)");
+                    "oci:DIR[:TAG] (an OCI image layout), docker-archive:FILE[:TAG] "
+                    "(`docker save` output) or docker://HOST[:PORT]/REPO[:TAG|@DIGEST] (a registry)");
+  std::string creds;
+  bool insecure = false;
+  build->add_option("--creds", creds,
+                    "USER:PASSWORD for a docker:// registry (default: ~/.docker/config.json)");
+  build->add_flag("--insecure", insecure, "plain HTTP to a docker:// registry (loopback always may)");
   build->add_option("--platform", platform,
                     "for an OCI image index: os/architecture[/variant] (default: this host's)");
   build->add_option("--layer", layers, "a tar layer applied on top, in order (OCI whiteouts)");
@@ -102,7 +107,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (*build) return cli::CmdBuild(store_url, source, layers, tag, quiet, level, platform);
+  if (*build) return cli::CmdBuild(store_url, source, layers, tag, quiet, level, platform, creds, insecure);
   if (*ls) return cli::CmdLs(store_url);
   if (*inspect) return cli::CmdInspect(store_url, image, list_chunks, list_loads);
   if (*exp) return cli::CmdExport(store_url, image, out);

@@ -12,14 +12,16 @@
 namespace ferry::cli {
 
 // build_verbs.cc: `ferry build SOURCE [--layer TAR ...] [--tag NAME]`.
-// SOURCE may be an OCI image (oci:DIR[:TAG], docker-archive:FILE[:TAG]),
-// imported with an image per layer prefix and its chain IDs indexed
-// (builder/oci_import.h); `platform` chooses in an image index.
+// SOURCE may be an OCI image (oci:DIR[:TAG], docker-archive:FILE[:TAG],
+// docker://HOST/REPO:TAG), imported with an image per layer prefix and its
+// chain IDs indexed (builder/oci_import.h); `platform` chooses in an image
+// index; `creds` (USER:PASSWORD) and `insecure` (plain HTTP) are for a
+// registry.
 // Prints the image id on stdout; progress and a summary on stderr unless
 // `quiet`. Nothing is published when the build fails.
 int CmdBuild(const std::string& store_url, const std::string& source,
              const std::vector<std::string>& layers, const std::string& tag, bool quiet, int level,
-             const std::string& platform = "");
+             const std::string& platform = "", const std::string& creds = "", bool insecure = false);
 
 // image_verbs.cc: `ferry ls`, `ferry inspect`, `ferry export`.
 int CmdLs(const std::string& store_url);

@@ -15,8 +15,8 @@ packages=(
   # tests of the s3:// store: the AWS CLI, openssl for a TLS certificate
   # (s3rver itself comes from npm, below)
   awscli openssl ca-certificates
-  # tests of OCI import: images made by real OCI tools
-  umoci skopeo
+  # tests of OCI import: images made by real OCI tools, a local registry
+  umoci skopeo docker-registry
   # fuzzing (libFuzzer comes with clang)
   clang libclang-rt-14-dev
 )

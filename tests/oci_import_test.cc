@@ -3,11 +3,17 @@
 // under its chain ID; and layouts made by hand that lie (digests, sizes,
 // diff IDs, media types, platforms, layer counts) or carry a hostile layer,
 // each refused with an error naming the blob and nothing published.
-// Needs root and FUSE (mounts), umoci and skopeo (scripts/install-deps.sh).
+// Needs root and FUSE (mounts), umoci, skopeo and docker-registry
+// (scripts/install-deps.sh); starts docker-registry on loopback itself.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <memory>
 #include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -380,6 +386,236 @@ TEST_CASE("a docker archive whose layer is not what its config says is refused; 
   // No copy of the archive's blobs is left behind either.
   auto left = Run({"sh", "-c", "ls -d /var/tmp/ferry-oci-* 2>/dev/null | wc -l"});
   CHECK(left.out == "0\n");
+}
+
+// --------------------------------------------------------- registry ---
+
+// A free TCP port on loopback (bound and released: a small race that a
+// retry of the whole test would absorb).
+int FreePort() {
+  auto r = Run({"python3", "-c",
+                "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"});
+  REQUIRE(r.exit_code == 0);
+  return std::stoi(r.out);
+}
+
+// Waits (up to 20 s) until `url` answers at all; false if it never does.
+bool WaitForHttp(const std::string& url) {
+  for (int i = 0; i < 200; ++i) {
+    auto r = Run({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url});
+    if (r.exit_code == 0 && r.out != "000") return true;
+    usleep(100 * 1000);
+  }
+  return false;
+}
+
+// docker-registry (distribution 2.8, Debian's) on loopback, its storage and
+// request log in `dir`; stopped with the object.
+struct LocalRegistry {
+  std::string dir, log;
+  int port = 0;
+  pid_t pid = -1;
+  explicit LocalRegistry(const std::string& d) : dir(d), log(d + "/registry.log") {
+    RequireTool("docker-registry");
+    port = FreePort();
+    WriteFile(dir + "/config.yml", "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
+                                   "    rootdirectory: " + dir + "/data\nhttp:\n  addr: 127.0.0.1:" +
+                                       std::to_string(port) + "\n");
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      ExecOrExit({"docker-registry", "serve", dir + "/config.yml"});
+    }
+    REQUIRE(WaitForHttp(url() + "/v2/"));
+  }
+  ~LocalRegistry() {
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+  std::string host() const { return "127.0.0.1:" + std::to_string(port); }
+  std::string url() const { return "http://" + host(); }
+  void Push(const std::string& layout_ref, const std::string& repo_tag, bool all = false) {
+    Sh("skopeo copy -q " + std::string(all ? "--all " : "") + "--dest-tls-verify=false oci:" + layout_ref +
+       " docker://" + host() + "/" + repo_tag);
+  }
+  std::string BlobData(const std::string& digest) const {
+    return dir + "/data/docker/registry/v2/blobs/sha256/" + digest.substr(7, 2) + "/" + digest.substr(7) + "/data";
+  }
+  // Blob GETs the registry answered (its access log).
+  size_t BlobGets() const {
+    std::string text = ReadFile(log);
+    size_t n = 0;
+    for (size_t at = 0; (at = text.find("\"GET /v2/", at)) != std::string::npos; ++at) {
+      size_t end = text.find('"', at + 1);
+      if (text.substr(at, end - at).find("/blobs/sha256:") != std::string::npos) ++n;
+    }
+    return n;
+  }
+};
+
+// tests/oci/registry_front.py in front of registry port `upstream`.
+struct RegistryFront {
+  pid_t pid = -1;
+  std::string port;
+  RegistryFront(const ScopedTempDir& tmp, int upstream, const std::vector<std::string>& flags) {
+    const std::string out = tmp.path() + "/front.out";
+    std::vector<std::string> argv = {"python3", std::string(FERRY_SOURCE_DIR) + "/tests/oci/registry_front.py",
+                                     std::to_string(upstream)};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      ExecOrExit(argv);
+    }
+    for (int i = 0; i < 200 && port.empty(); ++i) {  // until it says where it listens
+      std::string text = ReadFile(out);
+      if (text.rfind("listening on ", 0) == 0 && text.find('\n') != std::string::npos) {
+        port = text.substr(13, text.find('\n') - 13);
+      } else {
+        usleep(100 * 1000);
+      }
+    }
+    REQUIRE(!port.empty());
+  }
+  ~RegistryFront() {
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+HandLayout TwoLayers(const ScopedTempDir& tmp, const std::string& name) {
+  HandLayout l;
+  l.dir = tmp.path() + "/" + name;
+  l.layer_tars = {LayerTar(tmp, {{TarEntry::kDir, "etc", "", "", 0755}, {TarEntry::kFile, "etc/a", "first\n"}}),
+                  LayerTar(tmp, {{TarEntry::kFile, "etc/b", std::string(200000, 'b')}})};
+  return l;
+}
+
+TEST_CASE("docker:// from a local docker-registry: every blob verified, the same image as from the layout") {
+  RequireTool("skopeo");
+  ScopedTempDir tmp("ferry-registry");
+  LocalRegistry reg(tmp.path() + "/registry");
+  HandLayout l = TwoLayers(tmp, "layout");
+  l.Write(tmp);
+  reg.Push(l.dir + ":t", "test/img:t");
+  const std::string store = tmp.path() + "/store";
+  const size_t gets_before = reg.BlobGets();
+  auto r = Ferry(store, {"build", "docker://" + reg.host() + "/test/img:t", "--tag", "from-registry"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  // The config and the two layers, each fetched once.
+  CHECK(reg.BlobGets() - gets_before == 3);
+  auto layout = Ferry(tmp.path() + "/store2", {"build", "oci:" + l.dir + ":t"});
+  REQUIRE(layout.exit_code == 0);
+  CHECK(layout.out == r.out);
+  json source = json::parse(ReadFile(store + "/sources/" + r.out.substr(0, 64)));
+  CHECK(source["reference"] == "docker://" + reg.host() + "/test/img:t");
+  CHECK(source["layers"].size() == 2);
+  // By digest too.
+  const std::string manifest = source["manifest"];
+  auto by_digest = Ferry(store, {"build", "docker://" + reg.host() + "/test/img@" + manifest});
+  INFO(by_digest.err);
+  CHECK(by_digest.exit_code == 0);
+  CHECK(by_digest.out == r.out);
+  // A tag the registry does not have: not found (3), naming it.
+  auto missing = Ferry(store, {"build", "docker://" + reg.host() + "/test/img:nope", "--tag", "x"});
+  CHECK(missing.exit_code == 3);
+  CHECK(missing.err.find("test/img:nope") != std::string::npos);
+}
+
+TEST_CASE("docker:// with bearer-token authentication: --creds, ~/.docker/config.json, and none") {
+  RequireTool("skopeo");
+  ScopedTempDir tmp("ferry-registry-auth");
+  LocalRegistry reg(tmp.path() + "/registry");
+  HandLayout l = TwoLayers(tmp, "layout");
+  l.Write(tmp);
+  reg.Push(l.dir + ":t", "test/img:t");
+  RegistryFront front(tmp, reg.port, {"--auth", "alice:s3cret"});
+  const std::string port = front.port;
+  const std::string ref = "docker://127.0.0.1:" + port + "/test/img:t";
+  const std::string store = tmp.path() + "/store";
+  auto none = Run({"env", "HOME=" + tmp.path() + "/nohome", FerryBinary(), "--store", store, "build", ref, "--tag", "a"});
+  INFO(none.err);
+  CHECK(none.exit_code == 1);
+  CHECK(none.err.find("--creds") != std::string::npos);
+  CHECK(CountFiles(store + "/refs") == 0);
+  auto wrong = Ferry(store, {"build", ref, "--creds", "alice:wrong", "--tag", "a"});
+  CHECK(wrong.exit_code == 1);
+  CHECK(CountFiles(store + "/refs") == 0);
+  auto creds = Ferry(store, {"build", ref, "--creds", "alice:s3cret", "--tag", "a"});
+  INFO(creds.err);
+  CHECK(creds.exit_code == 0);
+  // ~/.docker/config.json: base64 of "alice:s3cret".
+  WriteFile(tmp.path() + "/home/.docker/config.json",
+            R"({"auths": {"127.0.0.1:)" + port + R"(": {"auth": "YWxpY2U6czNjcmV0"}}})");
+  auto config = Run({"env", "HOME=" + tmp.path() + "/home", FerryBinary(), "--store", store, "build", ref, "--tag", "b"});
+  INFO(config.err);
+  CHECK(config.exit_code == 0);
+  CHECK(config.out == creds.out);
+}
+
+TEST_CASE("a registry that serves a blob or manifest that is not what it names, or no manifest for the platform: refused, nothing published") {
+  RequireTool("skopeo");
+  ScopedTempDir tmp("ferry-registry-bad");
+  LocalRegistry reg(tmp.path() + "/registry");
+  HandLayout l = TwoLayers(tmp, "layout");
+  std::string ref = "docker://" + reg.host() + "/test/img:t";
+  std::vector<std::string> expect, extra;
+  SECTION("a layer blob with a byte changed in the registry's storage") {
+    l.Write(tmp);
+    reg.Push(l.dir + ":t", "test/img:t");
+    const std::string digest = l.layer_descriptors[1]["digest"];
+    std::string bytes = ReadFile(reg.BlobData(digest));
+    REQUIRE(!bytes.empty());
+    bytes[bytes.size() / 2] ^= 1;
+    WriteFile(reg.BlobData(digest), bytes);
+    expect = {digest, "does not match its digest"};
+  }
+  std::unique_ptr<RegistryFront> front;
+  SECTION("a manifest cut short on the way (the registry's digest header as sent)") {
+    l.Write(tmp);
+    reg.Push(l.dir + ":t", "test/img:t");
+    front = std::make_unique<RegistryFront>(tmp, reg.port, std::vector<std::string>{"--cut-manifests"});
+    ref = "docker://127.0.0.1:" + front->port + "/test/img:t";
+    expect = {"does not match its digest", l.manifest_digest};
+  }
+  SECTION("a manifest cut short on the way, asked for by digest") {
+    l.Write(tmp);
+    reg.Push(l.dir + ":t", "test/img:t");
+    front = std::make_unique<RegistryFront>(tmp, reg.port, std::vector<std::string>{"--cut-manifests"});
+    ref = "docker://127.0.0.1:" + front->port + "/test/img@" + l.manifest_digest;
+    expect = {"does not match its digest", l.manifest_digest};
+  }
+  SECTION("a manifest list with no manifest for the platform") {
+    l.wrap_in_index = true;
+    l.platform_arch = "arm64";
+    l.Write(tmp);
+    reg.Push(l.dir + ":t", "test/img:t", /*all=*/true);
+    extra = {"--platform", "linux/amd64"};
+    expect = {"no manifest for linux/amd64", "linux/arm64"};
+  }
+  const std::string store = tmp.path() + "/store";
+  std::vector<std::string> args = {"build", ref, "--tag", "bad"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto r = Ferry(store, args);
+  INFO(r.err);
+  CHECK((r.exit_code == 1 || r.exit_code == 3));
+  for (const auto& e : expect) {
+    INFO("expected in the error: " << e);
+    CHECK(r.err.find(e) != std::string::npos);
+  }
+  CHECK(CountFiles(store + "/refs") == 0);
+  CHECK(CountFiles(store + "/chains") == 0);
+  CHECK(CountFiles(store + "/sources") == 0);
 }
 
 }  // namespace
