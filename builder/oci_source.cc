@@ -152,6 +152,19 @@ Result<Descriptor> ReadDescriptor(const json& d, const std::string& where) {
   return out;
 }
 
+// `bytes` are the blob `d` names: its size and its digest.
+Status CheckBlob(const std::string& bytes, const Descriptor& d, const std::string& what) {
+  if (bytes.size() != d.size) {
+    return CorruptionError(what + " " + d.digest + " is " + std::to_string(bytes.size()) +
+                           " bytes, its descriptor says " + std::to_string(d.size));
+  }
+  if (Digest got = Sha256(bytes); got != d.id) {
+    return CorruptionError(what + " " + d.digest + " does not match its digest (content is sha256:" +
+                           got.Hex() + ")");
+  }
+  return Status::Ok();
+}
+
 // A small blob (manifest, index, config) read whole and checked against
 // its descriptor.
 Result<std::string> ReadVerifiedJsonBlob(const std::string& path, const Descriptor& d, uint64_t max,
@@ -161,14 +174,7 @@ Result<std::string> ReadVerifiedJsonBlob(const std::string& path, const Descript
                                 " bytes, more than the " + std::to_string(max) + " allowed");
   }
   ASSIGN_OR_RETURN(std::string bytes, ReadSmall(path, max, what + " " + d.digest));
-  if (bytes.size() != d.size) {
-    return CorruptionError(what + " " + d.digest + " is " + std::to_string(bytes.size()) +
-                           " bytes, its descriptor says " + std::to_string(d.size));
-  }
-  if (Sha256(bytes) != d.id) {
-    return CorruptionError(what + " " + d.digest + " does not match its digest (content is sha256:" +
-                           Sha256(bytes).Hex() + ")");
-  }
+  RETURN_IF_ERROR(CheckBlob(bytes, d, what));
   return bytes;
 }
 
@@ -519,6 +525,22 @@ Result<ArchivePtr> OpenTar(const std::string& path) {
   return a;
 }
 
+// Calls `fn` with each entry of the tar `file` (and the archive, to read
+// the entry's data), in order; stops at the first error `fn` returns.
+Status ForEachEntry(const std::string& file,
+                    const std::function<Status(struct archive*, struct archive_entry*, const std::string&)>& fn) {
+  ASSIGN_OR_RETURN(ArchivePtr a, OpenTar(file));
+  struct archive_entry* e;
+  for (;;) {
+    int rc = archive_read_next_header(a.get(), &e);
+    if (rc == ARCHIVE_EOF) return Status::Ok();
+    if (rc < ARCHIVE_WARN) return CorruptionError("docker archive " + file + ": " + ArchiveError(a.get()));
+    const char* p = archive_entry_pathname(e);
+    if (!p) continue;
+    RETURN_IF_ERROR(fn(a.get(), e, NormalizeArchivePath(p)));
+  }
+}
+
 // A name as the archive has it, through its symlinks (at most 8).
 Result<std::string> ResolveInArchive(const ArchiveIndex& idx, const std::string& name,
                                      const std::string& archive) {
@@ -540,34 +562,25 @@ Result<OciImage> OpenDockerArchive(const std::string& reference, const std::stri
   // Pass 1: the index of names, and manifest.json.
   ArchiveIndex idx;
   std::string manifest_text;
-  {
-    ASSIGN_OR_RETURN(ArchivePtr a, OpenTar(file));
-    struct archive_entry* e;
-    for (;;) {
-      int rc = archive_read_next_header(a.get(), &e);
-      if (rc == ARCHIVE_EOF) break;
-      if (rc < ARCHIVE_WARN) return CorruptionError("docker archive " + file + ": " + ArchiveError(a.get()));
-      const char* p = archive_entry_pathname(e);
-      if (!p) continue;
-      std::string name = NormalizeArchivePath(p);
-      if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_symlink(e)) {
-        idx.symlinks[name] = archive_entry_symlink(e);
-      } else if (archive_entry_filetype(e) == AE_IFREG) {
-        idx.files[name] = archive_entry_size(e);
-        if (name == "manifest.json") {
-          if (archive_entry_size(e) > static_cast<int64_t>(kMaxOciJsonBytes)) {
-            return InvalidArgumentError("docker archive " + file + ": manifest.json is larger than " +
-                                        std::to_string(kMaxOciJsonBytes) + " bytes");
-          }
-          manifest_text.resize(static_cast<size_t>(archive_entry_size(e)));
-          la_ssize_t n = archive_read_data(a.get(), manifest_text.data(), manifest_text.size());
-          if (n != static_cast<la_ssize_t>(manifest_text.size())) {
-            return CorruptionError("docker archive " + file + ": manifest.json cut short");
-          }
+  RETURN_IF_ERROR(ForEachEntry(file, [&](struct archive* a, struct archive_entry* e, const std::string& name) {
+    if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_symlink(e)) {
+      idx.symlinks[name] = archive_entry_symlink(e);
+    } else if (archive_entry_filetype(e) == AE_IFREG) {
+      idx.files[name] = archive_entry_size(e);
+      if (name == "manifest.json") {
+        if (archive_entry_size(e) > static_cast<int64_t>(kMaxOciJsonBytes)) {
+          return InvalidArgumentError("docker archive " + file + ": manifest.json is larger than " +
+                                      std::to_string(kMaxOciJsonBytes) + " bytes");
+        }
+        manifest_text.resize(static_cast<size_t>(archive_entry_size(e)));
+        la_ssize_t n = archive_read_data(a, manifest_text.data(), manifest_text.size());
+        if (n != static_cast<la_ssize_t>(manifest_text.size())) {
+          return CorruptionError("docker archive " + file + ": manifest.json cut short");
         }
       }
     }
-  }
+    return Status::Ok();
+  }));
   if (!idx.files.count("manifest.json")) {
     return InvalidArgumentError("docker archive " + file + " has no manifest.json (not `docker save` output?)");
   }
@@ -632,24 +645,17 @@ Result<OciImage> OpenDockerArchive(const std::string& reference, const std::stri
     wanted.emplace(layer_files[i], tmpl + "/layer-" + std::to_string(i));
   }
   // Pass 2: copy those out.
-  {
-    ASSIGN_OR_RETURN(ArchivePtr a, OpenTar(file));
-    struct archive_entry* e;
-    for (;;) {
-      int rc = archive_read_next_header(a.get(), &e);
-      if (rc == ARCHIVE_EOF) break;
-      if (rc < ARCHIVE_WARN) return CorruptionError("docker archive " + file + ": " + ArchiveError(a.get()));
-      const char* p = archive_entry_pathname(e);
-      if (!p || archive_entry_filetype(e) != AE_IFREG) continue;
-      auto w = wanted.find(NormalizeArchivePath(p));
-      if (w == wanted.end()) continue;
-      FdCloser f{open(w->second.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
-      if (f.fd < 0) return ErrnoError("creating " + w->second);
-      if (archive_read_data_into_fd(a.get(), f.fd) != ARCHIVE_OK) {
-        return CorruptionError("docker archive " + file + ", entry " + w->first + ": " + ArchiveError(a.get()));
-      }
+  RETURN_IF_ERROR(ForEachEntry(file, [&](struct archive* a, struct archive_entry* e, const std::string& name) {
+    if (archive_entry_filetype(e) != AE_IFREG) return Status::Ok();
+    auto w = wanted.find(name);
+    if (w == wanted.end()) return Status::Ok();
+    FdCloser f{open(w->second.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+    if (f.fd < 0) return ErrnoError("creating " + w->second);
+    if (archive_read_data_into_fd(a, f.fd) != ARCHIVE_OK) {
+      return CorruptionError("docker archive " + file + ", entry " + w->first + ": " + ArchiveError(a));
     }
-  }
+    return Status::Ok();
+  }));
   ASSIGN_OR_RETURN(std::string ctext, ReadSmall(wanted[config_file], kMaxOciConfigBytes, "config"));
   const Digest config_id = Sha256(ctext);
   // A config named by its digest (<hex>.json, blobs/sha256/<hex>) must match it.
@@ -723,14 +729,7 @@ Result<OciImage> OpenRegistry(const std::string& reference, const OciPlatform& p
       ASSIGN_OR_RETURN(auto m, client->GetManifest(want.digest, want.size));
       body = std::move(m.body);
     }
-    if (body.size() != want.size) {
-      return CorruptionError(what + " " + want.digest + " is " + std::to_string(body.size()) +
-                             " bytes, its descriptor says " + std::to_string(want.size));
-    }
-    if (Sha256(body) != want.id) {
-      return CorruptionError(what + " " + want.digest + " does not match its digest (content is sha256:" +
-                             Sha256(body).Hex() + ")");
-    }
+    RETURN_IF_ERROR(CheckBlob(body, want, what));
     return body;
   };
   size_t n = 0;

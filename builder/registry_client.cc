@@ -237,6 +237,23 @@ size_t ReadHeader(char* data, size_t size, size_t n, void* opaque) {
 
 }  // namespace
 
+void RegistryClient::SetTransferOptions(void* curl, const std::string& url, void* sink) const {
+  CURL* c = static_cast<CURL*>(curl);
+  const char* protocols = scheme_ == "https" ? "https" : "http,https";
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, protocols);
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, protocols);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "ferry");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
+}
+
 Result<RegistryClient::Response> RegistryClient::Get(const std::string& url, const std::string& accept,
                                                      uint64_t max_bytes, int fd) {
   for (int attempt = 0;; ++attempt) {
@@ -249,21 +266,10 @@ Result<RegistryClient::Response> RegistryClient::Get(const std::string& url, con
     auto add = [&](const std::string& h) { list.reset(curl_slist_append(list.release(), h.c_str())); };
     if (!accept.empty()) add("Accept: " + accept);
     if (!authorization_.empty()) add("Authorization: " + authorization_);
-    curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
+    SetTransferOptions(c.get(), url, &sink);
     curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, list.get());
-    curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c.get(), CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(c.get(), CURLOPT_PROTOCOLS_STR, scheme_ == "https" ? "https" : "http,https");
-    curl_easy_setopt(c.get(), CURLOPT_REDIR_PROTOCOLS_STR, scheme_ == "https" ? "https" : "http,https");
-    curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
-    curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
-    curl_easy_setopt(c.get(), CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, WriteBody);
-    curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(c.get(), CURLOPT_HEADERFUNCTION, ReadHeader);
     curl_easy_setopt(c.get(), CURLOPT_HEADERDATA, &headers);
-    curl_easy_setopt(c.get(), CURLOPT_USERAGENT, "ferry");
     CURLcode rc = curl_easy_perform(c.get());
     curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &resp.status);
     if (sink.too_big) {
@@ -309,14 +315,7 @@ Status RegistryClient::Authenticate(const std::string& header) {
   url += "scope=" + UrlEscape(c.get(), scope);
   std::string body;
   Sink sink{&body, -1, kMaxTokenBytes};
-  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
-  curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
-  curl_easy_setopt(c.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, WriteBody);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
+  SetTransferOptions(c.get(), url, &sink);
   if (!basic_.empty()) {
     curl_easy_setopt(c.get(), CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
     curl_easy_setopt(c.get(), CURLOPT_USERPWD, basic_.c_str());

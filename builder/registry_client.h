@@ -63,6 +63,9 @@ class RegistryClient {
   struct Response;
   Result<Response> Get(const std::string& url, const std::string& accept, uint64_t max_bytes, int fd);
   Status Authenticate(const std::string& challenge);
+  // URL, redirects, protocols, timeouts and the body sink of one transfer
+  // (a CURL* and a Sink*; kept out of this header).
+  void SetTransferOptions(void* curl, const std::string& url, void* sink) const;
 
   RegistryRef ref_;
   RegistryOptions options_;

@@ -500,13 +500,23 @@ HandLayout TwoLayers(const ScopedTempDir& tmp, const std::string& name) {
   return l;
 }
 
+// A local registry holding TwoLayers as test/img:t.
+struct Pushed {
+  ScopedTempDir tmp;
+  LocalRegistry reg;
+  HandLayout layout;
+  explicit Pushed(const char* name) : tmp(name), reg((RequireTool("skopeo"), tmp.path() + "/registry")),
+                                      layout(TwoLayers(tmp, "layout")) {
+    layout.Write(tmp);
+    reg.Push(layout.dir + ":t", "test/img:t");
+  }
+};
+
 TEST_CASE("docker:// from a local docker-registry: every blob verified, the same image as from the layout") {
-  RequireTool("skopeo");
-  ScopedTempDir tmp("ferry-registry");
-  LocalRegistry reg(tmp.path() + "/registry");
-  HandLayout l = TwoLayers(tmp, "layout");
-  l.Write(tmp);
-  reg.Push(l.dir + ":t", "test/img:t");
+  Pushed p("ferry-registry");
+  const ScopedTempDir& tmp = p.tmp;
+  LocalRegistry& reg = p.reg;
+  HandLayout& l = p.layout;
   const std::string store = tmp.path() + "/store";
   const size_t gets_before = reg.BlobGets();
   auto r = Ferry(store, {"build", "docker://" + reg.host() + "/test/img:t", "--tag", "from-registry"});
@@ -533,12 +543,9 @@ TEST_CASE("docker:// from a local docker-registry: every blob verified, the same
 }
 
 TEST_CASE("docker:// with bearer-token authentication: --creds, ~/.docker/config.json, and none") {
-  RequireTool("skopeo");
-  ScopedTempDir tmp("ferry-registry-auth");
-  LocalRegistry reg(tmp.path() + "/registry");
-  HandLayout l = TwoLayers(tmp, "layout");
-  l.Write(tmp);
-  reg.Push(l.dir + ":t", "test/img:t");
+  Pushed p("ferry-registry-auth");
+  const ScopedTempDir& tmp = p.tmp;
+  LocalRegistry& reg = p.reg;
   RegistryFront front(tmp, reg.port, {"--auth", "alice:s3cret"});
   const std::string port = front.port;
   const std::string ref = "docker://127.0.0.1:" + port + "/test/img:t";
