@@ -10,6 +10,8 @@ packages=(
   libssl-dev libcurl4-openssl-dev libcli11-dev nlohmann-json3-dev
   libarchive-dev libspdlog-dev libfmt-dev catch2 libtinyxml2-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libelf-dev
+  # containerd's snapshots API (.proto files) that ferryd serves
+  golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
   # tests: xattr tools, tar/zstd for fixtures, dpkg-dev for apt-get download
   attr zstd xz-utils dpkg-dev tar python3
   # tests of the s3:// store: the AWS CLI, openssl for a TLS certificate
@@ -17,6 +19,8 @@ packages=(
   awscli openssl ca-certificates
   # tests of OCI import: images made by real OCI tools, a local registry
   umoci skopeo docker-registry
+  # containerd's snapshotter test suite (Go, test only) and containerd itself
+  golang-go containerd runc
   # fuzzing (libFuzzer comes with clang)
   clang libclang-rt-14-dev
 )

@@ -1,4 +1,5 @@
 #include "snapshotter/attachments.h"
+#include "snapshotter/state_file.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -86,20 +87,7 @@ Status Attachments::SaveTable() {
     }
     table["targets"].push_back(std::move(entry));
   }
-  std::string path = root_ + "/mounts.json", tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << table.dump(1) << "\n";
-    out.flush();
-    if (!out) return Status(StatusCode::kIoError, "write " + tmp);
-  }
-  int fd = open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename " + tmp);
-  return Status::Ok();
+  return SaveStateFile(root_ + "/mounts.json", table.dump(1) + "\n");
 }
 
 std::string Attachments::KeyOf(const std::string& target, const ProcessNamespace& into) {

@@ -22,6 +22,7 @@
 #include "chunkstore/node_cache.h"
 #include "chunkstore/s3_transport.h"
 #include "snapshotter/api/daemon_client.h"
+#include "snapshotter/containerd_service.h"
 #include "snapshotter/control_server.h"
 #include "snapshotter/daemon_service.h"
 #include "snapshotter/mount_manager.h"
@@ -70,6 +71,7 @@ void PrefaultCode() {
 
 struct Flags {
   std::string root, cache_size = "10G", cache_dir;
+  std::string containerd_socket, containerd_store;
   unsigned memory_mb = 64, fetch_threads = 32, prefetch_threads = 0;
   double fetch_deadline_s = 30;
 };
@@ -149,6 +151,35 @@ int Run(Flags f) {
     server->Shutdown();
     return Fail(control.status());
   }
+  // containerd's snapshots service, on its own socket if asked for.
+  std::unique_ptr<snapshotter::ManagerRemoteLayers> remote;
+  std::unique_ptr<snapshotter::ContainerdSnapshots> csnaps;
+  std::unique_ptr<snapshotter::ContainerdService> cservice;
+  std::unique_ptr<grpc::Server> cserver;
+  if (!f.containerd_socket.empty()) {
+    if (!f.containerd_store.empty()) {
+      remote = std::make_unique<snapshotter::ManagerRemoteLayers>(mounts->get(), f.containerd_store);
+    }
+    auto cs = snapshotter::ContainerdSnapshots::Open(root, remote.get());
+    if (!cs.ok()) {
+      server->Shutdown();
+      return Fail(cs.status().Annotate("containerd snapshots"));
+    }
+    csnaps = std::move(*cs);
+    cservice = std::make_unique<snapshotter::ContainerdService>(csnaps.get());
+    unlink(f.containerd_socket.c_str());
+    grpc::ServerBuilder cb;
+    cb.AddListeningPort("unix:" + f.containerd_socket, grpc::InsecureServerCredentials());
+    cb.RegisterService(cservice.get());
+    cserver = cb.BuildAndStart();
+    if (!cserver) {
+      server->Shutdown();
+      return Fail(FailedPreconditionError("cannot listen on " + f.containerd_socket));
+    }
+    chmod(f.containerd_socket.c_str(), 0600);
+    std::fprintf(stderr, "ferryd: containerd snapshotter on %s%s%s\n", f.containerd_socket.c_str(),
+                 f.containerd_store.empty() ? "" : ", remote layers from ", f.containerd_store.c_str());
+  }
   PrefaultCode();
   std::fprintf(stderr, "ferryd: ready (pid %d): root %s, socket %s, node cache %s (%s)\n",
                getpid(), root.c_str(), socket.c_str(), cache_dir.c_str(),
@@ -159,10 +190,16 @@ int Run(Flags f) {
     sigwait(&sigs, &sig);
     std::fprintf(stderr, "ferryd: signal %d: unmounting everything and stopping\n", sig);
     (*control)->StopAccepting();
+    if (cserver) cserver->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   });
   server->Wait();
   waiter.join();
+  if (cserver) {
+    cserver->Wait();
+    unlink(f.containerd_socket.c_str());
+  }
+  csnaps.reset();  // releases the remote layers' sessions
   control->reset();  // waits for calls in progress
   (*mounts)->Shutdown();
   (*cache)->Flush().IgnoreError();
@@ -199,6 +236,12 @@ int main(int argc, char** argv) {
   app.add_option("--fetch-deadline", f.fetch_deadline_s,
                  "seconds a read waits for the store before it fails with EIO")
       ->capture_default_str()->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--containerd-socket", f.containerd_socket,
+                 "also serve containerd's snapshots API on this unix socket (a proxy_plugins "
+                 "entry of type snapshot); state in ROOT/containerd");
+  app.add_option("--containerd-store", f.containerd_store,
+                 "store URL whose OCI-imported images (ferry build oci:/docker://) serve "
+                 "containerd's layers lazily, by chain ID");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -314,4 +314,9 @@ void ImageSessions::Shutdown() {
   draining_.clear();
 }
 
+Result<chunkstore::ObjectStore*> ImageSessions::Store(const std::string& store_url) {
+  ASSIGN_OR_RETURN(OpenStore* open, stores_.Get(store_url));
+  return open->store.get();
+}
+
 }  // namespace ferry::snapshotter

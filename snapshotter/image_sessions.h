@@ -97,6 +97,9 @@ class ImageSessions {
   // Drops a reference Acquire gave. Returns whether that ended the session
   // (false if the session had ended already).
   bool Release(const SessionRef& ref);
+  // The open store `store_url` names (opened on first use), for reading
+  // objects other than images (the containerd snapshotter's chain index).
+  Result<chunkstore::ObjectStore*> Store(const std::string& store_url);
   // Recording a start-up profile on the session of `image_id` (fs/profile.h).
   // Start returns the image id; FailedPrecondition if already recording.
   // Stop stores the profile in the image's store and returns the image id,

@@ -1,5 +1,7 @@
 #include "snapshotter/mount_manager.h"
 
+#include "fs/oci_index.h"
+
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -166,5 +168,24 @@ void MountManager::Shutdown() {
   if (attachments_ != nullptr) attachments_->Close();
   if (sessions_ != nullptr) sessions_->Shutdown();
 }
+
+Result<std::optional<std::string>> MountManager::FindChain(const std::string& store_url,
+                                                          const std::string& chain_id) {
+  auto chain = fs::ParseOciDigest(chain_id);
+  if (!chain) return std::optional<std::string>();  // not a chain ID ferry could have indexed
+  ASSIGN_OR_RETURN(chunkstore::ObjectStore * store, sessions_->Store(store_url));
+  auto image = fs::LookupChain(*store, *chain);
+  if (!image.ok()) {
+    if (image.status().code() == StatusCode::kNotFound) return std::optional<std::string>();
+    return image.status();
+  }
+  return std::optional<std::string>(image->Hex());
+}
+
+Result<SessionRef> MountManager::AcquireImage(const std::string& store_url, const std::string& image_id) {
+  return sessions_->Acquire(store_url, image_id);
+}
+
+void MountManager::ReleaseImage(const SessionRef& ref) { sessions_->Release(ref); }
 
 }  // namespace ferry::snapshotter

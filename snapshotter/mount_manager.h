@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -101,6 +102,13 @@ class MountManager {
   // A snapshot (snapshots.h). With spec.into.pid set, its namespace is
   // looked up here (NotFound if the process is gone).
   Result<SnapshotOutcome> Snapshot(SnapshotSpec spec, const builder::ProgressSink& progress);
+  // For the containerd snapshotter (containerd_service.h): the image of
+  // OCI chain ID `chain_id` ("sha256:<hex>") in the store at `store_url`
+  // (fs/oci_index.h), nullopt if ferry indexed none; and references to an
+  // image's read-only session, as mounts take them.
+  Result<std::optional<std::string>> FindChain(const std::string& store_url, const std::string& chain_id);
+  Result<SessionRef> AcquireImage(const std::string& store_url, const std::string& image_id);
+  void ReleaseImage(const SessionRef& ref);
   std::vector<TargetInfo> Targets() const;
   std::vector<ImageInfo> Images() const;
   // Unmounts every target (lazily) and ends every session.
