@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "tests/support/ferry_cli.h"
+#include "tests/support/registry.h"
 #include "tests/support/fs_util.h"
 #include "tests/support/tar_writer.h"
 #include "tests/support/tree_compare.h"
@@ -390,108 +391,6 @@ TEST_CASE("a docker archive whose layer is not what its config says is refused; 
 
 // --------------------------------------------------------- registry ---
 
-// A free TCP port on loopback (bound and released: a small race that a
-// retry of the whole test would absorb).
-int FreePort() {
-  auto r = Run({"python3", "-c",
-                "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"});
-  REQUIRE(r.exit_code == 0);
-  return std::stoi(r.out);
-}
-
-// Waits (up to 20 s) until `url` answers at all; false if it never does.
-bool WaitForHttp(const std::string& url) {
-  for (int i = 0; i < 200; ++i) {
-    auto r = Run({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url});
-    if (r.exit_code == 0 && r.out != "000") return true;
-    usleep(100 * 1000);
-  }
-  return false;
-}
-
-// docker-registry (distribution 2.8, Debian's) on loopback, its storage and
-// request log in `dir`; stopped with the object.
-struct LocalRegistry {
-  std::string dir, log;
-  int port = 0;
-  pid_t pid = -1;
-  explicit LocalRegistry(const std::string& d) : dir(d), log(d + "/registry.log") {
-    RequireTool("docker-registry");
-    port = FreePort();
-    WriteFile(dir + "/config.yml", "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
-                                   "    rootdirectory: " + dir + "/data\nhttp:\n  addr: 127.0.0.1:" +
-                                       std::to_string(port) + "\n");
-    pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      ExecOrExit({"docker-registry", "serve", dir + "/config.yml"});
-    }
-    REQUIRE(WaitForHttp(url() + "/v2/"));
-  }
-  ~LocalRegistry() {
-    if (pid > 0) {
-      kill(pid, SIGTERM);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-  std::string host() const { return "127.0.0.1:" + std::to_string(port); }
-  std::string url() const { return "http://" + host(); }
-  void Push(const std::string& layout_ref, const std::string& repo_tag, bool all = false) {
-    Sh("skopeo copy -q " + std::string(all ? "--all " : "") + "--dest-tls-verify=false oci:" + layout_ref +
-       " docker://" + host() + "/" + repo_tag);
-  }
-  std::string BlobData(const std::string& digest) const {
-    return dir + "/data/docker/registry/v2/blobs/sha256/" + digest.substr(7, 2) + "/" + digest.substr(7) + "/data";
-  }
-  // Blob GETs the registry answered (its access log).
-  size_t BlobGets() const {
-    std::string text = ReadFile(log);
-    size_t n = 0;
-    for (size_t at = 0; (at = text.find("\"GET /v2/", at)) != std::string::npos; ++at) {
-      size_t end = text.find('"', at + 1);
-      if (text.substr(at, end - at).find("/blobs/sha256:") != std::string::npos) ++n;
-    }
-    return n;
-  }
-};
-
-// tests/oci/registry_front.py in front of registry port `upstream`.
-struct RegistryFront {
-  pid_t pid = -1;
-  std::string port;
-  RegistryFront(const ScopedTempDir& tmp, int upstream, const std::vector<std::string>& flags) {
-    const std::string out = tmp.path() + "/front.out";
-    std::vector<std::string> argv = {"python3", std::string(FERRY_SOURCE_DIR) + "/tests/oci/registry_front.py",
-                                     std::to_string(upstream)};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      ExecOrExit(argv);
-    }
-    for (int i = 0; i < 200 && port.empty(); ++i) {  // until it says where it listens
-      std::string text = ReadFile(out);
-      if (text.rfind("listening on ", 0) == 0 && text.find('\n') != std::string::npos) {
-        port = text.substr(13, text.find('\n') - 13);
-      } else {
-        usleep(100 * 1000);
-      }
-    }
-    REQUIRE(!port.empty());
-  }
-  ~RegistryFront() {
-    if (pid > 0) {
-      kill(pid, SIGTERM);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-};
-
 HandLayout TwoLayers(const ScopedTempDir& tmp, const std::string& name) {
   HandLayout l;
   l.dir = tmp.path() + "/" + name;
@@ -546,8 +445,8 @@ TEST_CASE("docker:// with bearer-token authentication: --creds, ~/.docker/config
   Pushed p("ferry-registry-auth");
   const ScopedTempDir& tmp = p.tmp;
   LocalRegistry& reg = p.reg;
-  RegistryFront front(tmp, reg.port, {"--auth", "alice:s3cret"});
-  const std::string port = front.port;
+  RegistryFront front(tmp.path(), reg.port(), {"--auth", "alice:s3cret"});
+  const std::string port = front.port();
   const std::string ref = "docker://127.0.0.1:" + port + "/test/img:t";
   const std::string store = tmp.path() + "/store";
   auto none = Run({"env", "HOME=" + tmp.path() + "/nohome", FerryBinary(), "--store", store, "build", ref, "--tag", "a"});
@@ -591,15 +490,15 @@ TEST_CASE("a registry that serves a blob or manifest that is not what it names, 
   SECTION("a manifest cut short on the way (the registry's digest header as sent)") {
     l.Write(tmp);
     reg.Push(l.dir + ":t", "test/img:t");
-    front = std::make_unique<RegistryFront>(tmp, reg.port, std::vector<std::string>{"--cut-manifests"});
-    ref = "docker://127.0.0.1:" + front->port + "/test/img:t";
+    front = std::make_unique<RegistryFront>(tmp.path(), reg.port(), std::vector<std::string>{"--cut-manifests"});
+    ref = "docker://127.0.0.1:" + front->port() + "/test/img:t";
     expect = {"does not match its digest", l.manifest_digest};
   }
   SECTION("a manifest cut short on the way, asked for by digest") {
     l.Write(tmp);
     reg.Push(l.dir + ":t", "test/img:t");
-    front = std::make_unique<RegistryFront>(tmp, reg.port, std::vector<std::string>{"--cut-manifests"});
-    ref = "docker://127.0.0.1:" + front->port + "/test/img@" + l.manifest_digest;
+    front = std::make_unique<RegistryFront>(tmp.path(), reg.port(), std::vector<std::string>{"--cut-manifests"});
+    ref = "docker://127.0.0.1:" + front->port() + "/test/img@" + l.manifest_digest;
     expect = {"does not match its digest", l.manifest_digest};
   }
   SECTION("a manifest list with no manifest for the platform") {

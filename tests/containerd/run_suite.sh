@@ -15,13 +15,8 @@ if ((EUID != 0)); then
   echo "run_suite.sh: needs root; skipped" >&2
   exit 77
 fi
-command -v go >/dev/null || { echo "run_suite.sh: go is not installed (scripts/install-deps.sh)" >&2; exit 1; }
-[[ -d /usr/share/gocode/src/github.com/containerd/containerd/snapshots/testsuite ]] ||
-  { echo "run_suite.sh: containerd's test suite is missing (golang-github-containerd-containerd-dev)" >&2; exit 1; }
-gopath=$build/containerd-suite-gopath
-mkdir -p "$gopath/src"
-ln -sfn "$here" "$gopath/src/ferrysuite"
-export GOPATH=$gopath:/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$build/containerd-suite-gocache
+source "$here/gopath.sh"
+link_package ferrysuite "$here"
 (cd "$gopath/src/ferrysuite" && go test -c -o "$build/containerd-suite.test" .)
 # -test.root: the suite's tests that mount (all of them) run only as root.
 cd "$build"
