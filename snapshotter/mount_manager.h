@@ -16,12 +16,11 @@
 //                     image plus its upper directory (pinned meanwhile) made
 //                     into a new image in the store
 //
-// Room for what comes next: the containerd snapshots service will be a part
-// beside these, with its own keys (containerd keys, not target paths),
-// parents (containerd's parent chain) and lifecycle (prepare, commit,
-// remove), with its own saved state under ROOT. It uses sessions for the
-// images it reads and the Mounter for what it mounts; this class only
-// composes the parts for ferryd's API.
+// containerd's snapshots (containerd_snapshots.h) are a part beside these
+// with their own keys, parents and saved state; they take references to
+// image sessions through AcquireImage/ReleaseImage and find images by OCI
+// chain ID through FindChain. This class only composes the parts for
+// ferryd's API.
 //
 // Thread-safe. Lock order: MountManager holds no lock of its own, and
 // Attachments::mu_, ImageSessions::mu_ and StoreRegistry::mu_ are leaves
