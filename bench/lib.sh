@@ -368,6 +368,80 @@ emulated_get() {
     -o "$2" "$ENDPOINT/$BUCKET/$1"
 }
 
+# ------------------------------------- what the workload opens (native) ---
+# measure_opened ROOT: runs the caller's `workload ROOT` once, then python3 -c "$PY_IMPORTS" (env -i
+# PATH=$WORKLOAD_PATH, chrooted with $CHROOT, $ITEM_TIMEOUT) under strace
+# and sets OPEN_N, OPEN_BYTES (regular files opened), EXEC_N, EXEC_BYTES
+# (executed), EXEC_NAMES and ALL_BYTES; the lists go to $LOGS.
+measure_opened() {
+  workload "$1" || die "the workload fails on the native root filesystem (see $LOGS/workload.log)"
+  timeout -k 5 "$ITEM_TIMEOUT" env -i PATH="$WORKLOAD_PATH" PYTHONDONTWRITEBYTECODE=1 \
+    strace -f -qq -o "$LOGS/strace.txt" -e trace=chroot,execve,open,openat,openat2 \
+    "$CHROOT" "$1" python3 -c "$PY_IMPORTS" >>"$LOGS/workload.log" 2>&1 ||
+    die "strace of the workload failed (see $LOGS/workload.log)"
+  # Paths opened (or executed) successfully after the chroot() call, tagged
+  # with the call; sizes are then taken inside the chroot (symlinks resolve
+  # as the workload saw them), regular files only, each file once.
+  awk 'f && / = [0-9]+$/ && match($0, /(openat2?|open|execve)\((AT_FDCWD, )?"[^"]*"/) {
+         c = substr($0, RSTART, RLENGTH); p = c; sub(/\(.*/, "", c); sub(/^[^"]*"/, "", p); sub(/"$/, "", p)
+         print (c == "execve" ? "exec" : "open") "\t" p }
+       /chroot\(.*\) = 0/ { f = 1 }' "$LOGS/strace.txt" >"$LOGS/opened-paths.txt"
+  # (python3 of the root filesystem itself, chrooted: no /proc or /dev needed.)
+  env -i PATH="$WORKLOAD_PATH" PYTHONDONTWRITEBYTECODE=1 "$CHROOT" "$1" python3 -c '
+import os, stat, sys
+kind = {}
+for line in sys.stdin.read().splitlines():
+    how, _, p = line.partition("\t")
+    if not p.startswith("/"):
+        continue
+    r = os.path.realpath(p)
+    try:
+        st = os.stat(r)
+    except OSError:
+        continue
+    if stat.S_ISREG(st.st_mode) and kind.get(r, ("", 0))[0] != "open":
+        kind[r] = (how, st.st_size)
+for r in sorted(kind):
+    print("%s\t%d\t%s" % (kind[r][0], kind[r][1], r))
+o = [s for h, s in kind.values() if h == "open"]
+e = [s for h, s in kind.values() if h == "exec"]
+print("summary", len(o), sum(o), len(e), sum(e))' <"$LOGS/opened-paths.txt" >"$LOGS/opened-files.tmp" ||
+    die "could not measure the opened files"
+  OPEN_SUMMARY=$(awk '$1 == "summary" { print $2, $3, $4, $5 }' "$LOGS/opened-files.tmp")
+  grep -v '^summary ' "$LOGS/opened-files.tmp" >"$LOGS/opened-files.txt" || true
+  rm -f "$LOGS/opened-files.tmp"
+  read -r OPEN_N OPEN_BYTES EXEC_N EXEC_BYTES <<<"$OPEN_SUMMARY"
+  [[ $OPEN_N =~ ^[0-9]+$ && $OPEN_N -gt 0 ]] || die "could not measure the opened files (see $LOGS/strace.txt)"
+  EXEC_NAMES=$(awk -F'\t' '$1 == "exec" { printf "%s%s", s, $3; s = ", " }' "$LOGS/opened-files.txt")
+  ALL_BYTES=$((OPEN_BYTES + EXEC_BYTES))
+}
+
+# ------------------------------------------------- ferryd's counters ---
+# Sum of per-image counters over all images, once the numbers have settled
+# (a profile prefetch may still be fetching when the workload exits):
+# prints "store_bytes store_fetches cache_misses demand_misses profile_chunks read_errors retries
+# read_bytes locality_chunks admitted_bytes" (the last: uncompressed chunk bytes put in the node cache);
+# the last JSON is left in $STATS_FILE. Uses $FERRY, $FERRYD_ROOT, $HOST_PY.
+settled_stats() {
+  local prev="" cur="" i
+  for ((i = 0; i < 100; i++)); do
+    timeout -k 5 60 "$FERRY" cache stats --json --daemon "$FERRYD_ROOT" >"$STATS_FILE" 2>>"$LOGS/ferry-cache.log" || return 1
+    cur=$("$HOST_PY" -c '
+import json, sys
+j = json.loads(sys.stdin.read())
+keys = ["store_bytes", "store_fetches", "cache_misses", "demand_misses", "profile_chunks", "read_errors", "retries", "read_bytes", "locality_chunks"]
+v = [sum(int(im.get(k, 0)) for im in j.get("images", [])) for k in keys] + [int(j.get("admitted_bytes", 0))]
+print(" ".join(str(x) for x in v))' <"$STATS_FILE") || return 1
+    if [[ $cur == "$prev" ]]; then
+      echo "$cur"
+      return 0
+    fi
+    prev=$cur
+    sleep 0.5
+  done
+  echo "$cur"
+}
+
 # ------------------------------------------------------ ferryd's state ---
 # The overlay upper directory of writable target $2 of the ferryd rooted at
 # $1: ROOT/mounts.json names the target's sandbox directory ("upper"), whose
