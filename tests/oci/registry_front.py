@@ -51,11 +51,11 @@ class Front(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def reply(self, status, headers=(), body=b""):
+    def reply(self, status, headers=(), body=b"", length=None):
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -80,8 +80,11 @@ class Front(http.server.BaseHTTPRequestHandler):
         if CUT and "/manifests/" in self.path:
             body = body[: len(body) // 2]
         emulate_link(len(body))
+        # A HEAD answer has no body but says the length of the GET's.
+        length = resp.getheader("Content-Length") if self.command == "HEAD" else None
         self.reply(resp.status, [(k, v) for k, v in resp.getheaders()
-                                 if k.lower() not in ("content-length", "transfer-encoding", "connection")], body)
+                                 if k.lower() not in ("content-length", "transfer-encoding", "connection")],
+                   body, length)
 
     do_HEAD = do_GET
 
