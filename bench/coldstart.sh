@@ -13,17 +13,10 @@ export LC_ALL=C
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CMDLINE=$(typed_command "$0" "$@")
 
-WORKDIR=/var/tmp/ferry-bench
-RUNS=3
 SETTINGS="20ms/100MB 2ms/1GB"
 FETCH_THREADS=""
-CACHE_SIZE=4G
-ITEM_TIMEOUT=300
-MIRROR=""
 TAG=coldstart-debian
 BUCKET=ferry-coldstart
-PY_IMPORTS='import json, sqlite3, asyncio, email, http.client'
-WORKLOAD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 usage() {
   cat <<EOF
@@ -82,7 +75,6 @@ EOF
 }
 
 # Shared helpers: log, die, mounts, caches, medians, the root filesystem.
-REBUILD_ROOTFS=0
 
 while (($#)); do
   case "$1" in

@@ -16,16 +16,8 @@ export LC_ALL=C
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CMDLINE=$(typed_command "$0" "$@")
 
-WORKDIR=/var/tmp/ferry-bench
-RUNS=3
 SETTING=20ms/100MB
-CACHE_SIZE=4G
-ITEM_TIMEOUT=300
-MIRROR=""
-REBUILD_ROOTFS=0
 BUCKET=ferry-containerd
-PY_IMPORTS='import json, sqlite3, asyncio, email, http.client'
-WORKLOAD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 usage() {
   cat <<'EOF'

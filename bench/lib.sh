@@ -15,6 +15,19 @@ log() {
 }
 die() { log "error: $*"; exit 1; }
 
+# Defaults every benchmark starts from (a script changes its own after
+# sourcing this, and its options change them again): the work directory
+# (its root filesystem is shared), runs per item, ferryd's node cache, the
+# time one item may take, the Debian mirror, and the Python workload.
+WORKDIR=/var/tmp/ferry-bench
+RUNS=3
+CACHE_SIZE=4G
+ITEM_TIMEOUT=300
+MIRROR=""
+REBUILD_ROOTFS=0
+PY_IMPORTS='import json, sqlite3, asyncio, email, http.client'
+WORKLOAD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
 # The repository (this file is in its bench/) and where the script was run.
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CMD_CWD=$PWD

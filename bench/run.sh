@@ -10,10 +10,7 @@ export LC_ALL=C
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CMDLINE=$(typed_command "$0" "$@")
 
-WORKDIR=/var/tmp/ferry-bench
-RUNS=3
 PY_RUNS=9
-MIRROR=""
 PEERS_ONLY=0
 NO_DAEMON=0
 VERIFY=1
@@ -21,8 +18,6 @@ SQUASH_COMP=zstd
 EROFS_OPTS=""
 FERRY_BUILD_OPTS=""
 FERRY_MOUNT_OPTS=""
-REBUILD_ROOTFS=0
-CACHE_SIZE=4G
 BIG_MIB=1024
 RAND_MIB=64
 NIMAGES=100
@@ -30,7 +25,6 @@ TAG=bench-debian
 BIG_TAG=bench-big
 SMALL_TAG=bench-small
 ITEM_TIMEOUT=600
-PY_IMPORTS='import json, sqlite3, asyncio, email, http.client'
 
 usage() {
   cat <<EOF

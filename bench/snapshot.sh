@@ -12,19 +12,11 @@ export LC_ALL=C
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CMDLINE=$(typed_command "$0" "$@")
 
-WORKDIR=/var/tmp/ferry-bench
-RUNS=3
 SETTING=20ms/100MB
-CACHE_SIZE=4G
-ITEM_TIMEOUT=300
-MIRROR=""
-REBUILD_ROOTFS=0
 NO_FREEZE=0
 PROFILE=1
 BUCKET=ferry-snapshot
 BASE_TAG=snapbench-base
-PY_IMPORTS='import json, sqlite3, asyncio, email, http.client'
-WORKLOAD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # The pip-sized change: these package trees of the root filesystem's
 # /usr/lib/python3.11 (with their __pycache__/*.pyc) and its largest
 # extension modules, installed as one package.
