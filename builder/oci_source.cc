@@ -187,12 +187,17 @@ struct LayerDigests {
   std::string compression;  // "", "gzip", "zstd", ...
 };
 
+// Reads a blob for libarchive, hashing what it reads, refusing more than
+// `max` bytes, and (copy_fd >= 0) writing a copy of every byte.
 struct HashingReader {
   int fd = -1;
+  int copy_fd = -1;
+  uint64_t max = 0;
   Sha256Stream sha;
   uint64_t bytes = 0;
   std::vector<uint8_t> buf = std::vector<uint8_t>(1 << 20);
   int err = 0;
+  bool too_long = false;
 };
 
 la_ssize_t HashingRead(struct archive*, void* opaque, const void** out) {
@@ -204,32 +209,62 @@ la_ssize_t HashingRead(struct archive*, void* opaque, const void** out) {
       r->err = errno;
       return -1;
     }
+    if (r->bytes + static_cast<uint64_t>(n) > r->max) {
+      r->too_long = true;
+      return -1;
+    }
     r->sha.Update({r->buf.data(), static_cast<size_t>(n)});
     r->bytes += static_cast<uint64_t>(n);
+    for (ssize_t done = 0; r->copy_fd >= 0 && done < n;) {
+      ssize_t w = write(r->copy_fd, r->buf.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        r->err = errno;
+        return -1;
+      }
+      done += w;
+    }
     *out = r->buf.data();
     return n;
   }
 }
 
-Result<LayerDigests> DigestLayer(const std::string& path, const std::string& what) {
+// The blob at `path` must be a regular file of `want_size` bytes, if given.
+// With `copy_to`, what is hashed is also copied there: the copy, not the
+// file (which its owner may change afterwards), is what gets imported.
+Result<LayerDigests> DigestLayer(const std::string& path, const std::string& what,
+                                 std::optional<uint64_t> want_size, const std::string& copy_to) {
   HashingReader r;
   FdCloser f{open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   if (f.fd < 0) return ErrnoError(what + " " + path);
+  struct stat st;
+  if (fstat(f.fd, &st) != 0) return ErrnoError(what + " " + path);
+  if (!S_ISREG(st.st_mode)) return InvalidArgumentError(what + ": " + path + " is not a regular file");
+  if (want_size && static_cast<uint64_t>(st.st_size) != *want_size) {
+    return CorruptionError(what + " is " + std::to_string(st.st_size) + " bytes, its descriptor says " +
+                           std::to_string(*want_size));
+  }
   r.fd = f.fd;
+  r.max = static_cast<uint64_t>(st.st_size);
+  FdCloser copy{-1};
+  if (!copy_to.empty()) {
+    copy.fd = open(copy_to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (copy.fd < 0) return ErrnoError("creating " + copy_to);
+    r.copy_fd = copy.fd;
+  }
+  auto read_error = [&](struct archive* a) {
+    if (r.too_long) return CorruptionError(what + ": " + path + " grew while it was read");
+    if (r.err) return ErrnoError("reading " + what, r.err);
+    return CorruptionError(what + ": " + ArchiveError(a));
+  };
   ArchivePtr a(archive_read_new());
   if (!a) return InternalError("libarchive: out of memory");
   archive_read_support_filter_all(a.get());
   archive_read_support_format_raw(a.get());
-  if (archive_read_open(a.get(), &r, nullptr, HashingRead, nullptr) != ARCHIVE_OK) {
-    if (r.err) return ErrnoError("reading " + what, r.err);
-    return CorruptionError(what + ": " + ArchiveError(a.get()));
-  }
+  if (archive_read_open(a.get(), &r, nullptr, HashingRead, nullptr) != ARCHIVE_OK) return read_error(a.get());
   struct archive_entry* e;
   int rc = archive_read_next_header(a.get(), &e);
-  if (rc != ARCHIVE_OK) {
-    if (r.err) return ErrnoError("reading " + what, r.err);
-    return CorruptionError(what + ": " + ArchiveError(a.get()));
-  }
+  if (rc != ARCHIVE_OK) return read_error(a.get());
   LayerDigests out;
   Sha256Stream tar;
   std::vector<uint8_t> buf(1 << 20);
@@ -237,7 +272,7 @@ Result<LayerDigests> DigestLayer(const std::string& path, const std::string& wha
     la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
     if (n == 0) break;
     if (n < 0) {
-      if (r.err) return ErrnoError("reading " + what, r.err);
+      if (r.too_long || r.err) return read_error(a.get());
       return CorruptionError(what + ": cannot decompress: " + ArchiveError(a.get()));
     }
     tar.Update({buf.data(), static_cast<size_t>(n)});
@@ -246,7 +281,7 @@ Result<LayerDigests> DigestLayer(const std::string& path, const std::string& wha
   while (true) {
     const void* ignored;
     la_ssize_t n = HashingRead(a.get(), &r, &ignored);
-    if (n < 0) return ErrnoError("reading " + what, r.err);
+    if (n < 0) return read_error(a.get());
     if (n == 0) break;
   }
   if (archive_filter_count(a.get()) > 1) {
@@ -348,8 +383,10 @@ Result<ConfigFacts> ReadConfig(const std::string& text, const std::string& what,
 // its source record (chain ID over `parent_chain`).
 Status VerifyLayer(OciLayer& layer, const std::optional<Digest>& want_digest,
                    std::optional<uint64_t> want_size, const std::string& diff_id,
-                   const std::string& parent_chain, const std::string& what) {
-  ASSIGN_OR_RETURN(LayerDigests d, DigestLayer(layer.path, what));
+                   const std::string& parent_chain, const std::string& what,
+                   const std::string& copy_to = "") {
+  ASSIGN_OR_RETURN(LayerDigests d, DigestLayer(layer.path, what, want_size, copy_to));
+  if (!copy_to.empty()) layer.path = copy_to;
   if (want_size && d.stored_bytes != *want_size) {
     return CorruptionError(what + " is " + std::to_string(d.stored_bytes) +
                            " bytes, its descriptor says " + std::to_string(*want_size));
@@ -380,8 +417,11 @@ using LayerFileFn = std::function<Result<std::string>(const Descriptor&)>;
 
 // From the descriptor `top` (a manifest, or an image index to choose in)
 // to a verified image: manifest, config, layers.
+// With `copy_dir`, each layer is copied there as it is verified and the
+// copy imported (for blobs in a directory that others may write to).
 Result<OciImage> ReadImageFrom(const std::string& reference, Descriptor d, const OciPlatform& platform,
-                               OciImage out, const JsonBlobFn& json_blob, const LayerFileFn& layer_file) {
+                               OciImage out, const JsonBlobFn& json_blob, const LayerFileFn& layer_file,
+                               const std::string& copy_dir = "") {
   // Through image indexes (at most two deep) to a manifest for `platform`.
   for (int depth = 0;; ++depth) {
     if (d.media_type == kOciManifest || d.media_type == kDockerManifest) break;
@@ -450,7 +490,8 @@ Result<OciImage> ReadImageFrom(const std::string& reference, Descriptor d, const
     OciLayer layer;
     ASSIGN_OR_RETURN(layer.path, layer_file(lds[i]));
     layer.source.media_type = lds[i].media_type;
-    RETURN_IF_ERROR(VerifyLayer(layer, lds[i].id, lds[i].size, facts.diff_ids[i], chain, "layer " + lds[i].digest));
+    RETURN_IF_ERROR(VerifyLayer(layer, lds[i].id, lds[i].size, facts.diff_ids[i], chain, "layer " + lds[i].digest,
+                                copy_dir.empty() ? "" : copy_dir + "/layer-" + std::to_string(i)));
     chain = layer.source.chain_id;
     out.layers.push_back(std::move(layer));
   }
@@ -460,7 +501,7 @@ Result<OciImage> ReadImageFrom(const std::string& reference, Descriptor d, const
 // --------------------------------------------------------- image layout ---
 
 Result<OciImage> OpenLayout(const std::string& reference, const std::string& rest,
-                            const OciPlatform& platform) {
+                            const OciPlatform& platform, const std::string& spool_parent) {
   ASSIGN_OR_RETURN(auto split, SplitPathAndTag(rest, reference, /*dir=*/true));
   const std::string dir = split.first, tag = split.second;
   ASSIGN_OR_RETURN(std::string layout_text, ReadSmall(dir + "/oci-layout", 4096, "OCI layout file"));
@@ -499,11 +540,16 @@ Result<OciImage> OpenLayout(const std::string& reference, const std::string& res
   OciImage out;
   if (!tag.empty()) out.repo_tags.push_back(tag);
 
+  // The layers are imported from copies made as they are verified: the
+  // layout's own files may change after they were checked.
+  std::string tmpl = spool_parent + "/ferry-oci-XXXXXX";
+  if (!mkdtemp(tmpl.data())) return ErrnoError("creating a temporary directory in " + spool_parent);
+  out.spool = std::make_shared<ScopedSpool>(tmpl);
   return ReadImageFrom(reference, *chosen, platform, std::move(out),
                        [&](const Descriptor& d, uint64_t max, const std::string& what) {
                          return ReadVerifiedJsonBlob(blob(d), d, max, what);
                        },
-                       [&](const Descriptor& d) -> Result<std::string> { return blob(d); });
+                       [&](const Descriptor& d) -> Result<std::string> { return blob(d); }, tmpl);
 }
 
 // ------------------------------------------------------- docker-archive ---
@@ -782,7 +828,7 @@ bool IsOciReference(const std::string& s) {
 
 Result<OciImage> OpenOciSource(const std::string& reference, const OciPlatform& platform,
                                const std::string& spool_parent, const RegistryOptions& registry) {
-  if (reference.rfind("oci:", 0) == 0) return OpenLayout(reference, reference.substr(4), platform);
+  if (reference.rfind("oci:", 0) == 0) return OpenLayout(reference, reference.substr(4), platform, spool_parent);
   if (reference.rfind("docker-archive:", 0) == 0) {
     return OpenDockerArchive(reference, reference.substr(15), spool_parent);
   }

@@ -1,11 +1,13 @@
 #include "builder/registry_client.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -31,6 +33,8 @@ void CurlInitOnce() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+// A loopback address (127.0.0.0/8, ::1) written as one, or "localhost";
+// a name that merely starts with "127." is not.
 bool IsLoopbackHost(const std::string& host_port) {
   std::string host = host_port;
   if (!host.empty() && host[0] == '[') {
@@ -38,7 +42,14 @@ bool IsLoopbackHost(const std::string& host_port) {
   } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
     host = host.substr(0, colon);
   }
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  if (host == "localhost") return true;
+  unsigned char addr[16];
+  if (inet_pton(AF_INET, host.c_str(), addr) == 1) return addr[0] == 127;
+  if (inet_pton(AF_INET6, host.c_str(), addr) == 1) {
+    static const unsigned char kLoop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return std::memcmp(addr, kLoop6, 16) == 0;
+  }
+  return false;
 }
 
 std::string Base64Decode(const std::string& in) {
@@ -84,7 +95,9 @@ struct Challenge {
 Challenge ParseChallenge(const std::string& header) {
   Challenge c;
   size_t i = 0;
-  while (i < header.size() && header[i] != ' ') c.scheme += static_cast<char>(std::tolower(header[i++]));
+  while (i < header.size() && header[i] != ' ') {
+    c.scheme += static_cast<char>(std::tolower(static_cast<unsigned char>(header[i++])));
+  }
   while (i < header.size()) {
     while (i < header.size() && (header[i] == ' ' || header[i] == ',')) ++i;
     size_t eq = header.find('=', i);

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -171,18 +173,21 @@ std::optional<std::string> FieldValue(const SnapshotInfo& info, const std::vecto
 Result<std::function<bool(const SnapshotInfo&)>> ParseSnapshotFilter(const std::string& filter) {
   ASSIGN_OR_RETURN(std::vector<Selector> sels, FilterParser(filter).Parse());
   return std::function<bool(const SnapshotInfo&)>([sels](const SnapshotInfo& info) {
+    // As containerd's filters match (filters/filter.go with the snapshot
+    // adaptor): name, parent and kind are always present (a parent may be
+    // ""), a label only if set; == needs the field present, != and ~=
+    // compare what is there ("" if nothing).
     for (const Selector& s : sels) {
       auto v = FieldValue(info, s.field);
-      // A field that is present but empty (a snapshot without a parent)
-      // counts as absent, as containerd's adaptor has it.
-      const bool present = v.has_value() && !(s.field.size() == 1 && v->empty());
+      const bool present = v.has_value();
+      const std::string value = v.value_or("");
       if (s.op.empty()) {
         if (!present) return false;
       } else if (s.op == "==") {
-        if (v.value_or("") != s.value) return false;
+        if (!present || value != s.value) return false;
       } else if (s.op == "!=") {
-        if (v.value_or("") == s.value) return false;
-      } else if (!present || !std::regex_search(*v, *s.re)) {
+        if (value == s.value) return false;
+      } else if (!std::regex_search(value, *s.re)) {
         return false;
       }
     }
@@ -209,7 +214,7 @@ Result<std::unique_ptr<ContainerdSnapshots>> ContainerdSnapshots::Open(const std
         e.remote_mount = *m;
       } else {
         Log("containerd: snapshot " + key + ": image " + e.remote->image_id.substr(0, 12) +
-            " not mounted again: " + m.status().ToString());
+            " not mounted again (tried again when used): " + m.status().ToString());
       }
     }
   }
@@ -232,9 +237,28 @@ std::string ContainerdSnapshots::WorkDir(uint64_t id) const {
 
 Status ContainerdSnapshots::Load() {
   const std::string path = dir_ + "/snapshots.json";
-  std::ifstream in(path);
-  if (!in) return Status::Ok();  // a new root
-  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::Ok();  // a new root
+    return ErrnoError("stat " + path);        // never taken for an empty table
+  }
+  if (!S_ISREG(st.st_mode)) return CorruptionError(path + " is not a regular file");
+  std::string text;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status(StatusCode::kIoError, "cannot open " + path);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+    if (in.bad()) return Status(StatusCode::kIoError, "cannot read " + path);
+  }
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  try {
+    return LoadTable(j, path);
+  } catch (const json::exception& e) {
+    return CorruptionError(path + ": " + e.what());
+  }
+}
+
+Status ContainerdSnapshots::LoadTable(const nlohmann::json& j, const std::string& path) {
   auto bad = [&](const std::string& why) { return CorruptionError(path + ": " + why); };
   if (j.is_discarded() || !j.is_object() || !j.contains("snapshots") || !j["snapshots"].is_array()) {
     return bad("not a snapshots table");
@@ -421,8 +445,31 @@ Result<std::vector<MountSpec>> ContainerdSnapshots::CreateLocked(const std::stri
   return mounts;
 }
 
+void ContainerdSnapshots::RemountRemotes() {
+  if (!remote_) return;
+  std::vector<std::pair<std::string, RemoteLayers::Found>> missing;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, e] : snapshots_) {
+      if (e.remote && e.remote_mount.empty()) missing.emplace_back(key, *e.remote);
+    }
+  }
+  for (const auto& [key, found] : missing) {
+    auto m = remote_->Acquire(found);  // without the lock: reads the store
+    if (!m.ok()) continue;             // MountsLocked reports it
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = snapshots_.find(key);
+    if (it != snapshots_.end() && it->second.remote && it->second.remote_mount.empty()) {
+      it->second.remote_mount = *m;
+    } else {
+      remote_->Release(found, *m);  // removed or mounted meanwhile
+    }
+  }
+}
+
 Result<std::vector<MountSpec>> ContainerdSnapshots::Prepare(const std::string& key, const std::string& parent,
                                                             const std::map<std::string, std::string>& labels) {
+  RemountRemotes();
   ASSIGN_OR_RETURN(bool remote, TryRemote(key, parent, labels));
   if (remote) {
     return AlreadyExistsError("target snapshot " + labels.at(kSnapshotRefLabel) +
@@ -434,11 +481,13 @@ Result<std::vector<MountSpec>> ContainerdSnapshots::Prepare(const std::string& k
 
 Result<std::vector<MountSpec>> ContainerdSnapshots::View(const std::string& key, const std::string& parent,
                                                          const std::map<std::string, std::string>& labels) {
+  RemountRemotes();
   std::lock_guard<std::mutex> lock(mu_);
   return CreateLocked(key, parent, SnapshotKind::kView, labels);
 }
 
 Result<std::vector<MountSpec>> ContainerdSnapshots::Mounts(const std::string& key) {
+  RemountRemotes();
   std::lock_guard<std::mutex> lock(mu_);
   auto it = snapshots_.find(key);
   if (it == snapshots_.end()) return NotFoundError("snapshot " + key + " does not exist");
@@ -457,6 +506,7 @@ Status ContainerdSnapshots::Commit(const std::string& name, const std::string& k
     return FailedPreconditionError("snapshot " + key + " is not active");
   }
   if (snapshots_.count(name)) return AlreadyExistsError("snapshot " + name + " already exists");
+  Entry active = it->second;  // to put back if the table cannot be saved
   Entry e = std::move(it->second);
   snapshots_.erase(it);
   e.info.name = name;
@@ -464,10 +514,16 @@ Status ContainerdSnapshots::Commit(const std::string& name, const std::string& k
   e.info.labels = labels;
   e.info.created_ns = e.info.updated_ns = NowNs();
   e.usage = DiskUsage(FsDir(e.id));
-  std::error_code ec;
-  stdfs::remove_all(WorkDir(e.id), ec);
+  const uint64_t id = e.id;
   snapshots_.emplace(name, std::move(e));
-  return SaveLocked();
+  if (Status st = SaveLocked(); !st.ok()) {
+    snapshots_.erase(name);
+    snapshots_.emplace(key, std::move(active));
+    return st;
+  }
+  std::error_code ec;
+  stdfs::remove_all(WorkDir(id), ec);
+  return Status::Ok();
 }
 
 Status ContainerdSnapshots::Remove(const std::string& key) {

@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -122,6 +123,10 @@ class ContainerdSnapshots {
 
   ContainerdSnapshots(std::string dir, RemoteLayers* remote) : dir_(std::move(dir)), remote_(remote) {}
   Status Load();
+  Status LoadTable(const nlohmann::json& table, const std::string& path);
+  // Acquires the images of remote layers not mounted (their store was not
+  // reachable when they were last tried), without the lock.
+  void RemountRemotes();
   Status SaveLocked();
   std::string FsDir(uint64_t id) const;
   std::string WorkDir(uint64_t id) const;

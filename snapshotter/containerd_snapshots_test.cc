@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "tests/support/fs_util.h"
@@ -25,6 +26,7 @@ class FakeRemote final : public RemoteLayers {
  public:
   std::map<std::string, Found> images;
   Status lookup_error = Status::Ok();
+  Status acquire_error = Status::Ok();
   std::map<std::string, int> held;  // mount point -> references
 
   Result<std::optional<Found>> Lookup(const std::string& chain) override {
@@ -34,6 +36,7 @@ class FakeRemote final : public RemoteLayers {
     return std::optional<Found>(it->second);
   }
   Result<std::string> Acquire(const Found& image) override {
+    if (!acquire_error.ok()) return acquire_error;
     std::string m = "/fake/mnt/" + image.image_id;
     ++held[m];
     return m;
@@ -122,6 +125,19 @@ TEST_CASE("containerd snapshots: reopened, every snapshot is there and remote la
     REQUIRE((*s)->View("ns/4/view", "ns/3/committed", {}).ok());
   }
   CHECK(remote.held.empty());  // released when closed
+  // The store cannot be reached at start-up: the state opens all the same,
+  // the remote layer is not mounted, and it is mounted when next used.
+  remote.acquire_error = UnavailableError("store unreachable");
+  {
+    auto s = ContainerdSnapshots::Open(tmp.path(), &remote);
+    REQUIRE(s.ok());
+    CHECK(remote.held.empty());
+    CHECK((*s)->Mounts("ns/1/active").status().code() == StatusCode::kUnavailable);
+    remote.acquire_error = Status::Ok();
+    CHECK((*s)->Mounts("ns/1/active").ok());
+    CHECK(remote.held.size() == 1);
+  }
+  CHECK(remote.held.empty());
   auto s = ContainerdSnapshots::Open(tmp.path(), &remote);
   REQUIRE(s.ok());
   CHECK(remote.held.size() == 1);
@@ -172,7 +188,10 @@ TEST_CASE("containerd filters: fields, labels, quoting, negation, presence, regu
   CHECK(match("parent!=\"\"", a));
   CHECK(!match("parent!=\"\"", c));
   CHECK(match("parent", a));
-  CHECK(!match("parent", c));
+  CHECK(match("parent", c));  // name, parent, kind are always present (containerd's adaptor)
+  CHECK(match("parent==\"\"", c));
+  CHECK(!match("labels.missing==\"\"", c));  // == needs the label set
+  CHECK(match("labels.missing!=x", c));
   CHECK(match("name~=^a-", a));
   CHECK(!match("name~=^a-", c));
   CHECK(match("name==\"a-wl\"", a));
@@ -181,6 +200,17 @@ TEST_CASE("containerd filters: fields, labels, quoting, negation, presence, regu
     INFO(bad);
     CHECK(ParseSnapshotFilter(bad).status().code() == StatusCode::kInvalidArgument);
   }
+}
+
+TEST_CASE("containerd snapshots: a state file that cannot be read is an error, never an empty table") {
+  testing::ScopedTempDir tmp("ferry-csnap-bad");
+  stdfs::create_directories(tmp.path() + "/containerd/snapshots.json");  // a directory: unreadable as a file
+  auto s = ContainerdSnapshots::Open(tmp.path(), nullptr);
+  CHECK(!s.ok());
+  stdfs::remove(tmp.path() + "/containerd/snapshots.json");
+  std::ofstream(tmp.path() + "/containerd/snapshots.json") << R"({"snapshots": [{"key": "k", "id": 1, "kind": "active", "parent": 7}]})";
+  auto typed = ContainerdSnapshots::Open(tmp.path(), nullptr);
+  CHECK(typed.status().code() == StatusCode::kCorruption);
 }
 
 }  // namespace

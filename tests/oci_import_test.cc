@@ -347,6 +347,13 @@ TEST_CASE("OCI layouts that lie or carry a hostile layer are refused, naming the
     l.Write(tmp);
     expect = {"escaped"};
   }
+  SECTION("a layer blob that is not a regular file (a symlink to /dev/zero)") {
+    l.Write(tmp);
+    const std::string digest = l.layer_descriptors[0]["digest"];
+    stdfs::remove(l.BlobPath(digest));
+    stdfs::create_symlink("/dev/zero", l.BlobPath(digest));
+    expect = {digest, "not a regular file"};
+  }
   SECTION("no oci-layout file") {
     l.Write(tmp);
     stdfs::remove(l.dir + "/oci-layout");
